@@ -1,0 +1,55 @@
+/* loop: epoll readiness, timers and signals; one loop per thread. */
+#ifndef SOCKFLOW_LOOP_H
+#define SOCKFLOW_LOOP_H
+
+#include <stdint.h>
+#include "err.h"
+
+typedef struct sf_loop sf_loop;
+
+enum { SF_READ = 1, SF_WRITE = 2 };
+
+/* Called with SF_READ/SF_WRITE bits that are ready (errors and hang-ups are reported as
+ * both, so the owner's next read or write finds out what happened). */
+typedef void (*sf_io_fn)(sf_loop *l, int fd, int events, void *ud);
+typedef void (*sf_timer_fn)(sf_loop *l, void *ud);
+typedef void (*sf_signal_fn)(sf_loop *l, int signo, void *ud);
+
+/* A new loop, or NULL with err set. */
+sf_loop *sf_loop_new(sf_err *err);
+void sf_loop_free(sf_loop *l);
+
+/* Watch fd for events (SF_READ|SF_WRITE; 0 keeps it registered but quiet). One
+ * watcher per fd; watching again changes the events and callback. Returns 0 or -errno. */
+int sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud);
+/* Change only the events of a watched fd (cheap when unchanged). */
+int sf_loop_set_events(sf_loop *l, int fd, int events);
+/* Stop watching fd (call before closing it). */
+void sf_loop_unwatch(sf_loop *l, int fd);
+
+/* A one-shot timer firing after ms milliseconds. Returns an id > 0 or a negative code. */
+long sf_loop_timer(sf_loop *l, uint64_t ms, sf_timer_fn fn, void *ud);
+/* Cancel a pending timer; unknown or fired ids are ignored. */
+void sf_loop_timer_cancel(sf_loop *l, long id);
+
+/* Deliver signo to fn in this loop (signalfd). The caller blocks the signal in every
+ * thread first (sf_loop_block_signals). Returns 0 or -errno. */
+int sf_loop_signal(sf_loop *l, int signo, sf_signal_fn fn, void *ud);
+
+/* Block sigs (a 0-terminated list) in the calling thread, so that threads created after
+ * inherit the mask and signals reach loops through signalfd only. */
+int sf_loop_block_signals(const int *sigs);
+
+/* Run until sf_loop_stop(). Returns 0, or -errno if epoll_wait failed. */
+int sf_loop_run(sf_loop *l);
+/* Run one pass, waiting at most timeout_ms (-1 forever). Returns events handled. */
+int sf_loop_run_once(sf_loop *l, int timeout_ms);
+/* Ask the loop to return from sf_loop_run(). Safe from any thread. */
+void sf_loop_stop(sf_loop *l);
+
+/* Cached monotonic milliseconds of the current pass. */
+uint64_t sf_loop_now_ms(sf_loop *l);
+/* Count of wake-ups (epoll_wait returns): lets tests check a loop does not spin. */
+uint64_t sf_loop_wakeups(const sf_loop *l);
+
+#endif

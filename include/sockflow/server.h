@@ -1,0 +1,136 @@
+/* server: the TCP engine (listeners, accept, connection table, limits, timeouts, drain)
+ * and the UDP engine (batched receive and send), running services on event loops. */
+#ifndef SOCKFLOW_SERVER_H
+#define SOCKFLOW_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "addr.h"
+#include "err.h"
+#include "loop.h"
+#include "trace.h"
+
+typedef struct sf_server sf_server;
+typedef struct sf_conn sf_conn;
+
+enum { SF_PROTO_TCP = 1, SF_PROTO_UDP = 2 };
+
+/* One datagram handed to a service. The service answers by pointing reply at reply_len
+ * bytes (in d->out, which holds outcap bytes, or in d->in itself); reply_len 0 sends
+ * nothing. */
+typedef struct sf_dgram {
+    const char *in;
+    size_t inlen;
+    const sf_addr *from;
+    void *state;            /* the service's per-loop state */
+    char *out;
+    size_t outcap;
+    const char *reply;
+    size_t reply_len;
+} sf_dgram;
+
+/* A service: what a server does with each client. Adding one is one file in src/svc/
+ * and one line in the table of src/svc/services.c. Callbacks left NULL do nothing. */
+typedef struct sf_service {
+    const char *name;
+    int port;                   /* well-known port, used when none is given */
+    unsigned protos;            /* SF_PROTO_TCP | SF_PROTO_UDP offered */
+    int one_loop;               /* every client in one loop (they talk to each other) */
+    size_t conn_size;           /* bytes of zeroed per-connection state (sf_conn_data) */
+    void *(*state_new)(void);   /* per-loop state, NULL on failure */
+    void (*state_free)(void *state);
+    /* TCP */
+    void (*on_open)(sf_conn *c);
+    void (*on_data)(sf_conn *c, char *data, size_t len);
+    void (*on_eof)(sf_conn *c); /* NULL: sf_conn_finish() */
+    void (*on_drain)(sf_conn *c); /* writable with nothing queued, after sf_conn_want_drain */
+    void (*on_close)(sf_conn *c);
+    /* UDP */
+    void (*on_datagram)(sf_dgram *d);
+} sf_service;
+
+typedef void (*sf_log_fn)(void *ud, const char *line);
+
+typedef struct sf_server_opts {
+    int loops;                  /* event loops (threads); 0: 1 */
+    int backlog;                /* 0: SF_BACKLOG_DEFAULT */
+    size_t queue_cap;           /* most bytes queued per connection; 0: 256 KiB */
+    int max_conns;              /* 0: no limit; above it new clients are closed at once */
+    uint32_t idle_timeout_ms;   /* close a connection silent this long; 0: never */
+    uint32_t send_timeout_ms;   /* close a connection whose queue makes no progress; 0: never */
+    uint32_t drain_timeout_ms;  /* SIGTERM: time left for clients to finish; 0: 10 s */
+    size_t dgram_max;           /* largest datagram taken whole; bigger are dropped; 0: 65536 */
+    const sf_tracer *tracer;    /* NULL: no tracing */
+    sf_log_fn log;              /* one line per event worth a person's attention */
+    void *log_ud;
+} sf_server_opts;
+
+/* One bound socket, as reported to the caller (one per address and protocol, whatever
+ * the number of loops). */
+typedef struct sf_listener {
+    const sf_service *svc;
+    int proto;
+    sf_addr addr;               /* the real address, port 0 resolved */
+} sf_listener;
+
+typedef struct sf_server_stats {
+    uint64_t accepted, closed, refused_max, emfile;
+    uint64_t bytes_in, bytes_out;
+    uint64_t dgrams_in, dgrams_out, dgrams_truncated, dgrams_dropped;
+    uint64_t queue_cap_hits, timeouts;
+} sf_server_stats;
+
+/* A server with opts->loops loops, nothing bound yet. NULL with err set on failure. */
+sf_server *sf_server_new(const sf_server_opts *opts, sf_err *err);
+
+/* Bind svc on every address of addrs (ports ignored) at port, over protos (TCP and/or
+ * UDP, limited to what svc offers). Port 0: the kernel picks one free port and every
+ * address and protocol of the service gets that same port. Returns 0 or a negative
+ * code with err set ("bind 127.0.0.1:7: Permission denied"). */
+int sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, int naddrs,
+                     int port, unsigned protos, sf_err *err);
+
+int sf_server_listener_count(const sf_server *s);
+const sf_listener *sf_server_listener(const sf_server *s, int i);
+
+/* Serve until stopped. SIGINT stops at once; SIGTERM stops accepting and gives the
+ * clients drain_timeout_ms to finish, a second signal stops at once. SIGPIPE is ignored.
+ * Returns 0 or a negative code. */
+int sf_server_run(sf_server *s);
+
+/* Stop from any thread: drain (1) or at once (0). */
+void sf_server_stop(sf_server *s, int drain);
+
+/* Counters summed over the loops (exact once sf_server_run has returned). */
+void sf_server_get_stats(const sf_server *s, sf_server_stats *out);
+
+void sf_server_free(sf_server *s);
+
+/* ---- what a service may do with a connection ---- */
+
+/* Send len bytes: written now as far as the socket takes them, the rest queued; while
+ * anything is queued, reading from this client stops (backpressure). Returns 0, or
+ * -ENOBUFS when the queue would pass its cap (nothing of p is queued then; the service
+ * decides: usually sf_conn_close). */
+int sf_conn_send(sf_conn *c, const void *p, size_t len);
+
+/* Flush what is queued, then send FIN; what the client still sends is read and dropped
+ * (so a reply is never cut off by a reset) until it closes, then close. */
+void sf_conn_finish(sf_conn *c);
+
+/* Close now. reason (may be NULL) is logged. The connection must not be used after. */
+void sf_conn_close(sf_conn *c, const char *reason);
+
+/* Ask for on_drain whenever the socket is writable and nothing is queued (generators). */
+void sf_conn_want_drain(sf_conn *c, int on);
+
+void *sf_conn_data(sf_conn *c);          /* the conn_size bytes of service state */
+void *sf_conn_state(sf_conn *c);         /* the service's per-loop state */
+unsigned long sf_conn_id(const sf_conn *c);
+int sf_conn_fd(const sf_conn *c);
+size_t sf_conn_queued(const sf_conn *c);
+int sf_conn_peer(const sf_conn *c, sf_addr *a);
+/* Log a line through the server's log, prefixed with the service and peer. */
+void sf_conn_log(sf_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

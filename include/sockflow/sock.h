@@ -1,0 +1,89 @@
+/* sock: the flow itself, in the order it happens. Every call takes a trace (NULL = off). */
+#ifndef SOCKFLOW_SOCK_H
+#define SOCKFLOW_SOCK_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "addr.h"
+#include "err.h"
+#include "trace.h"
+
+#define SF_BACKLOG_DEFAULT 511
+
+/* Options for sf_tcp_listen() and sf_udp_bind(). Zero-initialise for the defaults. */
+typedef struct sf_listen_opts {
+    int backlog;            /* 0: SF_BACKLOG_DEFAULT */
+    int reuseport;          /* SO_REUSEPORT, so several loops can own a socket each */
+    int blocking;           /* leave the socket blocking (the default is nonblocking) */
+} sf_listen_opts;
+
+/* socket → setsockopt(SO_REUSEADDR) → bind → listen, on one address. The socket is
+ * nonblocking and close-on-exec unless opts->blocking. Returns the fd or a negative
+ * code with err set ("bind 127.0.0.1:7: Permission denied"). An IPv6 socket is
+ * IPV6_V6ONLY: v4 and v6 are bound separately. */
+int sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
+                  sf_err *err);
+
+/* accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) one pending connection. Retries EINTR; the
+ * transient errors of accept(2) (ECONNABORTED, EPROTO, network errors, ENOBUFS ...)
+ * are reported as SF_EAGAIN so a listener stays armed. peer may be NULL.
+ * Returns the new fd, SF_EAGAIN, or a negative errno (EMFILE, ENFILE, EBADF ...). */
+int sf_tcp_accept(const sf_trace *t, int lfd, sf_addr *peer);
+
+/* Same, for a blocking listening socket (the demo and the examples): waits. */
+int sf_tcp_accept_blocking(const sf_trace *t, int lfd, sf_addr *peer);
+
+/* socket → [bind src] → connect, waiting at most timeout_ms (< 0: forever) for the
+ * handshake (nonblocking connect, poll, SO_ERROR). Returns a connected fd, left
+ * nonblocking when nonblock is set, else blocking. */
+int sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src,
+                   int timeout_ms, int nonblock, sf_err *err);
+
+/* Try every address of list in order; the error of the last one is reported. */
+int sf_tcp_connect_list(const sf_trace *t, const sf_addr_list *list, const sf_addr *src,
+                        int timeout_ms, int nonblock, sf_err *err);
+
+/* socket(SOCK_DGRAM) → bind. Nonblocking unless opts->blocking. */
+int sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
+                sf_err *err);
+
+/* socket(SOCK_DGRAM) → [bind src] → connect, so that ICMP errors (port unreachable)
+ * come back as ECONNREFUSED on the next send/recv. Blocking unless nonblock. */
+int sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonblock,
+                   sf_err *err);
+
+/* One read/recv. Returns bytes (0 = end of stream), SF_EAGAIN, or a negative errno.
+ * EINTR is retried. */
+ssize_t sf_read(const sf_trace *t, int fd, void *buf, size_t len);
+
+/* One write/send with MSG_NOSIGNAL (a reset peer never raises SIGPIPE). Returns bytes
+ * written, SF_EAGAIN, or a negative errno. EINTR is retried. */
+ssize_t sf_write(const sf_trace *t, int fd, const void *buf, size_t len);
+
+/* Read exactly len bytes on a blocking fd unless end of stream comes first. Returns
+ * bytes read (< len only at end of stream) or a negative errno. */
+ssize_t sf_read_full(const sf_trace *t, int fd, void *buf, size_t len);
+
+/* Write all len bytes on a blocking fd. Returns len or a negative errno. */
+ssize_t sf_write_full(const sf_trace *t, int fd, const void *buf, size_t len);
+
+/* recvfrom / sendto for datagrams. from may be NULL. sf_recvfrom returns SF_EMSGTRUNC
+ * style truncation as a positive length with *truncated set when not NULL. */
+ssize_t sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from,
+                    int *truncated);
+ssize_t sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr *to);
+
+/* shutdown(SHUT_WR): send FIN, keep reading. */
+int sf_shutdown_write(const sf_trace *t, int fd);
+
+/* close(). Returns 0 or a negative errno. */
+int sf_close(const sf_trace *t, int fd);
+
+/* Helpers. */
+int sf_set_nonblock(int fd, int on);
+int sf_local_addr(int fd, sf_addr *a);
+int sf_peer_addr(int fd, sf_addr *a);
+/* SO_ERROR of fd as a negative errno, or 0. */
+int sf_sock_error(int fd);
+
+#endif

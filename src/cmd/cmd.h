@@ -1,0 +1,24 @@
+/* cmd: option parsing, printing and exit codes — the only place that calls exit(). */
+#ifndef SOCKFLOW_CMD_H
+#define SOCKFLOW_CMD_H
+
+#include "sockflow/sockflow.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+int cmd_serve(int argc, char **argv);
+int cmd_connect(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* "sockflow: " + message on stderr; returns EXIT_FAIL. */
+int cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "sockflow CMD: message" + "Try 'sockflow CMD --help'." on stderr; returns EXIT_USAGE. */
+int cmd_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A non-negative whole number of at most max, or -1. */
+long cmd_parse_count(const char *s, long max);
+/* Seconds, fractions allowed ("0.5"), as milliseconds, or -1. */
+long cmd_parse_secs_ms(const char *s);
+/* "64k", "1m", "512" as bytes, or -1. */
+long cmd_parse_size(const char *s);
+
+#endif

@@ -1,0 +1,242 @@
+/* serve: `sockflow serve [-l ADDR]... [-t|-u] [-j N] SERVICE[:PORT]...` */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+#define MAX_ADDRS 16
+
+static const char serve_usage[] =
+    "usage: sockflow serve [OPTIONS] SERVICE[:PORT]...\n"
+    "\n"
+    "Services: echo. Without :PORT a service takes its well-known port (echo 7);\n"
+    "port 0 lets the kernel pick a free one, printed on the 'listening on' line.\n"
+    "\n"
+    "  -l, --listen ADDR      listen on ADDR (repeatable; default 127.0.0.1 and ::1;\n"
+    "                         0.0.0.0 or :: for every address)\n"
+    "  -t, --tcp              TCP only          -u, --udp     UDP only\n"
+    "  -4                     IPv4 only         -6            IPv6 only\n"
+    "  -j, --loops N          event loops, one thread each (default 1)\n"
+    "      --backlog N        listen() backlog (default 511)\n"
+    "      --max-conns N      at most N clients; more are closed at once (default: no limit)\n"
+    "      --queue-cap SIZE   output queued per client before reading it stops (256k)\n"
+    "      --idle-timeout S   close a client silent S seconds (default 300; 0 never)\n"
+    "      --send-timeout S   close a client that reads nothing for S seconds (default 60)\n"
+    "      --drain-timeout S  after SIGTERM, time for clients to finish (default 10)\n"
+    "      --dgram-max SIZE   largest datagram taken whole; bigger are dropped (65536)\n"
+    "  -q, --quiet            log nothing but errors\n"
+    "  -h, --help\n";
+
+enum { OPT_BACKLOG = 256, OPT_MAX_CONNS, OPT_QUEUE_CAP, OPT_IDLE, OPT_SEND, OPT_DRAIN,
+       OPT_DGRAM_MAX };
+
+static const struct option serve_opts[] = {
+    { "listen", required_argument, NULL, 'l' },
+    { "tcp", no_argument, NULL, 't' },
+    { "udp", no_argument, NULL, 'u' },
+    { "loops", required_argument, NULL, 'j' },
+    { "backlog", required_argument, NULL, OPT_BACKLOG },
+    { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+    { "queue-cap", required_argument, NULL, OPT_QUEUE_CAP },
+    { "idle-timeout", required_argument, NULL, OPT_IDLE },
+    { "send-timeout", required_argument, NULL, OPT_SEND },
+    { "drain-timeout", required_argument, NULL, OPT_DRAIN },
+    { "dgram-max", required_argument, NULL, OPT_DGRAM_MAX },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+};
+
+typedef struct serve_conf {
+    sf_server_opts so;
+    const char *listen[MAX_ADDRS];
+    int nlisten;
+    unsigned protos;
+    int family_flags;
+    int quiet;
+} serve_conf;
+
+static void
+log_line(void *ud, const char *line)
+{
+    serve_conf *c = ud;
+
+    if (!c->quiet)
+        fprintf(stderr, "sockflow: %s\n", line);
+}
+
+static int
+parse_opts(serve_conf *c, int argc, char **argv)
+{
+    int ch;
+    long v;
+
+    c->protos = SF_PROTO_TCP | SF_PROTO_UDP;
+    c->so.idle_timeout_ms = 300000;
+    c->so.send_timeout_ms = 60000;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "l:tu46j:qh", serve_opts, NULL)) != -1) {
+        switch (ch) {
+        case 'l':
+            if (c->nlisten == MAX_ADDRS)
+                return cmd_usage_error("serve", "at most %d -l addresses", MAX_ADDRS);
+            c->listen[c->nlisten++] = optarg;
+            break;
+        case 't': c->protos = SF_PROTO_TCP; break;
+        case 'u': c->protos = SF_PROTO_UDP; break;
+        case '4': c->family_flags = SF_ADDR_V4ONLY; break;
+        case '6': c->family_flags = SF_ADDR_V6ONLY; break;
+        case 'q': c->quiet = 1; break;
+        case 'h': fputs(serve_usage, stdout); return -EXIT_OK - 1000;
+        case 'j':
+            if ((v = cmd_parse_count(optarg, 64)) < 1)
+                return cmd_usage_error("serve", "-j %s: a number of loops from 1 to 64", optarg);
+            c->so.loops = (int)v;
+            break;
+        case OPT_BACKLOG:
+            if ((v = cmd_parse_count(optarg, 1 << 20)) < 1)
+                return cmd_usage_error("serve", "--backlog %s: a positive number", optarg);
+            c->so.backlog = (int)v;
+            break;
+        case OPT_MAX_CONNS:
+            if ((v = cmd_parse_count(optarg, 1 << 24)) < 0)
+                return cmd_usage_error("serve", "--max-conns %s: a number", optarg);
+            c->so.max_conns = (int)v;
+            break;
+        case OPT_QUEUE_CAP:
+            if ((v = cmd_parse_size(optarg)) < 1 || v > (1L << 30))
+                return cmd_usage_error("serve", "--queue-cap %s: a size such as 256k", optarg);
+            c->so.queue_cap = (size_t)v;
+            break;
+        case OPT_DGRAM_MAX:
+            if ((v = cmd_parse_size(optarg)) < 1 || v > 65536)
+                return cmd_usage_error("serve", "--dgram-max %s: a size from 1 to 65536", optarg);
+            c->so.dgram_max = (size_t)v;
+            break;
+        case OPT_IDLE: case OPT_SEND: case OPT_DRAIN:
+            if ((v = cmd_parse_secs_ms(optarg)) < 0 || v > 0xffffffffL)
+                return cmd_usage_error("serve", "%s: a number of seconds", optarg);
+            if (ch == OPT_IDLE)
+                c->so.idle_timeout_ms = (uint32_t)v;
+            else if (ch == OPT_SEND)
+                c->so.send_timeout_ms = (uint32_t)v;
+            else
+                c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
+            break;
+        default:
+            return cmd_usage_error("serve", "unknown option");
+        }
+    }
+    if (optind >= argc)
+        return cmd_usage_error("serve", "name at least one service (echo)");
+    return 0;
+}
+
+/* The addresses to listen on: -l ADDR resolved, or loopback of each family. */
+static int
+listen_addrs(const serve_conf *c, sf_addr *out, int *n, int *defaulted)
+{
+    *n = 0;
+    *defaulted = c->nlisten == 0;
+    if (c->nlisten == 0) {
+        if (c->family_flags != SF_ADDR_V6ONLY)
+            sf_addr_loopback(&out[(*n)++], AF_INET, 0);
+        if (c->family_flags != SF_ADDR_V4ONLY)
+            sf_addr_loopback(&out[(*n)++], AF_INET6, 0);
+        return 0;
+    }
+    for (int i = 0; i < c->nlisten; i++) {
+        char host[256], port[64];
+        sf_addr_list l;
+        sf_err err;
+
+        if (sf_addr_split(c->listen[i], host, sizeof(host), port, sizeof(port), &err) < 0 ||
+            sf_addr_resolve(host[0] ? host : "0.0.0.0", "0",
+                            SF_ADDR_PASSIVE | c->family_flags, &l, &err) < 0)
+            return cmd_fail("listen: %s", err.msg);
+        if (port[0] != '\0')
+            return cmd_usage_error("serve", "-l %s: give the port with the service "
+                                   "(echo:PORT), not the address", c->listen[i]);
+        for (int j = 0; j < l.n && *n < MAX_ADDRS; j++)
+            out[(*n)++] = l.a[j];
+    }
+    return 0;
+}
+
+static int
+listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_addr *addrs,
+               int naddrs, int defaulted)
+{
+    char name[64], portstr[64];
+    const sf_service *svc;
+    sf_err err;
+    int port, rc;
+
+    if (sf_addr_split(spec, name, sizeof(name), portstr, sizeof(portstr), &err) < 0)
+        return cmd_usage_error("serve", "%s: expected SERVICE[:PORT]", spec);
+    svc = sf_service_find(name);
+    if (svc == NULL)
+        return cmd_usage_error("serve", "%s: no such service (echo)", name);
+    port = svc->port;
+    if (portstr[0] && (port = sf_addr_parse_port(portstr, &err)) < 0)
+        return cmd_fail("%s", err.msg);
+    rc = sf_server_listen(s, svc, addrs, naddrs, port, c->protos, &err);
+    /* No IPv6 on this host: the default loopback pair falls back to IPv4 alone. */
+    if (rc < 0 && defaulted && naddrs == 2 &&
+        (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) && strstr(err.msg, "[::1]"))
+        rc = sf_server_listen(s, svc, addrs, 1, port, c->protos, &err);
+    if (rc == -EACCES && port > 0 && port < 1024)
+        return cmd_fail("%s (ports below 1024 need privilege: try %s:%d or another port "
+                        "above 1023)", err.msg, svc->name, port + 7000);
+    if (rc == -EADDRINUSE)
+        return cmd_fail("%s (another server is running there)", err.msg);
+    if (rc < 0)
+        return cmd_fail("%s", err.msg);
+    return 0;
+}
+
+int
+cmd_serve(int argc, char **argv)
+{
+    serve_conf c = { 0 };
+    sf_addr addrs[MAX_ADDRS];
+    sf_server *s = NULL;
+    int naddrs, defaulted, rc;
+    sf_err err;
+
+    rc = parse_opts(&c, argc, argv);
+    if (rc == -EXIT_OK - 1000)
+        return EXIT_OK;
+    if (rc != 0)
+        return rc;
+    if ((rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0)
+        return rc;
+    c.so.log = log_line;
+    c.so.log_ud = &c;
+    s = sf_server_new(&c.so, &err);
+    if (s == NULL)
+        return cmd_fail("%s", err.msg);
+    for (int i = optind; i < argc; i++) {
+        if ((rc = listen_service(s, &c, argv[i], addrs, naddrs, defaulted)) != 0)
+            goto out;
+    }
+    for (int i = 0; i < sf_server_listener_count(s); i++) {
+        const sf_listener *l = sf_server_listener(s, i);
+        char where[SF_ADDR_STRLEN];
+
+        printf("listening on %s %s (%s)\n", l->proto == SF_PROTO_TCP ? "tcp" : "udp",
+               sf_addr_format(&l->addr, where, sizeof(where)), l->svc->name);
+    }
+    fflush(stdout);
+    rc = sf_server_run(s);
+    if (rc < 0) {
+        rc = cmd_fail("serve: %s", sf_strerror(rc));
+        goto out;
+    }
+    rc = EXIT_OK;
+out:
+    sf_server_free(s);
+    return rc;
+}

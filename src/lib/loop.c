@@ -1,0 +1,418 @@
+/* loop: one epoll instance, a table of watchers indexed by fd, a timer heap and a
+ * signalfd; sf_loop_stop() wakes it through an eventfd from any thread. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sockflow/loop.h"
+
+#define MAX_EVENTS 256
+#define MAX_SIGNALS 8
+
+typedef struct watcher {
+    sf_io_fn fn;
+    void *ud;
+    int events;
+} watcher;
+
+typedef struct timer {
+    uint64_t due_ms;
+    long id;
+    sf_timer_fn fn;
+    void *ud;
+} timer;
+
+struct sf_loop {
+    int epfd;
+    int wakefd;
+    int sigfd;
+    atomic_int stopping;
+    watcher *w;             /* indexed by fd */
+    int nw;
+    timer *heap;            /* min-heap on due_ms */
+    int ntimers, captimers;
+    long next_timer_id;
+    struct { int signo; sf_signal_fn fn; void *ud; } sig[MAX_SIGNALS];
+    int nsig;
+    sigset_t sigmask;
+    uint64_t now_ms;
+    uint64_t wakeups;
+};
+
+static uint64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint32_t
+to_epoll(int events)
+{
+    return (events & SF_READ ? EPOLLIN : 0) | (events & SF_WRITE ? EPOLLOUT : 0);
+}
+
+static void
+on_wake(sf_loop *l, int fd, int events, void *ud)
+{
+    uint64_t v;
+
+    (void)l;
+    (void)events;
+    (void)ud;
+    while (read(fd, &v, sizeof(v)) > 0)
+        ;
+}
+
+sf_loop *
+sf_loop_new(sf_err *err)
+{
+    sf_loop *l = calloc(1, sizeof(*l));
+
+    if (l == NULL) {
+        sf_err_set(err, -ENOMEM, "loop");
+        return NULL;
+    }
+    l->sigfd = -1;
+    l->wakefd = -1;
+    sigemptyset(&l->sigmask);
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->epfd < 0) {
+        sf_err_set(err, -errno, "epoll_create1");
+        goto fail;
+    }
+    l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wakefd < 0) {
+        sf_err_set(err, -errno, "eventfd");
+        goto fail;
+    }
+    if (sf_loop_watch(l, l->wakefd, SF_READ, on_wake, NULL) < 0) {
+        sf_err_set(err, -errno, "epoll_ctl eventfd");
+        goto fail;
+    }
+    l->now_ms = mono_ms();
+    return l;
+fail:
+    sf_loop_free(l);
+    return NULL;
+}
+
+void
+sf_loop_free(sf_loop *l)
+{
+    if (l == NULL)
+        return;
+    if (l->sigfd >= 0)
+        close(l->sigfd);
+    if (l->wakefd >= 0)
+        close(l->wakefd);
+    if (l->epfd >= 0)
+        close(l->epfd);
+    free(l->w);
+    free(l->heap);
+    free(l);
+}
+
+static int
+grow_watchers(sf_loop *l, int fd)
+{
+    int n = l->nw ? l->nw : 64;
+    watcher *w;
+
+    while (n <= fd)
+        n *= 2;
+    w = realloc(l->w, (size_t)n * sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    memset(w + l->nw, 0, (size_t)(n - l->nw) * sizeof(*w));
+    l->w = w;
+    l->nw = n;
+    return 0;
+}
+
+int
+sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud)
+{
+    struct epoll_event ev = { .events = to_epoll(events), .data.fd = fd };
+    int op;
+
+    if (fd < 0)
+        return -EBADF;
+    if (fd >= l->nw && grow_watchers(l, fd) < 0)
+        return -ENOMEM;
+    op = l->w[fd].fn ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(l->epfd, op, fd, &ev) < 0)
+        return -errno;
+    l->w[fd].fn = fn;
+    l->w[fd].ud = ud;
+    l->w[fd].events = events;
+    return 0;
+}
+
+int
+sf_loop_set_events(sf_loop *l, int fd, int events)
+{
+    struct epoll_event ev = { .events = to_epoll(events), .data.fd = fd };
+
+    if (fd < 0 || fd >= l->nw || l->w[fd].fn == NULL)
+        return -EBADF;
+    if (l->w[fd].events == events)
+        return 0;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+        return -errno;
+    l->w[fd].events = events;
+    return 0;
+}
+
+void
+sf_loop_unwatch(sf_loop *l, int fd)
+{
+    if (fd < 0 || fd >= l->nw || l->w[fd].fn == NULL)
+        return;
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+    l->w[fd].fn = NULL;
+    l->w[fd].ud = NULL;
+    l->w[fd].events = 0;
+}
+
+/* ---- timers: a binary min-heap ---- */
+
+static void
+heap_swap(timer *h, int i, int j)
+{
+    timer tmp = h[i];
+
+    h[i] = h[j];
+    h[j] = tmp;
+}
+
+static void
+heap_up(timer *h, int i)
+{
+    while (i > 0 && h[(i - 1) / 2].due_ms > h[i].due_ms) {
+        heap_swap(h, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void
+heap_down(timer *h, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+
+        if (l < n && h[l].due_ms < h[m].due_ms)
+            m = l;
+        if (r < n && h[r].due_ms < h[m].due_ms)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(h, i, m);
+        i = m;
+    }
+}
+
+static void
+heap_remove(sf_loop *l, int i)
+{
+    l->ntimers--;
+    if (i == l->ntimers)
+        return;
+    l->heap[i] = l->heap[l->ntimers];
+    heap_down(l->heap, l->ntimers, i);
+    heap_up(l->heap, i);
+}
+
+long
+sf_loop_timer(sf_loop *l, uint64_t ms, sf_timer_fn fn, void *ud)
+{
+    if (l->ntimers == l->captimers) {
+        int n = l->captimers ? l->captimers * 2 : 16;
+        timer *h = realloc(l->heap, (size_t)n * sizeof(*h));
+
+        if (h == NULL)
+            return -ENOMEM;
+        l->heap = h;
+        l->captimers = n;
+    }
+    l->heap[l->ntimers] = (timer){ mono_ms() + ms, ++l->next_timer_id, fn, ud };
+    heap_up(l->heap, l->ntimers++);
+    return l->next_timer_id;
+}
+
+void
+sf_loop_timer_cancel(sf_loop *l, long id)
+{
+    for (int i = 0; i < l->ntimers; i++) {
+        if (l->heap[i].id == id) {
+            heap_remove(l, i);
+            return;
+        }
+    }
+}
+
+static int
+run_timers(sf_loop *l)
+{
+    int n = 0;
+
+    while (l->ntimers > 0 && l->heap[0].due_ms <= l->now_ms) {
+        timer t = l->heap[0];
+
+        heap_remove(l, 0);
+        t.fn(l, t.ud);
+        n++;
+    }
+    return n;
+}
+
+static int
+next_timeout(sf_loop *l, int timeout_ms)
+{
+    uint64_t now, wait;
+
+    if (l->ntimers == 0)
+        return timeout_ms;
+    now = mono_ms();
+    wait = l->heap[0].due_ms > now ? l->heap[0].due_ms - now : 0;
+    if (timeout_ms >= 0 && (uint64_t)timeout_ms < wait)
+        return timeout_ms;
+    return wait > 0x7fffffff ? 0x7fffffff : (int)wait;
+}
+
+/* ---- signals ---- */
+
+int
+sf_loop_block_signals(const int *sigs)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    for (; *sigs; sigs++)
+        sigaddset(&set, *sigs);
+    return -pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static void
+on_signalfd(sf_loop *l, int fd, int events, void *ud)
+{
+    struct signalfd_siginfo si;
+
+    (void)events;
+    (void)ud;
+    while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        for (int i = 0; i < l->nsig; i++)
+            if (l->sig[i].signo == (int)si.ssi_signo)
+                l->sig[i].fn(l, (int)si.ssi_signo, l->sig[i].ud);
+    }
+}
+
+int
+sf_loop_signal(sf_loop *l, int signo, sf_signal_fn fn, void *ud)
+{
+    int fd;
+
+    if (l->nsig == MAX_SIGNALS)
+        return -ENOSPC;
+    sigaddset(&l->sigmask, signo);
+    fd = signalfd(l->sigfd, &l->sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (l->sigfd < 0) {
+        int rc = sf_loop_watch(l, fd, SF_READ, on_signalfd, NULL);
+
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
+    }
+    l->sigfd = fd;
+    l->sig[l->nsig].signo = signo;
+    l->sig[l->nsig].fn = fn;
+    l->sig[l->nsig].ud = ud;
+    l->nsig++;
+    return 0;
+}
+
+/* ---- running ---- */
+
+int
+sf_loop_run_once(sf_loop *l, int timeout_ms)
+{
+    struct epoll_event evs[MAX_EVENTS];
+    int n, handled = 0;
+
+    n = epoll_wait(l->epfd, evs, MAX_EVENTS, next_timeout(l, timeout_ms));
+    l->wakeups++;
+    if (n < 0) {
+        if (errno != EINTR)
+            return -errno;
+        n = 0;
+    }
+    l->now_ms = mono_ms();
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        uint32_t e = evs[i].events;
+        int events = 0;
+
+        /* The watcher may have gone during this batch (closed by another callback). */
+        if (fd >= l->nw || l->w[fd].fn == NULL)
+            continue;
+        if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+            events |= SF_READ;
+        if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            events |= SF_WRITE;
+        events &= l->w[fd].events | ((e & (EPOLLERR | EPOLLHUP)) ? SF_READ | SF_WRITE : 0);
+        if (events == 0)
+            continue;
+        l->w[fd].fn(l, fd, events, l->w[fd].ud);
+        handled++;
+    }
+    return handled + run_timers(l);
+}
+
+int
+sf_loop_run(sf_loop *l)
+{
+    while (atomic_load(&l->stopping) == 0) {
+        int rc = sf_loop_run_once(l, -1);
+
+        if (rc < 0)
+            return rc;
+    }
+    atomic_store(&l->stopping, 0);
+    return 0;
+}
+
+void
+sf_loop_stop(sf_loop *l)
+{
+    uint64_t one = 1;
+
+    atomic_store(&l->stopping, 1);
+    if (write(l->wakefd, &one, sizeof(one)) < 0) {
+        /* the counter is already non-zero: the loop will wake anyway */
+    }
+}
+
+uint64_t
+sf_loop_now_ms(sf_loop *l)
+{
+    return l->now_ms;
+}
+
+uint64_t
+sf_loop_wakeups(const sf_loop *l)
+{
+    return l->wakeups;
+}
