@@ -43,6 +43,14 @@ int sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src,
 int sf_tcp_connect_list(const sf_trace *t, const sf_addr_list *list, const sf_addr *src,
                         int timeout_ms, int nonblock, sf_err *err);
 
+/* socket → [bind src] → connect without waiting: the nonblocking socket is returned
+ * while the handshake may still be under way (the first write or SO_ERROR tells how it
+ * ended). A src with port 0 is bound with IP_BIND_ADDRESS_NO_PORT, so the kernel picks
+ * the port at connect time for the whole address pair: many sources, many ports.
+ * Returns the fd or a negative code with err set. */
+int sf_tcp_connect_start(const sf_trace *t, const sf_addr *a, const sf_addr *src,
+                         sf_err *err);
+
 /* socket(SOCK_DGRAM) → bind. Nonblocking unless opts->blocking. */
 int sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                 sf_err *err);

@@ -14,5 +14,7 @@
 #include "server.h"
 #include "svc.h"
 #include "client.h"
+#include "hist.h"
+#include "bench.h"
 
 #endif

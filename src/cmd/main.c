@@ -1,4 +1,4 @@
-/* sockflow: the command — serve, connect, demo. */
+/* sockflow: the command — serve, connect, bench, demo. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,8 @@ static const char usage[] =
     "  serve   [-l ADDR] [-t|-u] [-j N] SERVICE[:PORT]...   run services (echo)\n"
     "  connect [-u] [-4|-6] [-w SECS] [-q SECS] [-s SRC[:PORT]] HOST PORT\n"
     "                                                        stdin -> socket -> stdout\n"
+    "  bench   echo|connect|stream|udp HOST PORT [-c N] [-s SIZE] [-d SECS] [--json]\n"
+    "                                                        load generator, latency percentiles\n"
     "  demo                                                  the TCP and UDP flows, narrated\n"
     "\n"
     "'sockflow COMMAND --help' for the options of one; 'man sockflow' for all.\n";
@@ -111,6 +113,8 @@ main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "connect") == 0)
         return cmd_connect(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0)
         return cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "sockflow: unknown command '%s'\n%s", cmd, usage);
