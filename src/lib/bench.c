@@ -1,9 +1,10 @@
 /* bench: the load generator. One sf_loop per thread, each owning a share of the
  * connections (or UDP slots); every byte sent comes from one pseudo-random pattern at
  * an offset of the connection's own, so every byte that comes back can be checked.
- * Counters go to the current interval (for the live reports) and, once the warm-up is
- * over, to the worker's total; nothing is shared while the load runs but the mutex
- * taken once per interval to hand an interval over. */
+ * Counters go to the worker's current interval; at each interval boundary (one falls
+ * on the end of the warm-up) the interval is added to the worker's total if it lies
+ * after the warm-up, and handed to the reporting thread under a mutex taken once per
+ * interval. Nothing else is shared while the load runs. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -82,7 +83,9 @@ struct worker {
     int stopping;
     uint64_t now;
     uint64_t finish_ns;
-    int next_tick;
+    int next_tick;          /* index of the next interval boundary */
+    uint64_t roll_ns;       /* when it falls; UINT64_MAX: none left */
+    uint64_t cur_start_ns;  /* start of the current interval */
     sf_bench_stats cur, total;
     /* handed over under b->mu */
     sf_bench_stats posted;
@@ -158,18 +161,12 @@ measuring(const worker *w)
     return w->now >= w->b->warm_end_ns;
 }
 
-/* Counters: the interval always, the result once the warm-up is over. */
-#define COUNT(w, field, n) do { \
-        (w)->cur.field += (n); \
-        if (measuring(w)) (w)->total.field += (n); \
-    } while (0)
+#define COUNT(w, field, n) ((w)->cur.field += (n))
 
 static void
 count_error(worker *w, int code)
 {
     sf_bench_count_error(&w->cur.err, code);
-    if (measuring(w))
-        sf_bench_count_error(&w->total.err, code);
 }
 
 static void
@@ -177,11 +174,8 @@ record(worker *w, uint64_t lat_ns)
 {
     w->cur.requests++;
     sf_hist_record(&w->cur.lat, lat_ns);
-    if (measuring(w)) {
-        w->total.requests++;
+    if (measuring(w))
         w->measured++;
-        sf_hist_record(&w->total.lat, lat_ns);
-    }
 }
 
 /* stream: whole buffers moved, counted as requests. */
@@ -191,10 +185,20 @@ count_chunks(worker *w, uint64_t before_off, uint64_t after_off)
     uint64_t n = after_off / w->b->o.size - before_off / w->b->o.size;
 
     w->cur.requests += n;
-    if (measuring(w)) {
-        w->total.requests += n;
+    if (measuring(w))
         w->measured += n;
-    }
+}
+
+static void roll(worker *w);
+
+/* The time of this wake-up; an interval boundary passed since closes the interval
+ * first, so that every count lands in the interval it happened in. */
+static void
+clock_in(worker *w)
+{
+    w->now = sf_now_ns();
+    if (w->now >= w->roll_ns)
+        roll(w);
 }
 
 static int
@@ -406,7 +410,7 @@ cycle_done(worker *w, conn *c)
     c->sent_off = c->recv_off = 0;
     c->bad_req = 0;
     w->outstanding--;
-    w->now = sf_now_ns();
+    clock_in(w);
     record(w, w->now - c->start_ns);
     check_quota(w);
     cycle_start(w, c);
@@ -509,7 +513,7 @@ conn_io(sf_loop *l, int fd, int events, void *ud)
 
     (void)l;
     (void)fd;
-    w->now = sf_now_ns();
+    clock_in(w);
     if (events & SF_READ) {
         rc = tcp_readable(w, c);
         if (rc == 2)
@@ -681,7 +685,7 @@ udp_io(sf_loop *l, int fd, int events, void *ud)
 
     (void)l;
     (void)fd;
-    w->now = sf_now_ns();
+    clock_in(w);
     if (events & SF_READ)
         udp_read(w);
     if (w->npending)
@@ -779,7 +783,7 @@ on_sweep(sf_loop *l, void *ud)
 {
     worker *w = ud;
 
-    w->now = sf_now_ns();
+    clock_in(w);
     if (w->stopping)
         return;
     if (w->b->o.mode == SF_BENCH_UDP)
@@ -800,46 +804,66 @@ boundary_ms(const sf_bench *b, int k)
     return first + (uint64_t)(k - 1) * iv;
 }
 
+/* The next boundary after the current one, or UINT64_MAX. Without interval reports the
+ * only boundary is the end of the warm-up. */
+static uint64_t
+boundary_ns(const sf_bench *b, int k)
+{
+    uint64_t ms;
+
+    if (b->o.interval_ms)
+        ms = boundary_ms(b, k);
+    else
+        ms = k == 1 && b->o.warmup_ms ? b->o.warmup_ms : UINT64_MAX / 2000000u;
+    if (b->start_ns + ms * 1000000u >= b->end_ns)
+        return UINT64_MAX;
+    return b->start_ns + ms * 1000000u;
+}
+
+/* Close the current interval at end_ns: into the total if it lies after the warm-up,
+ * and to the reporting thread. */
 static void
-post(worker *w, int idx, int done)
+close_interval(worker *w, uint64_t end_ns, int done)
 {
     sf_bench *b = w->b;
 
+    if (w->cur_start_ns >= b->warm_end_ns)
+        sf_bench_stats_merge(&w->total, &w->cur);
     pthread_mutex_lock(&b->mu);
     sf_bench_stats_merge(&w->posted, &w->cur);
-    if (idx > w->posted_idx)
-        w->posted_idx = idx;
-    if (done)
+    if (!done)
+        w->posted_idx = w->next_tick;
+    else
         w->done = 1;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
     sf_bench_stats_init(&w->cur);
+    w->cur_start_ns = end_ns;
 }
 
-static void schedule_tick(worker *w);
+static void
+roll(worker *w)
+{
+    while (w->now >= w->roll_ns) {
+        close_interval(w, w->roll_ns, 0);
+        w->next_tick++;
+        w->roll_ns = boundary_ns(w->b, w->next_tick);
+    }
+}
 
+/* A worker with nothing to do still closes its intervals on time. */
 static void
 on_tick(sf_loop *l, void *ud)
 {
     worker *w = ud;
+    uint64_t now;
 
-    (void)l;
-    w->now = sf_now_ns();
-    post(w, w->next_tick, 0);
-    w->next_tick++;
-    schedule_tick(w);
-}
-
-static void
-schedule_tick(worker *w)
-{
-    const sf_bench *b = w->b;
-    uint64_t at = b->start_ns + boundary_ms(b, w->next_tick) * 1000000u;
-    uint64_t now = sf_now_ns();
-
-    if (at >= b->end_ns)
-        return;     /* the last interval is handed over when the worker ends */
-    sf_loop_timer(w->loop, at > now ? (at - now + 999999u) / 1000000u : 0, on_tick, w);
+    clock_in(w);
+    if (w->roll_ns == UINT64_MAX)
+        return;
+    now = sf_now_ns();
+    sf_loop_timer(l, w->roll_ns > now ? (w->roll_ns - now + 999999u) / 1000000u : 0,
+                  on_tick, w);
 }
 
 static void
@@ -861,12 +885,12 @@ worker_main(void *arg)
     uint64_t now = sf_now_ns();
 
     w->now = now;
+    w->cur_start_ns = b->start_ns;
+    w->next_tick = 1;
+    w->roll_ns = boundary_ns(b, 1);
     sf_loop_timer(w->loop, b->end_ns > now ? (b->end_ns - now) / 1000000u : 0, on_deadline, w);
     sf_loop_timer(w->loop, sweep_ms(b), on_sweep, w);
-    if (b->o.interval_ms) {
-        w->next_tick = 1;
-        schedule_tick(w);
-    }
+    on_tick(w->loop, w);
     if (!atomic_load(&b->stop)) {
         if (b->o.mode == SF_BENCH_UDP) {
             udp_start(w);
@@ -890,7 +914,9 @@ worker_main(void *arg)
         close(w->ufd);
         w->ufd = -1;
     }
-    post(w, 0, 1);
+    w->now = w->finish_ns;
+    roll(w);
+    close_interval(w, w->finish_ns, 1);
     return NULL;
 }
 

@@ -1,0 +1,377 @@
+"""sockflow bench: every mode briefly against real servers on loopback, its JSON checked;
+a stopped server, a corrupting server and a closed port. Speed is measured in bench/,
+never here: these runs only check that the figures are sane and every wait is bounded."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SOCKFLOW = os.environ.get("SOCKFLOW") or os.path.join(ROOT, "build", "rel", "sockflow")
+
+
+# ---- servers ----------------------------------------------------------------------------
+
+class Serve:
+    """`sockflow serve -q ARGS` on port 0, stopped by its pid."""
+
+    def __init__(self, *args):
+        self.p = subprocess.Popen([SOCKFLOW, "serve", "-q", "-4", *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        line = self.p.stdout.readline().decode()
+        assert "listening on" in line, (line, self.p.stderr.read1(4096) if self.p.poll() else "")
+        self.port = int(line.split()[3].rsplit(":", 1)[1])
+
+    def stop(self):
+        if self.p.poll() is None:
+            os.kill(self.p.pid, signal.SIGCONT)
+            os.kill(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.p.pid, signal.SIGKILL)
+                self.p.wait(timeout=10)
+        self.p.stdout.close()
+        self.p.stderr.close()
+
+
+@pytest.fixture
+def tcp_echo():
+    s = Serve("-t", "echo:0")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def udp_echo():
+    s = Serve("-u", "echo:0")
+    yield s
+    s.stop()
+
+
+class PyServer:
+    """A small TCP server in a thread: handler(conn) for each client; stops at close()."""
+
+    def __init__(self, handler):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.ls.settimeout(0.2)
+        self.port = self.ls.getsockname()[1]
+        self.handler = handler
+        self.done = threading.Event()
+        self.conns = []
+        self.t = threading.Thread(target=self._accept, daemon=True)
+        self.t.start()
+
+    def _accept(self):
+        while not self.done.is_set():
+            try:
+                c, _ = self.ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            c.settimeout(0.5)
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            self.handler(c, self.done)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.done.set()
+        self.t.join(timeout=5)
+        self.ls.close()
+
+
+def discard(c, done):
+    while not done.is_set():
+        try:
+            if not c.recv(1 << 16):
+                return
+        except socket.timeout:
+            continue
+
+
+def chargen(c, done):
+    line = bytes(range(33, 127)) * 2
+    block = b"".join(line[i:i + 72] + b"\r\n" for i in range(95)) * 8
+    c.settimeout(2)
+    while not done.is_set():
+        c.sendall(block)
+
+
+def corrupting_echo(c, done):
+    """Echo, with one byte of every 1000 flipped."""
+    seen = 0
+    while not done.is_set():
+        try:
+            data = bytearray(c.recv(1 << 16))
+        except socket.timeout:
+            continue
+        if not data:
+            return
+        for i in range(len(data)):
+            if (seen + i) % 1000 == 999:
+                data[i] ^= 0x20
+        seen += len(data)
+        c.sendall(bytes(data))
+
+
+# ---- running the bench --------------------------------------------------------------------
+
+def bench(*args, timeout=30):
+    r = subprocess.run([SOCKFLOW, "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       stdin=subprocess.DEVNULL, timeout=timeout)
+    assert_clean(r.stderr)
+    return r
+
+
+def assert_clean(stderr):
+    """Nothing from the sanitizers (the SAN=1 build runs these same tests)."""
+    assert b"Sanitizer" not in stderr and b"runtime error" not in stderr, stderr.decode()
+
+
+def bench_json(*args, timeout=30):
+    r = bench(*args, "--json", timeout=timeout)
+    lines = [l for l in r.stdout.decode().splitlines() if l.startswith("{")]
+    assert lines, (r.returncode, r.stdout, r.stderr)
+    return r.returncode, json.loads(lines[-1]), r.stderr.decode()
+
+
+def assert_sane(d, latency=True, timed=True):
+    assert d["type"] == "result"
+    assert d["requests"] > 0, d
+    assert d["rps"] > 0, d
+    assert d["mismatches"] == 0, d
+    assert d["duration_s"] > (0.5 if timed else 0), d
+    if latency:
+        lat = d["latency_us"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"], lat
+    else:
+        assert d["latency_us"] is None
+    assert d["rss_max_kb"] < 64 * 1024, d
+
+
+def no_errors(d):
+    e = d["errors"]
+    return sum(e[k] for k in ("refused", "reset", "timeout", "closed", "no_port", "other")) == 0
+
+
+# ---- the modes ------------------------------------------------------------------------------
+
+def test_echo(tcp_echo):
+    rc, d, _ = bench_json("echo", "127.0.0.1", str(tcp_echo.port), "-c", "8", "-d", "1")
+    assert_sane(d)
+    assert rc == 0 and d["ok"] and no_errors(d)
+    assert d["mode"] == "echo" and d["connections"] == 8 and d["size"] == 64
+    assert d["bytes_out"] >= d["requests"] * 64 and d["bytes_in"] >= d["requests"] * 64
+    assert d["connects"] == 8
+
+
+def test_echo_pipelined_count_and_big_messages(tcp_echo):
+    rc, d, _ = bench_json("echo", "127.0.0.1", str(tcp_echo.port), "-c", "4", "-P", "8",
+                          "-s", "16k", "-n", "2000", "-T", "2")
+    assert_sane(d, timed=False)
+    assert rc == 0 and d["reached"] and d["requests"] == 2000
+    assert d["threads"] == 2 and d["pipeline"] == 8
+    assert d["bytes_in"] == 2000 * 16384
+
+
+def test_echo_warmup_is_left_out(tcp_echo):
+    rc, d, _ = bench_json("echo", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1",
+                          "--warmup", "0.5")
+    assert_sane(d)
+    assert rc == 0
+    assert d["warmup_s"] == 0.5 and 0.9 < d["duration_s"] < 1.5
+
+
+def test_connect(tcp_echo):
+    rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "4", "-d", "1")
+    assert_sane(d)
+    assert rc == 0 and no_errors(d)
+    # on loopback the connections are spread over 127.0.0.2-127.0.0.9 unless told not to
+    assert d["sources"] == ["127.0.0.%d" % i for i in range(2, 10)]
+    assert d["connects"] >= d["requests"]
+
+
+def test_connect_sources_given_or_none(tcp_echo):
+    rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1",
+                          "--src", "none")
+    assert_sane(d)
+    assert rc == 0 and d["sources"] == []
+    rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1",
+                          "--src", "127.0.0.3,127.0.0.4")
+    assert rc == 0 and d["sources"] == ["127.0.0.3", "127.0.0.4"]
+
+
+def test_connect_table_says_how(tcp_echo):
+    r = bench("connect", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1")
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    assert "127.0.0.2 .. 127.0.0.9 (8 addresses" in out
+    assert "the client closes first" in out
+    assert "latency µs" in out and "p99.9" in out
+
+
+def test_udp(udp_echo):
+    rc, d, _ = bench_json("udp", "127.0.0.1", str(udp_echo.port), "-c", "8", "-d", "1")
+    assert_sane(d)
+    assert d["sent"] >= d["requests"] and d["lost"] <= d["sent"]
+    assert rc == (0 if d["lost"] == 0 else 1)
+
+
+def test_udp_too_small_is_a_usage_error(udp_echo):
+    r = bench("udp", "127.0.0.1", str(udp_echo.port), "-s", "4", "-d", "1")
+    assert r.returncode == 2 and b"8-byte" in r.stderr
+
+
+def test_stream_to_discard():
+    srv = PyServer(discard)
+    try:
+        rc, d, _ = bench_json("stream", "127.0.0.1", str(srv.port), "-d", "1", "-s", "64k")
+    finally:
+        srv.close()
+    assert_sane(d, latency=False)
+    assert rc == 0
+    assert d["bytes_out"] >= d["requests"] * 65536 and d["bits_per_sec"] > 0
+
+
+def test_stream_from_chargen():
+    srv = PyServer(chargen)
+    try:
+        rc, d, _ = bench_json("stream", "127.0.0.1", str(srv.port), "-d", "1", "--recv")
+    finally:
+        srv.close()
+    assert_sane(d, latency=False)
+    assert d["recv"] and d["bytes_in"] > 0 and d["bytes_out"] == 0
+
+
+# ---- output ---------------------------------------------------------------------------------
+
+def test_json_stream_has_intervals(tcp_echo):
+    r = bench("echo", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "2", "-i", "0.5",
+              "--warmup", "0.5", "--json-stream")
+    objs = [json.loads(l) for l in r.stdout.decode().splitlines()]
+    assert r.returncode == 0, r.stderr
+    ivs = [o for o in objs if o["type"] == "interval"]
+    assert objs[-1]["type"] == "result" and len(objs) - 1 == len(ivs)
+    assert 4 <= len(ivs) <= 6, ivs
+    assert [o["index"] for o in ivs] == list(range(1, len(ivs) + 1))
+    assert ivs[0]["warmup"] and not ivs[-1]["warmup"]
+    assert all(o["requests"] > 0 for o in ivs)
+    # the intervals after the warm-up add up to the result
+    assert sum(o["requests"] for o in ivs if not o["warmup"]) == objs[-1]["requests"]
+
+
+def test_live_lines_on_request(tcp_echo):
+    r = bench("echo", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1.2", "-i", "0.4")
+    assert r.returncode == 0
+    lines = [l for l in r.stderr.decode().splitlines() if "req/s" in l]
+    assert len(lines) >= 3, r.stderr
+    assert "requests" in r.stdout.decode()
+
+
+def test_usage_errors():
+    for args in (["nosuch", "127.0.0.1", "7"], ["echo", "127.0.0.1"], ["echo", "127.0.0.1", "7",
+                 "-c", "0"], ["udp", "127.0.0.1", "7", "--recv"], ["connect", "127.0.0.1", "7",
+                 "--src", "127.0.0.9-127.0.0.2"]):
+        r = bench(*args)
+        assert r.returncode == 2, (args, r.stderr)
+    r = bench("--help")
+    assert r.returncode == 0 and b"echo" in r.stdout and b"--json" in r.stdout
+
+
+# ---- failures are counted, never fatal, always bounded -----------------------------------------
+
+def test_refused_is_counted():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    t0 = time.monotonic()
+    rc, d, _ = bench_json("echo", "127.0.0.1", str(port), "-c", "2", "-d", "1")
+    assert rc == 1 and not d["ok"]
+    assert d["requests"] == 0 and d["errors"]["refused"] > 0
+    assert time.monotonic() - t0 < 5
+
+
+def test_mismatch_is_detected():
+    srv = PyServer(corrupting_echo)
+    try:
+        rc, d, _ = bench_json("echo", "127.0.0.1", str(srv.port), "-c", "2", "-d", "1")
+    finally:
+        srv.close()
+    assert rc == 1 and d["requests"] > 0
+    # one byte of every 1000 flipped: one request of 64 bytes in every ~15.6
+    assert d["mismatches"] > 0
+    assert abs(d["mismatches"] - d["bytes_in"] / 1000) <= d["bytes_in"] / 1000 * 0.2 + 3, d
+
+
+def test_stopped_server_times_out_at_the_deadline(tcp_echo):
+    """RELIABILITY: load generator against a stopped server — memory bounded, timeouts
+    reported, non-zero exit at the deadline."""
+    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port), "-c", "20",
+                          "-P", "4", "-s", "4k", "-d", "3", "-t", "0.5", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    time.sleep(0.8)
+    os.kill(tcp_echo.p.pid, signal.SIGSTOP)
+    try:
+        out, err = p.communicate(timeout=15)
+        assert_clean(err)
+    finally:
+        os.kill(tcp_echo.p.pid, signal.SIGCONT)
+    took = time.monotonic() - t0
+    d = json.loads(out.decode().splitlines()[-1])
+    assert p.returncode == 1, err
+    assert 2.5 < took < 6, took
+    assert d["requests"] > 0 and d["errors"]["timeout"] > 0
+    assert d["rss_max_kb"] < 32 * 1024, d
+
+
+def test_server_stopped_from_the_start(tcp_echo):
+    os.kill(tcp_echo.p.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "4", "-d", "1.5",
+                              "-t", "0.3")
+        took = time.monotonic() - t0
+    finally:
+        os.kill(tcp_echo.p.pid, signal.SIGCONT)
+    assert rc == 1 and d["requests"] == 0 and d["errors"]["timeout"] > 0
+    assert took < 5
+
+
+def test_udp_server_stopped_counts_lost(udp_echo):
+    os.kill(udp_echo.p.pid, signal.SIGSTOP)
+    try:
+        rc, d, _ = bench_json("udp", "127.0.0.1", str(udp_echo.port), "-c", "4", "-d", "1",
+                              "-t", "0.1")
+    finally:
+        os.kill(udp_echo.p.pid, signal.SIGCONT)
+    assert rc == 1 and d["requests"] == 0 and d["lost"] > 0
+
+
+def test_interrupt_prints_what_was_measured(tcp_echo):
+    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port), "-c", "2",
+                          "-d", "30", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1)
+    t0 = time.monotonic()
+    os.kill(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert_clean(err)
+    assert time.monotonic() - t0 < 3
+    d = json.loads(out.decode().splitlines()[-1])
+    assert d["interrupted"] and d["requests"] > 0 and d["duration_s"] < 5
