@@ -303,7 +303,7 @@ conn_flush(worker *w, conn *c)
         COUNT(w, bytes_out, (uint64_t)n);
     }
     if (was != c->want_write)
-        set_events(w, c);
+        set_events(w, c);   /* nothing yet when c is not watched (conn_start) */
     return 0;
 }
 
@@ -362,24 +362,27 @@ conn_start(worker *w, conn *c)
     c->fd = fd;
     c->state = C_CONNECTING;
     c->start_ns = w->now;
-    if (sf_loop_watch(w->loop, fd, SF_READ | SF_WRITE, conn_io, c) < 0) {
-        count_error(w, -ENOMEM);
-        conn_close(w, c);
-        return;
-    }
     c->want_write = 1;
     if (b->o.mode == SF_BENCH_ECHO) {
         echo_issue(w, c);
     } else if (b->o.mode == SF_BENCH_CONNECT) {
         c->issued = 1;
         w->outstanding++;
-    } else {
-        return;     /* stream: the first writable or readable event starts it */
     }
-    /* On loopback the handshake is usually over by now: write at once. */
-    fd = conn_flush(w, c);
-    if (fd < 0)
-        conn_fail(w, c, fd);
+    /* On loopback the handshake is usually over by now: write at once, and watch for
+     * writable only if that could not be done (one epoll_ctl per connection). */
+    if (b->o.mode != SF_BENCH_STREAM) {
+        int rc = conn_flush(w, c);
+
+        if (rc < 0) {
+            conn_fail(w, c, rc);
+            return;
+        }
+    }
+    if (sf_loop_watch(w->loop, fd, SF_READ | (c->want_write ? SF_WRITE : 0), conn_io, c) < 0) {
+        count_error(w, -ENOMEM);
+        conn_fail(w, c, 0);
+    }
 }
 
 /* Requests complete as their last byte comes back. */
