@@ -77,7 +77,8 @@ parse_opts(serve_conf *c, int argc, char **argv)
     c->so.idle_timeout_ms = 300000;
     c->so.send_timeout_ms = 60000;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "l:tu46j:qh", serve_opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":l:tu46j:qh", serve_opts, NULL)) != -1) {
         switch (ch) {
         case 'l':
             if (c->nlisten == MAX_ADDRS)
@@ -126,7 +127,7 @@ parse_opts(serve_conf *c, int argc, char **argv)
                 c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
             break;
         default:
-            return cmd_usage_error("serve", "unknown option");
+            return cmd_bad_option("serve", ch, argv);
         }
     }
     if (optind >= argc)
