@@ -226,6 +226,29 @@ def test_without_quit_waits_for_the_server_to_close():
     assert took >= 2.4
 
 
+def test_pipe_closed_while_the_server_reads_slowly():
+    # The writer of standard input finishes and goes away while the socket is still
+    # full: every byte left in the pipe must still be sent.
+    def handler(conn, srv):
+        while True:
+            time.sleep(0.004)
+            chunk = conn.recv(16384)
+            if not chunk:
+                return
+            srv.received += chunk
+    srv = PyServer(handler)
+    srv.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    data = random.Random(15).randbytes(3 << 20)
+    p = started([SOCKFLOW, "connect", "127.0.0.1", str(srv.port)])
+    p.stdin.write(data)
+    p.stdin.close()
+    rc, out, err = finish(p, timeout=60)
+    srv.join()
+    assert (rc, out, err) == (0, b"", b"")
+    assert len(srv.received) == len(data)
+    assert srv.received == data
+
+
 def test_regular_file_as_stdin(serve, tmp_path):
     s = serve("-t", "echo:0")
     data = random.Random(13).randbytes(1 << 20) + ALL_BYTES
