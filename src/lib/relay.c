@@ -11,6 +11,9 @@
 #include "sockflow/sock.h"
 
 #define CHUNK (64 * 1024)
+/* The largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). A read of
+ * a pipe or a file can return more, which sendto() would refuse with EMSGSIZE. */
+#define UDP_PAYLOAD_MAX 65507
 
 typedef struct relay {
     const sf_relay_opts *o;
@@ -116,7 +119,7 @@ in_ready(sf_loop *l, int fd, int events, void *ud)
 
     (void)l;
     (void)events;
-    n = read(fd, r->chunk, CHUNK);
+    n = read(fd, r->chunk, r->o->udp ? UDP_PAYLOAD_MAX : CHUNK);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         want_input(r, 1);
         return;
