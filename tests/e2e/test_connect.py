@@ -434,6 +434,28 @@ def test_udp_no_reply_ends_after_wait():
     assert 0.4 <= took < 3, took
 
 
+def test_udp_input_larger_than_a_datagram(tmp_path):
+    # A file (or a full pipe) reads in pieces bigger than UDP can carry: each datagram is
+    # at most the largest IPv4 payload, 65507 bytes, and all of the input goes out.
+    def handler(sock, srv):
+        while sum(map(len, srv.datagrams)) < len(data):
+            d, peer = sock.recvfrom(70000)
+            srv.datagrams.append(d)
+            sock.sendto(b"%d;" % len(d), peer)
+    data = random.Random(16).randbytes(150000)
+    f = tmp_path / "big.bin"
+    f.write_bytes(data)
+    srv = PyServer(handler, udp=True)
+    srv.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    with open(f, "rb") as stdin:
+        r = sockflow(["-u", "-w", "0.5", "127.0.0.1", str(srv.port)], stdin=stdin)
+    srv.join()
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert b"".join(srv.datagrams) == data
+    assert [len(d) for d in srv.datagrams] == [65507, 65507, 150000 - 2 * 65507]
+    assert r.stdout == b"65507;65507;%d;" % (150000 - 2 * 65507)
+
+
 def test_udp_to_sockflow_serve(serve):
     s = serve("-u", "echo:0")
     r = sockflow(["-u", "-w", "0.5", "127.0.0.1", str(s.port("udp"))], input=ALL_BYTES)
