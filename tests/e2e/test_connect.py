@@ -293,6 +293,21 @@ def test_input_sent_before_end_of_input():
     assert (rc, out, err) == (0, b"", b"")
 
 
+def test_server_closing_first_ends_connect():
+    # Input is still open (a terminal, say), but the server is done: so is connect.
+    def handler(conn, srv):
+        conn.sendall(b"banner, then goodbye\n")
+    srv = PyServer(handler)
+    p = started([SOCKFLOW, "connect", "127.0.0.1", str(srv.port)])
+    try:
+        rc, out, err = finish(p, timeout=5)
+    finally:
+        if p.stdin and not p.stdin.closed:
+            p.stdin.close()
+    srv.join()
+    assert (rc, out, err) == (0, b"banner, then goodbye\n", b"")
+
+
 def test_source_address():
     srv = PyServer(lambda conn, s: s.read_to_eof(conn))
     r = sockflow(["-s", "127.0.0.2", "127.0.0.1", str(srv.port)], input=b"from .2")

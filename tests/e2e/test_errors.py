@@ -5,6 +5,7 @@ import re
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import time
 
@@ -123,6 +124,33 @@ def test_udp_datagram_refused():
     r = run_sockflow(["connect", "-u", "-w", "5", "127.0.0.1", str(port)], input=b"hello?\n")
     failed(r, f"recv 127.0.0.1:{port}: Connection refused")
     assert time.monotonic() - t0 < 4
+
+
+def test_connection_reset_by_the_server():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as l:
+        l.bind(("127.0.0.1", 0))
+        l.listen(1)
+        l.settimeout(10)
+        port = l.getsockname()[1]
+        p = subprocess.Popen([SOCKFLOW, "connect", "127.0.0.1", str(port)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            conn, _ = l.accept()
+            with conn:
+                p.stdin.write(b"hello")
+                p.stdin.flush()
+                conn.settimeout(10)
+                assert conn.recv(10) == b"hello"
+                # SO_LINGER 0: close() sends a RST instead of a FIN.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            out, err = p.communicate(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=5)
+    assert p.returncode == FAIL and out == b""
+    assert err.decode() == f"sockflow: recv 127.0.0.1:{port}: Connection reset by peer\n"
 
 
 def fill_accept_queue(listener, port, most=16):

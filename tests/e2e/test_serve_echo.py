@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import proc_net_sockets, tcp_exchange, udp_exchange
+from conftest import free_port, proc_net_sockets, tcp_exchange, udp_exchange
 
 LOOP4 = "0100007F"                                 # 127.0.0.1 as /proc/net/tcp shows it
 LOOP6 = "00000000000000000000000001000000"         # ::1 as /proc/net/tcp6 shows it
@@ -155,6 +155,45 @@ def test_udp_only(serve):
     assert udp_exchange(port, b"udp only") == b"udp only"
     assert not [b for b in bound_sockets(s.pid, port) if b[0].startswith("tcp")]
     assert tcp_refused("127.0.0.1", port)
+
+
+def test_dash_4_and_dash_6(serve):
+    s4 = serve("-4", "echo:0")
+    assert [(p, h) for p, h, _, _ in s4.listeners] == [("tcp", "127.0.0.1"), ("udp", "127.0.0.1")]
+    assert tcp_exchange(s4.port("tcp"), b"four") == b"four"
+    if have_ipv6_loopback():
+        s6 = serve("-6", "echo:0")
+        assert [(p, h) for p, h, _, _ in s6.listeners] == [("tcp", "::1"), ("udp", "::1")]
+        assert tcp_exchange(s6.port("tcp"), b"six", host="::1") == b"six"
+        assert tcp_refused("127.0.0.1", s6.port("tcp"))
+
+
+def test_listen_on_two_addresses(serve):
+    s = serve("-l", "127.0.0.1", "-l", "127.0.0.2", "echo:0")
+    port = s.port("tcp")
+    assert sorted((p, h, pt) for p, h, pt, _ in s.listeners) == sorted(
+        [("tcp", "127.0.0.1", port), ("udp", "127.0.0.1", port),
+         ("tcp", "127.0.0.2", port), ("udp", "127.0.0.2", port)])
+    for host in ("127.0.0.1", "127.0.0.2"):
+        assert tcp_exchange(port, host.encode(), host=host) == host.encode()
+        assert udp_exchange(port, host.encode(), host=host) == host.encode()
+    assert tcp_refused("127.0.0.3", port)
+
+
+def test_given_port(serve):
+    # A port named on the command line (found free just before) is the one used.
+    for _ in range(5):
+        port = free_port()
+        try:
+            s = serve(f"echo:{port}")
+            break
+        except AssertionError:
+            continue            # taken on another address or protocol meanwhile
+    else:
+        pytest.fail("no free port found")
+    assert {pt for _, _, pt, _ in s.listeners} == {port}
+    assert tcp_exchange(port, b"named port") == b"named port"
+    assert udp_exchange(port, b"named port") == b"named port"
 
 
 # ---- real clients ----
