@@ -179,6 +179,16 @@ def run_sockflow(args, input=b"", timeout=20, binary=None, **kw):
     return r
 
 
+def have_ipv6_loopback():
+    """Whether ::1 can be bound here (IPv6 may be off in a container)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def free_port(proto="tcp", host="127.0.0.1"):
     """A port the kernel says is free now (bound to port 0, then closed), for peer tools
     that cannot listen on port 0 and print the port (nc -l, socat)."""

@@ -9,18 +9,10 @@ import time
 
 import pytest
 
-from conftest import SOCKFLOW, assert_no_sanitizer_report, free_port, run_sockflow, wait_listening
+from conftest import (SOCKFLOW, assert_no_sanitizer_report, free_port, have_ipv6_loopback,
+                      run_sockflow, wait_listening)
 
 ALL_BYTES = bytes(range(256))
-
-
-def have_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")

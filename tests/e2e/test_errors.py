@@ -11,18 +11,9 @@ import time
 
 import pytest
 
-from conftest import SOCKFLOW, free_port, run_sockflow
+from conftest import SOCKFLOW, free_port, have_ipv6_loopback, run_sockflow
 
 FAIL, USAGE = 1, 2
-
-
-def have_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def failed(r, message):

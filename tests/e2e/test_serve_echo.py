@@ -10,22 +10,14 @@ import time
 
 import pytest
 
-from conftest import free_port, proc_net_sockets, tcp_exchange, udp_exchange
+from conftest import (free_port, have_ipv6_loopback, proc_net_sockets, tcp_exchange,
+                      udp_exchange)
 
 LOOP4 = "0100007F"                                 # 127.0.0.1 as /proc/net/tcp shows it
 LOOP6 = "00000000000000000000000001000000"         # ::1 as /proc/net/tcp6 shows it
 LINE_RE = re.compile(r"^listening on (tcp|udp) (127\.0\.0\.1|\[::1\]|0\.0\.0\.0|\[::\]):(\d+) \(echo\)$")
 
 ALL_BYTES = bytes(range(256))
-
-
-def have_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
