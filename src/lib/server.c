@@ -91,6 +91,8 @@ struct sf_server {
 
 static void conn_io(sf_loop *l, int fd, int events, void *ud);
 static void free_conn(worker *w, sf_conn *c);
+static void enter(worker *w);
+static void leave(worker *w);
 
 static void
 slog(sf_server *s, const char *fmt, ...)
@@ -201,14 +203,24 @@ sf_server_free(sf_server *s)
     for (int i = 0; i < s->nw; i++) {
         worker *w = &s->w[i];
 
+        /* Closed through the deferred path, so that on_close callbacks may still send
+         * to (and close) the others. */
+        enter(w);
         for (int fd = 0; fd < w->nconns_cap; fd++)
             if (w->conns[fd])
-                free_conn(w, w->conns[fd]);
+                sf_conn_close(w->conns[fd], NULL);
+        leave(w);
         if (w->loop)
             close_listeners(w);
-        for (int j = 0; j < w->nls; j++)
-            if (w->ls[j].svc->state_free && w->ls[j].state)
+        for (int j = 0; j < w->nls; j++) {
+            int first = 1;
+
+            /* A service's state is shared by all its sockets in this loop: free once. */
+            for (int k = 0; k < j; k++)
+                first &= w->ls[k].state != w->ls[j].state;
+            if (first && w->ls[j].svc->state_free && w->ls[j].state)
                 w->ls[j].svc->state_free(w->ls[j].state);
+        }
         if (w->spare_fd >= 0)
             close(w->spare_fd);
         sf_loop_free(w->loop);
@@ -448,14 +460,20 @@ enter(worker *w)
 static void
 leave(worker *w)
 {
-    if (--w->depth > 0)
+    if (w->depth > 1) {
+        w->depth--;
         return;
+    }
+    /* Still "inside" while freeing: an on_close that sends (chat announcing a leave)
+     * may close another connection, which then joins the list instead of being freed
+     * under the feet of the on_close walking its members. */
     while (w->dead) {
         sf_conn *c = w->dead;
 
         w->dead = c->next_dead;
         free_conn(w, c);
     }
+    w->depth--;
 }
 
 /* Which events to watch follows from the state: never read while output is queued. */
@@ -495,7 +513,8 @@ sf_conn_send(sf_conn *c, const void *p, size_t len)
         ssize_t n = sf_write(tp, c->fd, p, len);
 
         if (n < 0 && n != SF_EAGAIN) {
-            sf_conn_close(c, sf_strerror((int)n));
+            /* The client going away is the normal end of a stream (chargen): no log. */
+            sf_conn_close(c, n == -ECONNRESET || n == -EPIPE ? NULL : sf_strerror((int)n));
             return (int)n;
         }
         if (n > 0) {
