@@ -1047,8 +1047,10 @@ sweep(sf_loop *l, void *ud)
         quiet = now - c->last_ms;
         if ((c->flags & C_FINISHING) && now - c->finish_ms > LINGER_MS) {
             sf_conn_close(c, NULL);
-        } else if (s->o.send_timeout_ms && c->out && sf_buf_len(c->out) > 0 &&
-                   quiet > s->o.send_timeout_ms) {
+        } else if (s->o.send_timeout_ms && quiet > s->o.send_timeout_ms &&
+                   ((c->out && sf_buf_len(c->out) > 0) || (c->flags & C_DRAIN))) {
+            /* A generator (chargen) whose last write filled the socket has nothing
+             * queued, yet it is just as stuck. */
             w->st.timeouts++;
             sf_conn_close(c, "send timeout: the client is not reading");
         } else if (s->o.idle_timeout_ms && quiet > s->o.idle_timeout_ms) {
