@@ -17,6 +17,7 @@ typedef struct member {
     char name[NAME_MAX_LEN + 1];
     char *frag;             /* a line begun and not ended, SF_CHAT_LINE_MAX bytes */
     size_t fraglen;
+    int in_room;
 } member;
 
 typedef struct room {
@@ -76,18 +77,20 @@ chat_open(sf_conn *c)
         r->head->prev = m;
     r->head = m;
     r->count++;
+    m->in_room = 1;
     tellf(r, m, NULL, "* you are %s, %d other%s here; /nick NAME to rename\n",
           m->name, r->count - 1, r->count == 2 ? "" : "s");
     tellf(r, NULL, m, "* %s joined\n", m->name);
 }
 
+/* Out of the room at once (its connection may linger a while finishing): nothing more
+ * is relayed to or from it, and the others hear it left. */
 static void
-chat_close(sf_conn *c)
+leave_room(room *r, member *m)
 {
-    room *r = sf_conn_state(c);
-    member *m = sf_conn_data(c);
-
-    free(m->frag);
+    if (!m->in_room)
+        return;
+    m->in_room = 0;
     if (m->prev)
         m->prev->next = m->next;
     else
@@ -96,6 +99,15 @@ chat_close(sf_conn *c)
         m->next->prev = m->prev;
     r->count--;
     tellf(r, NULL, NULL, "* %s left\n", m->name);
+}
+
+static void
+chat_close(sf_conn *c)
+{
+    member *m = sf_conn_data(c);
+
+    free(m->frag);
+    leave_room(sf_conn_state(c), m);
 }
 
 static int
@@ -158,6 +170,7 @@ too_long(sf_conn *c)
     static const char msg[] = "* error: line longer than 4096 bytes; closing\n";
 
     /* The fragment is never relayed; the error is flushed, then FIN. */
+    leave_room(sf_conn_state(c), sf_conn_data(c));
     if (sf_conn_send(c, msg, sizeof(msg) - 1) == 0)
         sf_conn_finish(c);
     else
@@ -170,6 +183,8 @@ chat_data(sf_conn *c, char *data, size_t len)
     room *r = sf_conn_state(c);
     member *m = sf_conn_data(c);
 
+    if (!m->in_room)
+        return;
     while (len > 0) {
         char *nl = memchr(data, '\n', len);
         size_t n = nl ? (size_t)(nl - data) : len;    /* bytes of line content here */
@@ -207,9 +222,10 @@ chat_eof(sf_conn *c)
 {
     member *m = sf_conn_data(c);
 
-    if (m->fraglen > 0)
+    if (m->fraglen > 0 && m->in_room)
         handle_line(sf_conn_state(c), m, m->frag, m->fraglen);
     m->fraglen = 0;
+    leave_room(sf_conn_state(c), m);
     sf_conn_finish(c);
 }
 
