@@ -248,8 +248,8 @@ listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_add
     /* The well-known ports of the classic services are below 1024: suggest the same
      * number shifted above it (echo 7 -> 7007), as the examples do. */
     if ((rc == -EACCES || rc == -EPERM) && port > 0 && port < 1024)
-        return cmd_fail("%s (ports below 1024 need privilege: run as root, or try "
-                        "%s:%d or another port above 1023)", err.msg, svc->name, port + 7000);
+        return cmd_fail("%s (ports below 1024 need privilege: try %s:%d or another port "
+                        "above 1023)", err.msg, svc->name, port + 7000);
     if (rc == -EADDRINUSE)
         return cmd_fail("%s (another server is running there)", err.msg);
     if (rc < 0)
