@@ -31,8 +31,12 @@ typedef struct room {
 static void
 tell(member *m, const char *p, size_t len)
 {
-    if (sf_conn_send(m->c, p, len) == -ENOBUFS)
-        sf_conn_close(m->c, "not reading: dropped at the queue cap");
+    int rc = sf_conn_send(m->c, p, len);
+
+    /* -EPIPE: already closed or finishing (out of the room); nothing was lost then. */
+    if (rc < 0 && rc != -EPIPE)
+        sf_conn_close(m->c, rc == -ENOBUFS ? "not reading: dropped at the queue cap"
+                                           : sf_strerror(rc));
 }
 
 static void
