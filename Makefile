@@ -74,7 +74,7 @@ $(BUILD)/examples/%: examples/%.c $(STATIC) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATIC) $(HEADERS)
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/unit.h) $(STATIC) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS) -lcmocka
 
