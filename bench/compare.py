@@ -144,8 +144,7 @@ def sockflow_services():
                              timeout=10).stdout
     except OSError:
         return set()
-    m = re.search(r"Services: ([^.]*)\.", out)
-    return set(re.findall(r"[a-z]+", m.group(1))) if m else set()
+    return set(re.findall(r"^  ([a-z]+) +RFC", out, re.M))
 
 
 def tcp_servers():
@@ -163,7 +162,8 @@ def tcp_servers():
 
 def udp_servers():
     return [
-        Server("sockflow", "udp", [SOCKFLOW, "serve", "-q", "-u", "-4", "echo:0"]),
+        Server("sockflow", "udp", [SOCKFLOW, "serve", "-q", "-u", "-4", "--udp-rate", "0",
+                                   "echo:0"]),
         Server("recvfrom loop", "udp", [os.path.join(PBIN, "udp_echo"), "0"]),
         Server("node dgram", "udp", ["node", "node_udp_echo.js", "0"]),
     ]
@@ -263,42 +263,49 @@ def run_matrix(tests, servers, a, rows):
 
 
 def run_stream(a, rows):
-    """sockflow bench stream against sockflow's discard service (or socat writing to
-    /dev/null when the service is not there yet), and iperf3 against itself."""
-    label = "stream, 1 conn, 128 KiB writes"
+    """sockflow bench stream against sockflow's discard service (from its chargen with
+    --recv), iperf3 against itself (-R: the server sends), alternated. socat writing to
+    /dev/null stands in where sockflow has no discard service."""
     services = sockflow_services()
+    cases = []
     if "discard" in services:
-        target = Server("sockflow discard", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4",
-                                                     "discard:0"])
-        note = ""
+        cases.append(("stream, 1 conn, 128 KiB writes", Server(
+            "sockflow discard", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4", "discard:0"]),
+            [], [], ""))
     else:
-        target = Server("socat → /dev/null", "tcp",
-                        ["socat", "-b", "131072", "-u", "TCP-LISTEN:{port},bind=127.0.0.1,"
-                         "reuseaddr,fork", "OPEN:/dev/null"], banner=False)
-        note = "sockflow has no discard service yet: socat stands in"
-    ours, theirs = [], []
-    for rnd in range(a.rounds):
-        for which in ((0, 1) if rnd % 2 == 0 else (1, 0)):
-            if which == 0:
+        cases.append(("stream, 1 conn, 128 KiB writes", Server(
+            "socat → /dev/null", "tcp", ["socat", "-b", "131072", "-u", "TCP-LISTEN:{port},"
+                                         "bind=127.0.0.1,reuseaddr,fork", "OPEN:/dev/null"],
+            banner=False), [], [], "sockflow has no discard service here: socat stands in"))
+    if "chargen" in services:
+        cases.append(("stream, 1 conn, reading (--recv)", Server(
+            "sockflow chargen", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4", "chargen:0"]),
+            ["--recv"], ["-R"], ""))
+    for label, target, ours_args, iperf_args, note in cases:
+        ours, theirs = [], []
+        for rnd in range(a.rounds):
+            for which in ((0, 1) if rnd % 2 == 0 else (1, 0)):
+                if which == 1:
+                    theirs.append(iperf3(a.secs, iperf_args))
+                    continue
                 target.start()
                 try:
-                    ours.append(bench("stream", target.port, ["-c", "1", "-s", "128k"],
-                                      a.secs, a.warmup, 1))
+                    ours.append(bench("stream", target.port, ["-c", "1", "-s", "128k"] +
+                                      ours_args, a.secs, a.warmup, 1))
                 finally:
                     target.stop()
-            else:
-                theirs.append(iperf3(a.secs))
-    r = median_run(ours)
-    if r:
-        r["gbps"] = r["bits_per_sec"] / 1e9
-    rows.append((label, "sockflow bench → " + target.name, r, note))
-    good = sorted(x for x in theirs if x)
-    rows.append((label, "iperf3 → iperf3 -s",
-                 {"gbps": good[(len(good) - 1) // 2] / 1e9} if good else None,
-                 "" if good else "iperf3 not available"))
+        r = median_run(ours)
+        if r:
+            r["gbps"] = r["bits_per_sec"] / 1e9
+        rows.append((label, "sockflow bench → " + target.name, r, note))
+        good = sorted(x for x in theirs if x)
+        rows.append((label, "iperf3 %s→ iperf3 -s" % (" ".join(iperf_args) + " " if iperf_args
+                                                      else ""),
+                     {"gbps": good[(len(good) - 1) // 2] / 1e9} if good else None,
+                     "" if good else "iperf3 not available"))
 
 
-def iperf3(secs):
+def iperf3(secs, extra=()):
     if _which("iperf3") is None:
         return None
     port = free_port()
@@ -311,10 +318,10 @@ def iperf3(secs):
             return None
         time.sleep(0.2)
         r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs),
-                            "-l", "128K", "-J"], capture_output=True, text=True,
+                            "-l", "128K", "-J"] + list(extra), capture_output=True, text=True,
                            timeout=secs + 30)
         d = json.loads(r.stdout)
-        return d["end"]["sum_sent"]["bits_per_second"]
+        return d["end"]["sum_received" if extra else "sum_sent"]["bits_per_second"]
     except (ValueError, KeyError, subprocess.TimeoutExpired):
         return None
     finally:
@@ -459,7 +466,8 @@ GEN_TESTS = [
 def gencheck(a):
     """sockflow bench and epoll_gen, alternated, against one sockflow server."""
     tcp = Server("sockflow", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4", "echo:0"]).start()
-    udp = Server("sockflow", "udp", [SOCKFLOW, "serve", "-q", "-u", "-4", "echo:0"]).start()
+    udp = Server("sockflow", "udp", [SOCKFLOW, "serve", "-q", "-u", "-4", "--udp-rate", "0",
+                                     "echo:0"]).start()
     rows = []
     try:
         for mode, conns, pipeline in GEN_TESTS:
@@ -650,7 +658,8 @@ def main():
            "median of %d runs; runs alternate between servers, round after round, so drift "
            "hits all alike. Generator and server share the machine's cores." % (
                a.secs, a.warmup, a.threads, "" if a.threads == 1 else "s", a.rounds),
-           "- `sockflow serve` runs with its defaults (one event loop).",
+           "- `sockflow serve` runs with its defaults (one event loop), for UDP with "
+           "`--udp-rate 0`: by default it answers one source at most 1000 times a second.",
            "- the connect rate is the whole flow per request: socket, connect, write, read "
            "the echo, close; the generator spreads its connections over 127.0.0.2–127.0.0.9, "
            "since one source address runs out of ephemeral ports near 14k connections/s "

@@ -11,47 +11,18 @@ import time
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SOCKFLOW = os.environ.get("SOCKFLOW") or os.path.join(ROOT, "build", "rel", "sockflow")
-
-
-# ---- servers ----------------------------------------------------------------------------
-
-class Serve:
-    """`sockflow serve -q ARGS` on port 0, stopped by its pid."""
-
-    def __init__(self, *args):
-        self.p = subprocess.Popen([SOCKFLOW, "serve", "-q", "-4", *args], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        line = self.p.stdout.readline().decode()
-        assert "listening on" in line, (line, self.p.stderr.read1(4096) if self.p.poll() else "")
-        self.port = int(line.split()[3].rsplit(":", 1)[1])
-
-    def stop(self):
-        if self.p.poll() is None:
-            os.kill(self.p.pid, signal.SIGCONT)
-            os.kill(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.p.pid, signal.SIGKILL)
-                self.p.wait(timeout=10)
-        self.p.stdout.close()
-        self.p.stderr.close()
+from conftest import SOCKFLOW, assert_no_sanitizer_report, free_port, run_sockflow
 
 
 @pytest.fixture
-def tcp_echo():
-    s = Serve("-t", "echo:0")
-    yield s
-    s.stop()
+def tcp_echo(serve):
+    return serve("-q", "-4", "-t", "echo:0")
 
 
 @pytest.fixture
-def udp_echo():
-    s = Serve("-u", "echo:0")
-    yield s
-    s.stop()
+def udp_echo(serve):
+    # no per-source reply budget: the generator is one source sending fast
+    return serve("-q", "-4", "-u", "--udp-rate", "0", "echo:0")
 
 
 class PyServer:
@@ -104,14 +75,6 @@ def discard(c, done):
             continue
 
 
-def chargen(c, done):
-    line = bytes(range(33, 127)) * 2
-    block = b"".join(line[i:i + 72] + b"\r\n" for i in range(95)) * 8
-    c.settimeout(2)
-    while not done.is_set():
-        c.sendall(block)
-
-
 def corrupting_echo(c, done):
     """Echo, with one byte of every 1000 flipped."""
     seen = 0
@@ -132,15 +95,7 @@ def corrupting_echo(c, done):
 # ---- running the bench --------------------------------------------------------------------
 
 def bench(*args, timeout=30):
-    r = subprocess.run([SOCKFLOW, "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       stdin=subprocess.DEVNULL, timeout=timeout)
-    assert_clean(r.stderr)
-    return r
-
-
-def assert_clean(stderr):
-    """Nothing from the sanitizers (the SAN=1 build runs these same tests)."""
-    assert b"Sanitizer" not in stderr and b"runtime error" not in stderr, stderr.decode()
+    return run_sockflow(["bench", *map(str, args)], timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def bench_json(*args, timeout=30):
@@ -172,7 +127,7 @@ def no_errors(d):
 # ---- the modes ------------------------------------------------------------------------------
 
 def test_echo(tcp_echo):
-    rc, d, _ = bench_json("echo", "127.0.0.1", str(tcp_echo.port), "-c", "8", "-d", "1")
+    rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "8", "-d", "1")
     assert_sane(d)
     assert rc == 0 and d["ok"] and no_errors(d)
     assert d["mode"] == "echo" and d["connections"] == 8 and d["size"] == 64
@@ -181,7 +136,7 @@ def test_echo(tcp_echo):
 
 
 def test_echo_pipelined_count_and_big_messages(tcp_echo):
-    rc, d, _ = bench_json("echo", "127.0.0.1", str(tcp_echo.port), "-c", "4", "-P", "8",
+    rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "4", "-P", "8",
                           "-s", "16k", "-n", "2000", "-T", "2")
     assert_sane(d, timed=False)
     assert rc == 0 and d["reached"] and d["requests"] == 2000
@@ -190,7 +145,7 @@ def test_echo_pipelined_count_and_big_messages(tcp_echo):
 
 
 def test_echo_warmup_is_left_out(tcp_echo):
-    rc, d, _ = bench_json("echo", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1",
+    rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "2", "-d", "1",
                           "--warmup", "0.5")
     assert_sane(d)
     assert rc == 0
@@ -198,7 +153,7 @@ def test_echo_warmup_is_left_out(tcp_echo):
 
 
 def test_connect(tcp_echo):
-    rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "4", "-d", "1")
+    rc, d, _ = bench_json("connect", "127.0.0.1", tcp_echo.port(), "-c", "4", "-d", "1")
     assert_sane(d)
     assert rc == 0 and no_errors(d)
     # on loopback the connections are spread over 127.0.0.2-127.0.0.9 unless told not to
@@ -207,17 +162,17 @@ def test_connect(tcp_echo):
 
 
 def test_connect_sources_given_or_none(tcp_echo):
-    rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1",
+    rc, d, _ = bench_json("connect", "127.0.0.1", tcp_echo.port(), "-c", "2", "-d", "1",
                           "--src", "none")
     assert_sane(d)
     assert rc == 0 and d["sources"] == []
-    rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1",
+    rc, d, _ = bench_json("connect", "127.0.0.1", tcp_echo.port(), "-c", "2", "-d", "1",
                           "--src", "127.0.0.3,127.0.0.4")
     assert rc == 0 and d["sources"] == ["127.0.0.3", "127.0.0.4"]
 
 
 def test_connect_table_says_how(tcp_echo):
-    r = bench("connect", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1")
+    r = bench("connect", "127.0.0.1", tcp_echo.port(), "-c", "2", "-d", "1")
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr
     assert "127.0.0.2 .. 127.0.0.9 (8 addresses" in out
@@ -226,42 +181,48 @@ def test_connect_table_says_how(tcp_echo):
 
 
 def test_udp(udp_echo):
-    rc, d, _ = bench_json("udp", "127.0.0.1", str(udp_echo.port), "-c", "8", "-d", "1")
+    rc, d, _ = bench_json("udp", "127.0.0.1", udp_echo.port("udp"), "-c", "8", "-d", "1")
     assert_sane(d)
     assert d["sent"] >= d["requests"] and d["lost"] <= d["sent"]
     assert rc == (0 if d["lost"] == 0 else 1)
 
 
 def test_udp_too_small_is_a_usage_error(udp_echo):
-    r = bench("udp", "127.0.0.1", str(udp_echo.port), "-s", "4", "-d", "1")
+    r = bench("udp", "127.0.0.1", udp_echo.port("udp"), "-s", "4", "-d", "1")
     assert r.returncode == 2 and b"8-byte" in r.stderr
 
 
-def test_stream_to_discard():
+def test_stream_to_discard(serve):
+    srv = serve("-q", "-4", "-t", "discard:0")
+    rc, d, _ = bench_json("stream", "127.0.0.1", srv.port(), "-d", "1", "-s", "64k")
+    assert_sane(d, latency=False)
+    assert rc == 0 and no_errors(d)
+    assert d["bytes_out"] >= d["requests"] * 65536 and d["bits_per_sec"] > 0
+    assert d["bytes_in"] == 0
+
+
+def test_stream_from_chargen(serve):
+    srv = serve("-q", "-4", "-t", "chargen:0")
+    rc, d, _ = bench_json("stream", "127.0.0.1", srv.port(), "-d", "1", "--recv")
+    assert_sane(d, latency=False)
+    assert rc == 0 and no_errors(d)
+    assert d["recv"] and d["bytes_in"] > 0 and d["bytes_out"] == 0
+
+
+def test_stream_to_a_python_discard():
     srv = PyServer(discard)
     try:
-        rc, d, _ = bench_json("stream", "127.0.0.1", str(srv.port), "-d", "1", "-s", "64k")
+        rc, d, _ = bench_json("stream", "127.0.0.1", srv.port, "-d", "1", "-c", "2")
     finally:
         srv.close()
     assert_sane(d, latency=False)
-    assert rc == 0
-    assert d["bytes_out"] >= d["requests"] * 65536 and d["bits_per_sec"] > 0
-
-
-def test_stream_from_chargen():
-    srv = PyServer(chargen)
-    try:
-        rc, d, _ = bench_json("stream", "127.0.0.1", str(srv.port), "-d", "1", "--recv")
-    finally:
-        srv.close()
-    assert_sane(d, latency=False)
-    assert d["recv"] and d["bytes_in"] > 0 and d["bytes_out"] == 0
+    assert rc == 0 and d["connects"] == 2
 
 
 # ---- output ---------------------------------------------------------------------------------
 
 def test_json_stream_has_intervals(tcp_echo):
-    r = bench("echo", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "2", "-i", "0.5",
+    r = bench("echo", "127.0.0.1", tcp_echo.port(), "-c", "2", "-d", "2", "-i", "0.5",
               "--warmup", "0.5", "--json-stream")
     objs = [json.loads(l) for l in r.stdout.decode().splitlines()]
     assert r.returncode == 0, r.stderr
@@ -276,7 +237,7 @@ def test_json_stream_has_intervals(tcp_echo):
 
 
 def test_live_lines_on_request(tcp_echo):
-    r = bench("echo", "127.0.0.1", str(tcp_echo.port), "-c", "2", "-d", "1.2", "-i", "0.4")
+    r = bench("echo", "127.0.0.1", tcp_echo.port(), "-c", "2", "-d", "1.2", "-i", "0.4")
     assert r.returncode == 0
     lines = [l for l in r.stderr.decode().splitlines() if "req/s" in l]
     assert len(lines) >= 3, r.stderr
@@ -296,10 +257,7 @@ def test_usage_errors():
 # ---- failures are counted, never fatal, always bounded -----------------------------------------
 
 def test_refused_is_counted():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     t0 = time.monotonic()
     rc, d, _ = bench_json("echo", "127.0.0.1", str(port), "-c", "2", "-d", "1")
     assert rc == 1 and not d["ok"]
@@ -322,17 +280,17 @@ def test_mismatch_is_detected():
 def test_stopped_server_times_out_at_the_deadline(tcp_echo):
     """RELIABILITY: load generator against a stopped server — memory bounded, timeouts
     reported, non-zero exit at the deadline."""
-    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port), "-c", "20",
+    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()), "-c", "20",
                           "-P", "4", "-s", "4k", "-d", "3", "-t", "0.5", "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     t0 = time.monotonic()
     time.sleep(0.8)
-    os.kill(tcp_echo.p.pid, signal.SIGSTOP)
+    os.kill(tcp_echo.pid, signal.SIGSTOP)
     try:
         out, err = p.communicate(timeout=15)
-        assert_clean(err)
+        assert_no_sanitizer_report(err, "sockflow bench")
     finally:
-        os.kill(tcp_echo.p.pid, signal.SIGCONT)
+        os.kill(tcp_echo.pid, signal.SIGCONT)
     took = time.monotonic() - t0
     d = json.loads(out.decode().splitlines()[-1])
     assert p.returncode == 1, err
@@ -342,36 +300,36 @@ def test_stopped_server_times_out_at_the_deadline(tcp_echo):
 
 
 def test_server_stopped_from_the_start(tcp_echo):
-    os.kill(tcp_echo.p.pid, signal.SIGSTOP)
+    os.kill(tcp_echo.pid, signal.SIGSTOP)
     try:
         t0 = time.monotonic()
-        rc, d, _ = bench_json("connect", "127.0.0.1", str(tcp_echo.port), "-c", "4", "-d", "1.5",
+        rc, d, _ = bench_json("connect", "127.0.0.1", tcp_echo.port(), "-c", "4", "-d", "1.5",
                               "-t", "0.3")
         took = time.monotonic() - t0
     finally:
-        os.kill(tcp_echo.p.pid, signal.SIGCONT)
+        os.kill(tcp_echo.pid, signal.SIGCONT)
     assert rc == 1 and d["requests"] == 0 and d["errors"]["timeout"] > 0
     assert took < 5
 
 
 def test_udp_server_stopped_counts_lost(udp_echo):
-    os.kill(udp_echo.p.pid, signal.SIGSTOP)
+    os.kill(udp_echo.pid, signal.SIGSTOP)
     try:
-        rc, d, _ = bench_json("udp", "127.0.0.1", str(udp_echo.port), "-c", "4", "-d", "1",
+        rc, d, _ = bench_json("udp", "127.0.0.1", udp_echo.port("udp"), "-c", "4", "-d", "1",
                               "-t", "0.1")
     finally:
-        os.kill(udp_echo.p.pid, signal.SIGCONT)
+        os.kill(udp_echo.pid, signal.SIGCONT)
     assert rc == 1 and d["requests"] == 0 and d["lost"] > 0
 
 
 def test_interrupt_prints_what_was_measured(tcp_echo):
-    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port), "-c", "2",
+    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()), "-c", "2",
                           "-d", "30", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(1)
     t0 = time.monotonic()
     os.kill(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=10)
-    assert_clean(err)
+    assert_no_sanitizer_report(err, "sockflow bench")
     assert time.monotonic() - t0 < 3
     d = json.loads(out.decode().splitlines()[-1])
     assert d["interrupted"] and d["requests"] > 0 and d["duration_s"] < 5
