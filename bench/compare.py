@@ -242,13 +242,14 @@ def run_matrix(tests, servers, a, rows):
         except RuntimeError as e:
             log(e)
             rows.append((tests[0][0], s.name, None, str(e)))
-    results = {}
+    results, died = {}, {}
     try:
         for rnd in range(a.rounds):
             for label, mode, args in tests:
                 order = up[rnd % len(up):] + up[:rnd % len(up)] if up else []
                 for s in order:
                     if s.p.poll() is not None:
+                        died.setdefault(s.name, s.p.returncode)
                         continue
                     r = bench(mode, s.port, args, a.secs, a.warmup, a.threads)
                     results.setdefault((label, s.name), []).append(r)
@@ -259,7 +260,9 @@ def run_matrix(tests, servers, a, rows):
             s.stop()
     for label, _, _ in tests:
         for s in up:
-            rows.append((label, s.name, median_run(results.get((label, s.name), [])), ""))
+            r = median_run(results.get((label, s.name), []))
+            note = "" if r or s.name not in died else "the server exited (status %s)" % died[s.name]
+            rows.append((label, s.name, r, note))
 
 
 def run_stream(a, rows):
@@ -617,6 +620,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     only = set(a.only or ["tcp", "udp", "stream", "memory", "gencheck"])
     t0 = time.monotonic()
+    load0 = os.getloadavg()[0]
     rows, mem, gen = [], [], []
     try:
         if "tcp" in only:
@@ -628,6 +632,10 @@ def main():
         if "stream" in only:
             log("== stream")
             run_stream(a, rows)
+        if "gencheck" in only:
+            log("== generator check: sockflow bench against a plain epoll generator")
+            gen = gencheck(a)
+        load1 = os.getloadavg()[0]
         if "memory" in only:
             log("== memory per idle connection (%d each)" % a.idle)
             for s in tcp_servers():
@@ -642,9 +650,6 @@ def main():
                 mem.append((s.name, m))
                 if m:
                     log("  %-12s %d connections held" % (s.name, m["conns"]))
-        if "gencheck" in only:
-            log("== generator check: sockflow bench against a plain epoll generator")
-            gen = gencheck(a)
     finally:
         stop_all()
     took = time.monotonic() - t0
@@ -652,6 +657,8 @@ def main():
     doc = ["# sockflow against the servers people pick instead", "",
            "Written by `make bench` (bench/compare) on %s, in %.0f s." % (now, took), "",
            "- machine: %s" % machine(),
+           "- load average (1 min) when the runs began: %.2f, when the load runs ended: %.2f (other "
+           "work on the machine makes every figure noisier)" % (load0, load1),
            "- peers: %s" % ", ".join(versions()),
            "- every server on 127.0.0.1, one at a time under load, driven by the same "
            "`sockflow bench` settings: %g s measured after %g s of warm-up, %d thread%s, "

@@ -57,6 +57,8 @@ int main(int argc, char **argv)
     struct sockaddr_in sin;
     socklen_t len = sizeof(sin);
 
+    /* libevent writes with write(): a client that resets mid-echo must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_port = htons((unsigned short)(argc > 1 ? atoi(argv[1]) : 0));

@@ -1,4 +1,5 @@
 /* uv_echo.c - TCP echo server using libuv (benchmark peer). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -86,6 +87,8 @@ int main(int argc, char **argv)
     struct sockaddr_storage bound;
     int len = sizeof(bound), r;
 
+    /* libuv leaves SIGPIPE alone: a client that resets mid-echo must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
     uv_tcp_init(loop, &server);
     uv_ip4_addr("127.0.0.1", port, &addr);

@@ -123,6 +123,12 @@ usec(char *buf, size_t len, uint64_t ns)
     return buf;
 }
 
+static const char *
+plural(long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 static double
 per_sec(uint64_t n, double secs)
 {
@@ -328,23 +334,24 @@ print_table(const bench_conf *c, const sf_bench_result *r)
 
     switch (o->mode) {
     case SF_BENCH_ECHO:
-        printf("sockflow bench echo %s: %d connections, %zu-byte requests, %d in flight on "
-               "each, %d threads\n", c->target, o->conns, o->size, o->pipeline, r->threads);
+        printf("sockflow bench echo %s: %d connection%s, %zu-byte requests, %d in flight on "
+               "each, %d thread%s\n", c->target, o->conns, plural(o->conns), o->size, o->pipeline,
+               r->threads, plural(r->threads));
         break;
     case SF_BENCH_CONNECT:
         printf("sockflow bench connect %s: %d at once, each socket, connect, write %zu bytes, "
                "read the echo, close (the client closes first: TIME_WAIT is on this side); "
-               "%d threads\n", c->target, o->conns, o->size, r->threads);
+               "%d thread%s\n", c->target, o->conns, o->size, r->threads, plural(r->threads));
         break;
     case SF_BENCH_STREAM:
-        printf("sockflow bench stream %s: %d connections, %s %zu-byte %s, %d threads\n",
-               c->target, o->conns, o->recv ? "reading" : "writing", o->size,
-               o->recv ? "reads" : "writes", r->threads);
+        printf("sockflow bench stream %s: %d connection%s, %s %zu-byte %s, %d thread%s\n",
+               c->target, o->conns, plural(o->conns), o->recv ? "reading" : "writing", o->size,
+               o->recv ? "reads" : "writes", r->threads, plural(r->threads));
         break;
     default:
-        printf("sockflow bench udp %s: %d datagrams of %zu bytes in flight, lost after "
-               "%.3g s, %d threads\n", c->target, o->conns, o->size, o->timeout_ms / 1000.0,
-               r->threads);
+        printf("sockflow bench udp %s: %d datagram%s of %zu bytes in flight, lost after "
+               "%.3g s, %d thread%s\n", c->target, o->conns, plural(o->conns), o->size,
+               o->timeout_ms / 1000.0, r->threads, plural(r->threads));
         break;
     }
     print_sources(c);
@@ -376,11 +383,14 @@ print_table(const bench_conf *c, const sf_bench_result *r)
                usec(f, sizeof(f), sf_hist_percentile(&st->lat, 99.9)),
                usec(g, sizeof(g), st->lat.max));
     }
-    if (o->mode == SF_BENCH_UDP)
-        printf("  datagrams    sent %llu, lost %llu (%.3f %%), late replies %llu\n",
-               (unsigned long long)st->sent, (unsigned long long)st->lost,
+    if (o->mode == SF_BENCH_UDP) {
+        char sent[32], lost[32], late[32];
+
+        printf("  sent         %s, lost %s (%.3f %%), late replies %s\n",
+               group(sent, sizeof(sent), st->sent), group(lost, sizeof(lost), st->lost),
                st->sent ? 100.0 * (double)st->lost / (double)st->sent : 0.0,
-               (unsigned long long)st->late);
+               group(late, sizeof(late), st->late));
+    }
     if (o->mode != SF_BENCH_STREAM)
         printf("  mismatches   %llu\n", (unsigned long long)st->mismatches);
     format_errors(errs, sizeof(errs), &st->err);

@@ -387,7 +387,7 @@ conn_start(worker *w, conn *c)
 
 /* Requests complete as their last byte comes back. */
 static void
-echo_read(worker *w, conn *c, size_t n)
+echo_read(worker *w, conn *c)
 {
     const sf_bench *b = w->b;
     uint64_t p = (uint64_t)b->o.pipeline;
@@ -397,7 +397,6 @@ echo_read(worker *w, conn *c, size_t n)
         c->done++;
         w->outstanding--;
     }
-    (void)n;
     echo_issue(w, c);
 }
 
@@ -487,7 +486,7 @@ tcp_readable(worker *w, conn *c)
             }
             continue;
         }
-        echo_read(w, c, (size_t)n);
+        echo_read(w, c);
         if ((size_t)n < cap)
             return 0;
     }
