@@ -171,18 +171,27 @@ def udp_servers():
 
 # ---- running sockflow bench ---------------------------------------------------------
 
+def child_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def bench(mode, port, args, secs, warmup, threads):
     argv = [SOCKFLOW, "bench", mode, "127.0.0.1", str(port), "-d", str(secs),
             "--warmup", str(warmup), "--json", "-i", "0"] + list(args)
     if threads:
         argv += ["-T", str(threads)]
+    cpu0, t0 = child_cpu(), time.monotonic()
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=secs + warmup + 60)
     except subprocess.TimeoutExpired:
         return None
+    busy = (child_cpu() - cpu0) / max(time.monotonic() - t0, 1e-3)
     for line in reversed(r.stdout.splitlines()):
         if line.startswith("{"):
-            return json.loads(line)
+            d = json.loads(line)
+            d["cpu_busy"] = busy    # share of one CPU the generator used, start to end
+            return d
     log("sockflow bench gave no result: %s" % r.stderr.strip())
     return None
 
@@ -192,9 +201,11 @@ def epoll_gen(mode, port, conns, pipeline, secs):
             "-s", "64", "-d", str(secs)]
     if mode == "echo":
         argv += ["-P", str(pipeline)]
+    cpu0, t0 = child_cpu(), time.monotonic()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
+    busy = (child_cpu() - cpu0) / max(time.monotonic() - t0, 1e-3)
     m = re.search(r"rps=(\d+)", r.stdout)
-    return int(m.group(1)) if m else 0
+    return (int(m.group(1)) if m else 0), busy
 
 
 def median_run(runs):
@@ -476,18 +487,20 @@ def gencheck(a):
         for mode, conns, pipeline in GEN_TESTS:
             port = udp.port if mode == "udp" else tcp.port
             ours, theirs = [], []
-            for rnd in range(a.rounds):
+            for rnd in range(a.gen_rounds):
                 args = ["-c", str(conns), "-s", "64"] + (["-P", str(pipeline)]
                                                           if mode == "echo" else [])
                 for which in ((0, 1) if rnd % 2 == 0 else (1, 0)):
                     if which == 0:
                         r = bench(mode, port, args, a.secs, 0, a.threads)
-                        ours.append(r["rps"] if r else 0)
+                        ours.append((r["rps"], r["cpu_busy"]) if r else (0, 0))
                     else:
                         theirs.append(epoll_gen(mode, port, conns, pipeline, a.secs))
-            o, t = statistics.median(ours), statistics.median(theirs)
             label = "%s -c %d%s" % (mode, conns, " -P %d" % pipeline if pipeline > 1 else "")
-            rows.append((label, t, o))
+            row = (label, [x[0] for x in theirs], [x[0] for x in ours],
+                   statistics.median(x[1] for x in theirs), statistics.median(x[1] for x in ours))
+            rows.append(row)
+            t, o = statistics.median(row[1]), statistics.median(row[2])
             log("  gencheck %-18s epoll_gen %10.0f  sockflow bench %10.0f  %.2f" %
                 (label, t, o, o / t if t else 0))
     finally:
@@ -597,10 +610,15 @@ def mem_table(mem):
 
 
 def gen_table(rows):
-    out = ["| load | epoll_gen /s | sockflow bench /s | ratio |", "| --- | ---: | ---: | ---: |"]
-    for label, t, o in rows:
-        out.append("| %s | %s | %s | %.2f |" % (label, fmt_num(t), fmt_num(o),
-                                                o / t if t else 0))
+    out = ["| load | epoll_gen /s | its CPU | sockflow bench /s | its CPU | ratio of medians "
+           "| runs: epoll_gen | runs: sockflow bench |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for label, theirs, ours, tcpu, ocpu in rows:
+        t, o = statistics.median(theirs), statistics.median(ours)
+        out.append("| %s | %s | %.0f %% | %s | %.0f %% | %.2f | %s | %s |" % (
+            label, fmt_num(t), 100 * tcpu, fmt_num(o), 100 * ocpu, o / t if t else 0,
+            " ".join(fmt_num(x / 1000) + "k" for x in theirs),
+            " ".join(fmt_num(x / 1000) + "k" for x in ours)))
     return "\n".join(out)
 
 
@@ -612,6 +630,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1,
                     help="sockflow bench -T (default 1: the other core is the server's)")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections per server")
+    ap.add_argument("--gen-rounds", type=int, default=5, help="runs per generator check")
     ap.add_argument("--only", choices=["tcp", "udp", "stream", "memory", "gencheck"],
                     action="append", help="run only these sections")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
@@ -684,8 +703,10 @@ def main():
         doc += ["## Generator check", "",
                 "`sockflow bench` (%d thread%s) and bench/peers/epoll_gen, a plain "
                 "single-threaded epoll generator, alternated against one `sockflow serve`, "
-                "median of %d runs of %g s." % (a.threads, "" if a.threads == 1 else "s",
-                                                 a.rounds, a.secs), "", gen_table(gen), ""]
+                "median of %d runs of %g s each. \"Its CPU\": the share of one CPU the "
+                "generator used: below 100 %% it waited for the server, so the server set the "
+                "pace, not the generator." % (a.threads, "" if a.threads == 1 else "s",
+                                               a.gen_rounds, a.secs), "", gen_table(gen), ""]
     text = "\n".join(doc)
     print(text)
     if a.only is None or a.out != ap.get_default("out"):

@@ -294,7 +294,7 @@ def test_stopped_server_times_out_at_the_deadline(tcp_echo):
     took = time.monotonic() - t0
     d = json.loads(out.decode().splitlines()[-1])
     assert p.returncode == 1, err
-    assert 2.5 < took < 6, took
+    assert 2.5 < took < 10, took      # the 3 s deadline, with room for a loaded machine
     assert d["requests"] > 0 and d["errors"]["timeout"] > 0
     assert d["rss_max_kb"] < 32 * 1024, d
 
