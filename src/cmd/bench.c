@@ -246,13 +246,35 @@ json_sources(FILE *f, const bench_conf *c)
     fputc(']', f);
 }
 
+/* Peak resident memory of this program, KiB: VmHWM. getrusage's ru_maxrss would also
+ * hold the peak of the process image before exec() (a big parent that forked us). */
+static long
+peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+
+    if (f != NULL) {
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+                break;
+        fclose(f);
+    }
+    if (kb < 0) {
+        struct rusage ru;
+
+        getrusage(RUSAGE_SELF, &ru);
+        kb = ru.ru_maxrss;
+    }
+    return kb;
+}
+
 static void
 json_result(const bench_conf *c, const sf_bench_result *r, int status)
 {
     const sf_bench_opts *o = &c->o;
-    struct rusage ru;
 
-    getrusage(RUSAGE_SELF, &ru);
     printf("{\"type\": \"result\", \"mode\": \"%s\", \"target\": \"%s\", \"connections\": %d, "
            "\"size\": %zu, \"pipeline\": %d, \"threads\": %d, \"recv\": %s, "
            "\"duration_s\": %.3f, \"warmup_s\": %.3f, \"timeout_s\": %.3f, \"sources\": ",
@@ -264,7 +286,7 @@ json_result(const bench_conf *c, const sf_bench_result *r, int status)
     printf(", \"requests_wanted\": %llu, \"reached\": %s, \"interrupted\": %s, "
            "\"rss_max_kb\": %ld, \"ok\": %s}\n",
            (unsigned long long)o->requests, r->reached ? "true" : "false",
-           r->interrupted ? "true" : "false", ru.ru_maxrss, status == EXIT_OK ? "true" : "false");
+           r->interrupted ? "true" : "false", peak_rss_kb(), status == EXIT_OK ? "true" : "false");
     fflush(stdout);
 }
 
