@@ -162,16 +162,25 @@ bind_source(const sf_trace *t, int fd, const sf_addr *src)
     return rc;
 }
 
-/* Wait for a nonblocking connect to finish; 0, or -1 with errno set. */
+/* Wait for a nonblocking connect to finish; 0, or -1 with errno set. A signal
+ * (EINTR) resumes the wait with the time left, so the timeout holds however many come. */
 static int
 wait_connected(int fd, int timeout_ms)
 {
     struct pollfd p = { .fd = fd, .events = POLLOUT };
-    int rc, soerr;
+    uint64_t deadline = sf_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+    int rc, soerr, wait = timeout_ms;
 
-    do {
-        rc = poll(&p, 1, timeout_ms);
-    } while (rc < 0 && errno == EINTR);
+    for (;;) {
+        rc = poll(&p, 1, wait);
+        if (rc >= 0 || errno != EINTR)
+            break;
+        if (timeout_ms >= 0) {
+            uint64_t now = sf_now_ns();
+
+            wait = now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
+        }
+    }
     if (rc == 0) {
         errno = ETIMEDOUT;
         return -1;
