@@ -206,9 +206,15 @@ sf_server_free(sf_server *s)
                 free_conn(w, w->conns[fd]);
         if (w->loop)
             close_listeners(w);
-        for (int j = 0; j < w->nls; j++)
-            if (w->ls[j].svc->state_free && w->ls[j].state)
+        for (int j = 0; j < w->nls; j++) {
+            int shared = 0;
+
+            /* The sockets of one service share its state in this loop: free it once. */
+            for (int k = 0; k < j; k++)
+                shared |= w->ls[k].state == w->ls[j].state;
+            if (!shared && w->ls[j].svc->state_free && w->ls[j].state)
                 w->ls[j].svc->state_free(w->ls[j].state);
+        }
         if (w->spare_fd >= 0)
             close(w->spare_fd);
         sf_loop_free(w->loop);
