@@ -170,6 +170,9 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         return NULL;
     }
     s->nw = s->o.loops;
+    /* A worker never set up must own no descriptor when sf_server_free runs. */
+    for (int i = 0; i < s->nw; i++)
+        s->w[i].spare_fd = -1;
     for (int i = 0; i < s->nw; i++) {
         if (worker_init(s, &s->w[i], i, err) < 0) {
             sf_server_free(s);
