@@ -19,6 +19,7 @@ typedef struct relay {
     int rc;
     int in_eof;
     int in_polled;          /* in_fd works with epoll (regular files do not) */
+    int in_watched;         /* in_fd is watched now (not while the socket is behind) */
     long in_timer;
     long quiet_timer;
     sf_buf q;               /* input bytes the socket has not taken yet (TCP) */
@@ -62,16 +63,26 @@ on_in_timer(sf_loop *l, void *ud)
     in_ready(l, r->o->in_fd, SF_READ, r);
 }
 
-/* Read input again when it can be: at once for a regular file, else on readiness. */
+/* Read input again when it can be: at once for a regular file, else on readiness.
+ * Paused input is unwatched, not left quiet: the loop still reports a hang-up on a quiet
+ * fd (a pipe whose writer closed), and reading then would overrun the queue. */
 static void
 want_input(relay *r, int on)
 {
     if (r->in_eof)
         return;
-    if (r->in_polled)
-        sf_loop_set_events(r->loop, r->o->in_fd, on ? SF_READ : 0);
-    else if (on && r->in_timer == 0)
-        r->in_timer = sf_loop_timer(r->loop, 0, on_in_timer, r);
+    if (!r->in_polled) {
+        if (on && r->in_timer == 0)
+            r->in_timer = sf_loop_timer(r->loop, 0, on_in_timer, r);
+        return;
+    }
+    if (on == r->in_watched)
+        return;
+    if (on)
+        sf_loop_watch(r->loop, r->o->in_fd, SF_READ, in_ready, r);
+    else
+        sf_loop_unwatch(r->loop, r->o->in_fd);
+    r->in_watched = on;
 }
 
 static void
@@ -204,6 +215,7 @@ sf_relay(const sf_relay_opts *o, sf_err *err)
     }
     /* epoll refuses regular files (EPERM): they are always ready, read them on timers. */
     r.in_polled = sf_loop_watch(r.loop, o->in_fd, SF_READ, in_ready, &r) == 0;
+    r.in_watched = r.in_polled;
     if (!r.in_polled)
         want_input(&r, 1);
     rc = sf_loop_run(r.loop);
