@@ -90,6 +90,7 @@ answer_main(void *arg)
 /* Echoes everything back, then half-closes and closes at the end of the stream. */
 typedef struct echo_peer {
     int fd;
+    int slow;
     size_t n;
     int ok;
 } echo_peer;
@@ -113,6 +114,9 @@ echo_main(void *arg)
         if (sf_write_full(NULL, p->fd, buf, (size_t)r) != r)
             return NULL;
         p->n += (size_t)r;
+        /* slower than the input, so that the relay holds its input back often */
+        if (p->slow)
+            unit_sleep_ms(1);
     }
     p->ok = 1;
     close(p->fd);
@@ -227,7 +231,7 @@ tcp_pipe_megabyte(void **state)
 {
     static char in[1 << 20], out[(1 << 20) + 1];
     sf_relay_opts o = { .quit_after_eof_ms = -1, .udp_wait_ms = -1, .peer = "peer" };
-    echo_peer ep = { 0 };
+    echo_peer ep = { .slow = 1 };
     feeder fd_in = { .p = in, .len = sizeof(in) };
     pthread_t th_echo, th_feed;
     int sv[2], p[2];
