@@ -663,6 +663,7 @@ typedef struct probe_rec {
     int send_after_close;
     int first_send;
     size_t first_queued;
+    int flags_ok;
     size_t data_len;
 } probe_rec;
 
@@ -696,6 +697,8 @@ probe_open(sf_conn *c)
     probe.state = sf_conn_state(c);
     probe.id = sf_conn_id(c);
     probe.fd_ok = sf_conn_fd(c) > 2;
+    probe.flags_ok = (fcntl(sf_conn_fd(c), F_GETFL) & O_NONBLOCK) &&
+                     (fcntl(sf_conn_fd(c), F_GETFD) & FD_CLOEXEC);
     if (sf_conn_peer(c, &a) == 0)
         sf_addr_format(&a, probe.peer, sizeof(probe.peer));
     sf_conn_log(c, "hello %d", 42);
@@ -780,12 +783,86 @@ service_callbacks(void **state)
     assert_ptr_equal(probe.state, &probe_state_token);
     assert_int_equal(probe.id, 1);
     assert_true(probe.fd_ok);
+    assert_true(probe.flags_ok);
     assert_string_equal(probe.peer, local_s);
     assert_int_equal(probe.send_after_close, -EPIPE);
     assert_int_equal(probe.first_send, 0);
     assert_int_equal(probe.first_queued, 0);
     assert_int_equal(st.accepted, 1);
     assert_int_equal(st.closed, 1);
+}
+
+/* A service closes a client with a reason: the client sees the end, the reason is logged
+ * with the service, the connection number and the peer. */
+static void
+closer_data(sf_conn *c, char *data, size_t len)
+{
+    if (len > 0 && data[0] == 'q')
+        sf_conn_close(c, "asked to quit");
+    else
+        sf_conn_send(c, data, len);
+}
+
+static const sf_service closer_svc = {
+    .name = "closer",
+    .protos = SF_PROTO_TCP,
+    .on_data = closer_data,
+};
+
+static void
+service_closes_with_reason(void **state)
+{
+    log_lines log = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    sf_server_opts o = { .log = keep_line, .log_ud = &log };
+    sf_server_stats st;
+    char want[96], buf[4];
+    sf_addr local;
+    unit_server u;
+    int fd;
+
+    (void)state;
+    unit_server_start(&u, &o, &closer_svc, SF_PROTO_TCP, 0);
+    fd = unit_tcp_client(AF_INET, u.port);
+    assert_int_equal(sf_local_addr(fd, &local), 0);
+    assert_int_equal(sf_write(NULL, fd, "ab", 2), 2);
+    assert_int_equal(unit_read_exact(fd, buf, 2, UNIT_WAIT_MS), 2);
+    assert_int_equal(sf_write(NULL, fd, "q", 1), 1);
+    assert_int_equal(unit_wait_eof(fd, UNIT_WAIT_MS), 0);
+    snprintf(want, sizeof(want), "closer #1 127.0.0.1:%d: closed: asked to quit",
+             sf_addr_port(&local));
+    assert_true(wait_line(&log, want, UNIT_WAIT_MS));
+    close(fd);
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.closed, 1);
+}
+
+/* Clients that reset (SO_LINGER 0) before they are accepted, or in the middle of a large
+ * write, do not hurt the server: the next client is served. */
+static void
+resets_do_not_hurt(void **state)
+{
+    static char big[512 * 1024];
+    struct linger lg = { 1, 0 };
+    sf_server_stats st;
+    unit_server u;
+    int fd;
+
+    (void)state;
+    unit_server_start(&u, NULL, &sf_svc_echo, SF_PROTO_TCP, 1);
+    for (int i = 0; i < 5; i++) {
+        fd = unit_tcp_client(AF_INET, u.port);
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        close(fd);
+    }
+    fd = unit_tcp_client(AF_INET, u.port);
+    assert_int_equal(sf_set_nonblock(fd, 1), 0);
+    flood(fd, big, sizeof(big), sizeof(big));
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd);
+    echo_roundtrip_tcp(AF_INET, u.port, "still here");
+    echo_roundtrip_tcp(AF_INET6, u.port, "and here");
+    unit_server_stop(&u, &st);
+    assert_true(st.accepted >= 3);
 }
 
 /* A reply then FIN while the client's own bytes sit unread: the client gets the whole
@@ -829,6 +906,15 @@ finish_with_unread_input(void **state)
 }
 
 /* A generator: on_drain whenever the socket can take more and nothing is queued. */
+static int gen_limit;
+static atomic_int gen_after_limit;
+
+static void *
+gen_limit_state(void)
+{
+    return &gen_limit;
+}
+
 static void
 gen_open(sf_conn *c)
 {
@@ -841,6 +927,12 @@ gen_drain(sf_conn *c)
     unsigned *next = sf_conn_data(c);
     char line[100];
 
+    /* the bounded kind stops asking after 1000 lines */
+    if (sf_conn_state(c) == &gen_limit && *next >= 1000) {
+        atomic_fetch_add(&gen_after_limit, 1);
+        sf_conn_want_drain(c, 0);
+        return;
+    }
     for (int i = 0; i < 50; i++) {
         snprintf(line, sizeof(line), "%08u\n", (*next)++);
         if (sf_conn_send(c, line, 9) < 0)
@@ -855,6 +947,36 @@ static const sf_service gen_svc = {
     .on_open = gen_open,
     .on_drain = gen_drain,
 };
+
+static const sf_service gen_limited_svc = {
+    .name = "genlimited",
+    .protos = SF_PROTO_TCP,
+    .conn_size = sizeof(unsigned),
+    .state_new = gen_limit_state,
+    .on_open = gen_open,
+    .on_drain = gen_drain,
+};
+
+/* Turning on_drain off stops a generator: exactly what it sent, then silence. */
+static void
+want_drain_off_stops(void **state)
+{
+    static char buf[9 * 1000 + 1];
+    unit_server u;
+    int fd;
+
+    (void)state;
+    atomic_store(&gen_after_limit, 0);
+    unit_server_start(&u, NULL, &gen_limited_svc, SF_PROTO_TCP, 0);
+    fd = unit_tcp_client(AF_INET, u.port);
+    assert_int_equal(unit_read_exact(fd, buf, 9 * 1000, UNIT_WAIT_MS), 9 * 1000);
+    assert_memory_equal(buf + 9 * 999, "00000999\n", 9);
+    assert_int_equal(unit_poll(fd, POLLIN, 200), 0);
+    /* asked once more, turned off, never asked again */
+    assert_int_equal(atomic_load(&gen_after_limit), 1);
+    close(fd);
+    unit_server_stop(&u, NULL);
+}
 
 static void
 want_drain_generates(void **state)
@@ -875,6 +997,25 @@ want_drain_generates(void **state)
     }
     close(fd);
     unit_server_stop(&u, NULL);
+}
+
+static void
+service_table(void **state)
+{
+    int n = 0;
+
+    (void)state;
+    assert_ptr_equal(sf_service_find("echo"), &sf_svc_echo);
+    assert_null(sf_service_find("nosuch"));
+    assert_null(sf_service_find(""));
+    for (; sf_services[n]; n++) {
+        assert_ptr_equal(sf_service_find(sf_services[n]->name), sf_services[n]);
+        assert_true(sf_services[n]->protos != 0);
+    }
+    assert_true(n >= 1);
+    assert_ptr_equal(sf_services[0], &sf_svc_echo);
+    assert_int_equal(sf_svc_echo.port, 7);
+    assert_int_equal(sf_svc_echo.protos, SF_PROTO_TCP | SF_PROTO_UDP);
 }
 
 /* Per-loop service state: made once per loop however many sockets share it, freed once. */
@@ -1277,8 +1418,12 @@ main(void)
         cmocka_unit_test(queue_never_passes_cap),
         cmocka_unit_test(send_timeout_closes_stalled),
         cmocka_unit_test(service_callbacks),
+        cmocka_unit_test(service_closes_with_reason),
+        cmocka_unit_test(resets_do_not_hurt),
         cmocka_unit_test(finish_with_unread_input),
+        cmocka_unit_test(want_drain_off_stops),
         cmocka_unit_test(want_drain_generates),
+        cmocka_unit_test(service_table),
         cmocka_unit_test(service_state_once_per_loop),
         cmocka_unit_test(new_failure_closes_only_its_own),
         cmocka_unit_test(drain_lets_clients_finish),
