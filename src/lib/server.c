@@ -613,7 +613,10 @@ conn_readable(worker *w, sf_conn *c)
 {
     sf_trace t, *tp = conn_trace(w->s, &t, c->id);
     const sf_service *svc = c->ls->svc;
-    ssize_t n = sf_read(tp, c->fd, w->scratch, SCRATCH_SIZE);
+    /* Never more than the queue may hold: what a service sends back for one read (echo)
+     * can then always be queued, and a small queue_cap means backpressure, not a close. */
+    size_t want = w->s->o.queue_cap < SCRATCH_SIZE ? w->s->o.queue_cap : SCRATCH_SIZE;
+    ssize_t n = sf_read(tp, c->fd, w->scratch, want);
 
     if (n == SF_EAGAIN)
         return;
