@@ -513,17 +513,16 @@ inq(int fd)
  * reading that client (its receive queue fills and stays still), and keeps the
  * connection; when the client reads at last, every byte comes back in order. */
 static void
-backpressure_stops_reading(void **state)
+check_backpressure(size_t queue_cap)
 {
     static char pattern[1 << 16], got[64 << 20];
-    sf_server_opts o = { .queue_cap = 256 * 1024 };
+    sf_server_opts o = { .queue_cap = queue_cap };
     sf_server_stats st;
     unit_server u;
     size_t total, n = 0;
     size_t seen;
     int fd, sfd;
 
-    (void)state;
     bp_reset();
     unit_fill_pattern(pattern, sizeof(pattern), 31);
     unit_server_start(&u, &o, &bp_echo_svc, SF_PROTO_TCP, 0);
@@ -562,6 +561,21 @@ backpressure_stops_reading(void **state)
     assert_int_equal(st.bytes_in, total);
     assert_int_equal(st.bytes_out, total);
     assert_int_equal(st.closed, 1);
+}
+
+static void
+backpressure_stops_reading(void **state)
+{
+    (void)state;
+    check_backpressure(256 * 1024);
+}
+
+/* A queue smaller than one read: still backpressure, never "queue full" for echo. */
+static void
+backpressure_small_queue(void **state)
+{
+    (void)state;
+    check_backpressure(4096);
 }
 
 /* A service that sends four times what it reads, in 1000-byte pieces: against a client that
@@ -1415,6 +1429,7 @@ main(void)
         cmocka_unit_test(dgram_max_drops_bigger),
         cmocka_unit_test(idle_timeout_closes),
         cmocka_unit_test(backpressure_stops_reading),
+        cmocka_unit_test(backpressure_small_queue),
         cmocka_unit_test(queue_never_passes_cap),
         cmocka_unit_test(send_timeout_closes_stalled),
         cmocka_unit_test(service_callbacks),
