@@ -1,5 +1,4 @@
-/* test_relay: input → socket → output over TCP and UDP, with pipes, socketpairs and
- * regular files at the ends. */
+/* test_relay: input → socket → output over TCP and UDP, from pipes and regular files. */
 #include "unit.h"
 
 /* A regular file holding len bytes of p, at offset 0. */

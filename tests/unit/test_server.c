@@ -1,5 +1,4 @@
-/* test_server: the TCP and UDP engines with echo and small test services, the server
- * running in a thread; limits, backpressure, timeouts, drain, signals, descriptors. */
+/* test_server: the TCP and UDP engines, with echo and test services, run in a thread. */
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>

@@ -1,5 +1,4 @@
-/* unit: helpers shared by the cmocka unit tests: loopback sockets on port 0, bounded waits,
- * a loop or a server running in a thread with a deadline. */
+/* unit: helpers for the unit tests: loopback port 0 sockets, bounded waits, test threads. */
 #ifndef SOCKFLOW_TESTS_UNIT_H
 #define SOCKFLOW_TESTS_UNIT_H
 
