@@ -23,7 +23,7 @@ static const char serve_usage[] =
     "port 0 lets the kernel pick a free one, printed on the 'listening on' line.\n"
     "\n"
     "  -l, --listen ADDR      listen on ADDR (repeatable; default 127.0.0.1 and ::1;\n"
-    "                         0.0.0.0 or :: for every address)\n"
+    "                         0.0.0.0: every IPv4 address, ::: every IPv6 one)\n"
     "  -t, --tcp              TCP only          -u, --udp     UDP only\n"
     "  -4                     IPv4 only         -6            IPv6 only\n"
     "  -j, --loops N          event loops, one thread each (default 1)\n"
