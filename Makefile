@@ -127,6 +127,11 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -Isrc -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(LDLIBS) -lm
 
+# The chat harness stands in for the server's connection calls: chat.c alone.
+build/fuzz/fuzz_chat: tests/fuzz/fuzz_chat.c src/svc/chat.c src/lib/err.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< src/svc/chat.c src/lib/err.c
+
 fuzz: deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
 	  c=tests/fuzz/corpus/$$(basename $$f); w=build/fuzz/work/$$(basename $$f); mkdir -p $$w; \
