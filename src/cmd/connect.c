@@ -59,7 +59,8 @@ cmd_connect(int argc, char **argv)
     sf_err err;
 
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "u46w:q:s:h", connect_opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":u46w:q:s:h", connect_opts, NULL)) != -1) {
         switch (ch) {
         case 'u': udp = 1; break;
         case '4': flags |= SF_ADDR_V4ONLY; break;
@@ -75,7 +76,7 @@ cmd_connect(int argc, char **argv)
                 ro.quit_after_eof_ms = (int)v;
             break;
         default:
-            return cmd_usage_error("connect", "unknown option");
+            return cmd_bad_option("connect", ch, argv);
         }
     }
     if (argc - optind != 2)

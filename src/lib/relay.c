@@ -11,6 +11,9 @@
 #include "sockflow/sock.h"
 
 #define CHUNK (64 * 1024)
+/* The largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). A read of
+ * a pipe or a file can return more, which sendto() would refuse with EMSGSIZE. */
+#define UDP_PAYLOAD_MAX 65507
 
 typedef struct relay {
     const sf_relay_opts *o;
@@ -19,7 +22,6 @@ typedef struct relay {
     int rc;
     int in_eof;
     int in_polled;          /* in_fd works with epoll (regular files do not) */
-    int in_watched;         /* in_fd is watched now (not while the socket is behind) */
     long in_timer;
     long quiet_timer;
     sf_buf q;               /* input bytes the socket has not taken yet (TCP) */
@@ -64,25 +66,24 @@ on_in_timer(sf_loop *l, void *ud)
 }
 
 /* Read input again when it can be: at once for a regular file, else on readiness.
- * Paused input is unwatched, not left quiet: the loop still reports a hang-up on a quiet
- * fd (a pipe whose writer closed), and reading then would overrun the queue. */
+ * Held input leaves the epoll set rather than asking for no events: a pipe whose writer
+ * has gone reports EPOLLHUP regardless, and reading then would find the queue full. */
 static void
 want_input(relay *r, int on)
 {
+    int rc;
+
     if (r->in_eof)
         return;
-    if (!r->in_polled) {
-        if (on && r->in_timer == 0)
-            r->in_timer = sf_loop_timer(r->loop, 0, on_in_timer, r);
-        return;
-    }
-    if (on == r->in_watched)
-        return;
-    if (on)
-        sf_loop_watch(r->loop, r->o->in_fd, SF_READ, in_ready, r);
-    else
+    if (r->in_polled && !on) {
         sf_loop_unwatch(r->loop, r->o->in_fd);
-    r->in_watched = on;
+    } else if (r->in_polled) {
+        rc = sf_loop_watch(r->loop, r->o->in_fd, SF_READ, in_ready, r);
+        if (rc < 0)
+            done(r, sf_err_set(r->err, rc, "epoll_ctl input"));
+    } else if (on && r->in_timer == 0) {
+        r->in_timer = sf_loop_timer(r->loop, 0, on_in_timer, r);
+    }
 }
 
 static void
@@ -118,7 +119,7 @@ in_ready(sf_loop *l, int fd, int events, void *ud)
 
     (void)l;
     (void)events;
-    n = read(fd, r->chunk, CHUNK);
+    n = read(fd, r->chunk, r->o->udp ? UDP_PAYLOAD_MAX : CHUNK);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         want_input(r, 1);
         return;
@@ -141,7 +142,7 @@ in_ready(sf_loop *l, int fd, int events, void *ud)
         want_input(r, 1);
         return;
     }
-    if (sf_buf_push(&r->q, r->chunk, (size_t)n) < 0) {
+    if (sf_buf_push(&r->q, r->chunk, (size_t)n) != n) {     /* short: bytes would be lost */
         done(r, sf_err_set(r->err, -ENOMEM, "relay"));
         return;
     }
@@ -215,7 +216,6 @@ sf_relay(const sf_relay_opts *o, sf_err *err)
     }
     /* epoll refuses regular files (EPERM): they are always ready, read them on timers. */
     r.in_polled = sf_loop_watch(r.loop, o->in_fd, SF_READ, in_ready, &r) == 0;
-    r.in_watched = r.in_polled;
     if (!r.in_polled)
         want_input(&r, 1);
     rc = sf_loop_run(r.loop);
