@@ -404,6 +404,141 @@ dgram_max_drops_bigger(void **state)
     assert_int_equal(st.dgrams_out, 1);
 }
 
+/* Replies to a source address are held to its budget (udp_rate a second, udp_burst at
+ * once), whatever its port; another address has its own. */
+static int
+count_replies(int fd, int ms)
+{
+    char buf[64];
+    int n = 0;
+
+    while (unit_poll(fd, POLLIN, ms) & POLLIN) {
+        if (sf_read(NULL, fd, buf, sizeof(buf)) > 0)
+            n++;
+    }
+    return n;
+}
+
+static void
+udp_rate_per_source(void **state)
+{
+    sf_server_opts o = { .udp_rate = 1, .udp_burst = 5 };
+    sf_server_stats st;
+    unit_server u;
+    int a, b;
+    sf_addr to, to6;
+    sf_err err;
+    int a2;
+
+    (void)state;
+    unit_server_start(&u, &o, &sf_svc_echo, SF_PROTO_UDP, 1);
+    to = unit_loopback(AF_INET, u.port);
+    to6 = unit_loopback(AF_INET6, u.port);
+    a = sf_udp_connect(NULL, &to, NULL, 1, &err);
+    a2 = sf_udp_connect(NULL, &to, NULL, 1, &err);
+    b = sf_udp_connect(NULL, &to6, NULL, 1, &err);
+    assert_true(a >= 0 && a2 >= 0 && b >= 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(sf_write(NULL, a, "r", 1), 1);
+    assert_int_equal(count_replies(a, 300), 5);
+    /* the same address from another port: the same, spent, budget */
+    assert_int_equal(sf_write(NULL, a2, "r", 1), 1);
+    assert_int_equal(count_replies(a2, 300), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sf_write(NULL, b, "s", 1), 1);
+    assert_int_equal(count_replies(b, 300), 3);
+    close(a);
+    close(a2);
+    close(b);
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.dgrams_in, 24);
+    assert_int_equal(st.dgrams_out, 8);
+    assert_int_equal(st.dgrams_rate, 16);
+}
+
+/* No reply to a datagram whose source port is one this server serves (two servers
+ * answering each other forever); the same request from an ordinary port is answered. */
+static void
+udp_no_reply_to_served_port(void **state)
+{
+    sf_addr v4 = unit_loopback(AF_INET, 0), v6 = unit_loopback(AF_INET6, 0), to, from;
+    sf_server_stats st;
+    unit_server u;
+    int p1, p2, fd;
+    sf_err err;
+
+    (void)state;
+    memset(&u, 0, sizeof(u));
+    u.s = sf_server_new(NULL, &err);
+    assert_non_null(u.s);
+    assert_int_equal(sf_server_listen(u.s, &sf_svc_echo, &v4, 1, 0, SF_PROTO_UDP, &err), 0);
+    p1 = sf_addr_port(&sf_server_listener(u.s, 0)->addr);
+    assert_int_equal(sf_server_listen(u.s, &sf_svc_echo, &v6, 1, 0, SF_PROTO_UDP, &err), 0);
+    p2 = sf_addr_port(&sf_server_listener(u.s, 1)->addr);
+    unit_server_run(&u);
+
+    /* From [::1]:p1 (free on ::1, served on 127.0.0.1) to [::1]:p2. */
+    from = unit_loopback(AF_INET6, p1);
+    to = unit_loopback(AF_INET6, p2);
+    fd = sf_udp_connect(NULL, &to, &from, 1, &err);
+    if (fd < 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(sf_write(NULL, fd, "loop?", 5), 5);
+    assert_int_equal(count_replies(fd, 300), 0);
+    close(fd);
+    assert_int_equal(echo_roundtrip_udp(AF_INET6, p2, 5, UNIT_WAIT_MS), 5);
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.dgrams_loop, 1);
+    assert_int_equal(st.dgrams_out, 1);
+}
+
+/* Past SF_UDP_REPLY_FREE bytes, a reply is never larger than its request. */
+static void
+big_reply_datagram(sf_dgram *d)
+{
+    size_t n = (size_t)(unsigned char)d->in[0] * 8;
+
+    memset(d->out, 'b', n);
+    d->reply = d->out;
+    d->reply_len = n;
+}
+
+static const sf_service big_reply_svc = {
+    .name = "bigreply",
+    .protos = SF_PROTO_UDP,
+    .on_datagram = big_reply_datagram,
+};
+
+static void
+udp_reply_size_bound(void **state)
+{
+    sf_server_stats st;
+    unit_server u;
+    char req[600];
+    sf_addr to;
+    sf_err err;
+    int fd;
+
+    (void)state;
+    unit_server_start(&u, NULL, &big_reply_svc, SF_PROTO_UDP, 0);
+    to = unit_loopback(AF_INET, u.port);
+    fd = sf_udp_connect(NULL, &to, NULL, 1, &err);
+    assert_true(fd >= 0);
+    memset(req, 0, sizeof(req));
+    req[0] = 64;                            /* 512 bytes for 1: free */
+    assert_int_equal(sf_write(NULL, fd, req, 1), 1);
+    assert_int_equal(count_replies(fd, 300), 1);
+    req[0] = 65;                            /* 520 bytes for 1: refused */
+    assert_int_equal(sf_write(NULL, fd, req, 1), 1);
+    assert_int_equal(count_replies(fd, 300), 0);
+    assert_int_equal(sf_write(NULL, fd, req, 520), 520);   /* 520 for 520: fine */
+    assert_int_equal(count_replies(fd, 300), 1);
+    close(fd);
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.dgrams_oversize, 1);
+    assert_int_equal(st.dgrams_out, 2);
+}
+
 static void
 idle_timeout_closes(void **state)
 {
@@ -1455,6 +1590,9 @@ main(void)
         cmocka_unit_test(echo_several_loops),
         cmocka_unit_test(max_conns_refuses_then_frees),
         cmocka_unit_test(dgram_max_drops_bigger),
+        cmocka_unit_test(udp_rate_per_source),
+        cmocka_unit_test(udp_no_reply_to_served_port),
+        cmocka_unit_test(udp_reply_size_bound),
         cmocka_unit_test(idle_timeout_closes),
         cmocka_unit_test(backpressure_stops_reading),
         cmocka_unit_test(backpressure_small_queue),
