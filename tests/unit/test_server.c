@@ -782,7 +782,7 @@ queue_never_passes_cap(void **state)
         n += (size_t)r;
     }
     for (size_t i = 0; i < want / 1000; i++) {
-        char idx[8];
+        char idx[24];
 
         snprintf(idx, sizeof(idx), "%07zu", i);
         assert_memory_equal(got + i * 1000, idx, 7);
