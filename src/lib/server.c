@@ -17,6 +17,7 @@
 #include "sockflow/buf.h"
 #include "sockflow/server.h"
 #include "sockflow/sock.h"
+#include "trace_int.h"
 
 #define SCRATCH_SIZE (64 * 1024)
 #define DGRAM_BATCH 16
@@ -109,7 +110,7 @@ slog(sf_server *s, const char *fmt, ...)
 static sf_trace *
 conn_trace(sf_server *s, sf_trace *t, unsigned long id)
 {
-    if (s->o.tracer == NULL)
+    if (!SF_TRACING(s->o.tracer))
         return NULL;
     t->tracer = s->o.tracer;
     t->side = "server";
@@ -784,6 +785,25 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
 
 /* ---- UDP ---- */
 
+/* One event per datagram of a batch call (n < 0: the call failed, one event). */
+static void
+trace_batch(worker *w, const char *call, int fd, const struct mmsghdr *m, int n, int err)
+{
+    sf_trace t, *tp = conn_trace(w->s, &t, 0);
+    int in = call[0] == 'r';
+    char who[SF_ADDR_STRLEN];
+
+    if (n < 0)
+        sf_trace_call(tp, call, fd, -1, err, NULL, 0, "vlen=%d", DGRAM_BATCH);
+    for (int i = 0; i < n; i++) {
+        const struct msghdr *h = &m[i].msg_hdr;
+
+        sf_trace_call(tp, call, fd, (long)m[i].msg_len, 0, h->msg_iov->iov_base,
+                      m[i].msg_len, "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
+                      sf_addr_format_sa(h->msg_name, h->msg_namelen, who, sizeof(who)));
+    }
+}
+
 static void
 udp_ready(sf_loop *l, int fd, int events, void *ud)
 {
@@ -809,6 +829,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
     do {
         n = recvmmsg(fd, w->msgs, DGRAM_BATCH, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
+    if (SF_TRACING(w->s->o.tracer))
+        trace_batch(w, "recvmmsg", fd, w->msgs, n, errno);
     if (n <= 0)
         return;
     for (int i = 0; i < n; i++) {
@@ -847,6 +869,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
 
         if (m < 0 && errno == EINTR)
             continue;
+        if (SF_TRACING(w->s->o.tracer))
+            trace_batch(w, "sendmmsg", fd, out + sent, m, errno);
         if (m <= 0) {
             /* A full send buffer or an error for one peer: that datagram is lost. */
             w->st.dgrams_dropped++;

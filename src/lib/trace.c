@@ -181,28 +181,33 @@ proc_addr(const sf_addr *a, char *out, size_t len)
         snprintf(out, len, "%08X:%04X", w[0], ntohs(port));
 }
 
+/* By the four-tuple; or, with peer NULL, the one connection (not a listener) on local,
+ * when there is exactly one: a socket already in CLOSE forgets its peer. */
 static int
 lookup_proc(const sf_addr *local, const sf_addr *peer)
 {
     char want_l[64], want_p[64], line[512], l[64], p[64];
     unsigned st;
     FILE *f;
-    int state = SF_TCP_CLOSE;
+    int state = SF_TCP_CLOSE, found = 0;
 
     f = fopen(sf_addr_family(local) == AF_INET6 ? "/proc/net/tcp6" : "/proc/net/tcp", "re");
     if (f == NULL)
         return SF_TCP_NONE;
     proc_addr(local, want_l, sizeof(want_l));
-    proc_addr(peer, want_p, sizeof(want_p));
+    if (peer)
+        proc_addr(peer, want_p, sizeof(want_p));
     while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, " %*[0-9]: %63s %63s %x", l, p, &st) == 3 &&
-            strcmp(l, want_l) == 0 && strcmp(p, want_p) == 0) {
-            state = kernel_state(st);
+        if (sscanf(line, " %*[0-9]: %63s %63s %x", l, p, &st) != 3 || strcmp(l, want_l) != 0)
+            continue;
+        if (peer ? strcmp(p, want_p) != 0 : st == SF_TCP_LISTEN)
+            continue;
+        state = kernel_state(st);
+        if (peer || found++)
             break;
-        }
     }
     fclose(f);
-    return state;
+    return found > 1 ? SF_TCP_CLOSE : state;
 }
 
 int
@@ -338,9 +343,13 @@ sf__trace_close_prepare(int fd, sf__close_note *n)
     n->proto = sock_proto(fd);
     n->state = n->proto == IPPROTO_TCP ? sf_tcp_state(fd, NULL, NULL) : SF_TCP_NONE;
     n->local.len = n->peer.len = sizeof(n->local.ss);
-    n->connected = n->proto == IPPROTO_TCP &&
-        getsockname(fd, (struct sockaddr *)&n->local.ss, &n->local.len) == 0 &&
-        getpeername(fd, (struct sockaddr *)&n->peer.ss, &n->peer.len) == 0;
+    if (n->proto == IPPROTO_TCP &&
+        getsockname(fd, (struct sockaddr *)&n->local.ss, &n->local.len) == 0) {
+        n->connected = getpeername(fd, (struct sockaddr *)&n->peer.ss, &n->peer.len) == 0;
+        /* Both FINs passed with the descriptor open: the socket says CLOSE and has
+         * forgotten its peer, while the kernel keeps the connection in TIME_WAIT. */
+        n->local_only = !n->connected && n->state == SF_TCP_CLOSE && sf_addr_port(&n->local);
+    }
     errno = saved;
 }
 
@@ -354,11 +363,12 @@ sf__trace_close_done(const sf_trace *t, int fd, int rc, int err, const sf__close
         return;
     s.state_before = n->state;
     if (n->proto == IPPROTO_TCP)
-        s.state = n->connected ? sf_tcp_state_lookup(&n->local, &n->peer) : SF_TCP_CLOSE;
-    if (n->connected) {
+        s.state = n->connected ? sf_tcp_state_lookup(&n->local, &n->peer)
+                : n->local_only ? lookup_proc(&n->local, NULL) : SF_TCP_CLOSE;
+    if (n->connected || n->local_only)
         sf_addr_format(&n->local, s.local, sizeof(s.local));
+    if (n->connected)
         sf_addr_format(&n->peer, s.peer, sizeof(s.peer));
-    }
     emit(t, "close", fd, rc, err, &s, NULL, 0, "");
     errno = saved;
 }
@@ -555,6 +565,12 @@ arg_value(const char *args, const char *key, char *buf, size_t len)
     return buf;
 }
 
+static int
+udp(const sf_trace_event *ev)
+{
+    return ev->proto && strcmp(ev->proto, "udp") == 0;
+}
+
 static const char *
 st(const sf_trace_event *ev)
 {
@@ -601,7 +617,7 @@ explain_error(cursor *o, const sf_trace_event *ev)
 static void
 explain_socket(cursor *o, const sf_trace_event *ev)
 {
-    if (ev->proto && strcmp(ev->proto, "udp") == 0)
+    if (udp(ev))
         put(o, "socket(): you have a mailbox for letters (UDP, descriptor %ld): no call is"
             " ever set up, each datagram travels alone with a return address.", ev->result);
     else
@@ -612,7 +628,8 @@ explain_socket(cursor *o, const sf_trace_event *ev)
 static void
 explain_setsockopt(cursor *o, const sf_trace_event *ev)
 {
-    put(o, "setsockopt(%s): a setting on the phone before it gets its number", ev->args);
+    put(o, "setsockopt(%s): a setting on the %s before it gets its %s", ev->args,
+        udp(ev) ? "mailbox" : "phone", udp(ev) ? "address" : "number");
     if (strstr(ev->args, "SO_REUSEADDR"))
         put(o, ": a restarted server may take its number back at once, while calls of the"
             " last run still linger in TIME_WAIT.");
@@ -628,7 +645,7 @@ explain_setsockopt(cursor *o, const sf_trace_event *ev)
 static void
 explain_bind(cursor *o, const sf_trace_event *ev)
 {
-    if (ev->proto && strcmp(ev->proto, "udp") == 0)
+    if (udp(ev))
         put(o, "bind(): the mailbox gets its address, %s: letters sent there land here.",
             ev->local ? ev->local : ev->args);
     else
@@ -639,7 +656,7 @@ explain_bind(cursor *o, const sf_trace_event *ev)
 static void
 explain_connect(cursor *o, const sf_trace_event *ev)
 {
-    if (ev->proto && strcmp(ev->proto, "udp") == 0) {
+    if (udp(ev)) {
         put(o, "connect() on UDP: no call is set up and nothing is sent; it only writes %s"
             " on every envelope, so send() needs no address and only letters from there"
             " are taken (our own return address is %s).", ev->args,
@@ -806,6 +823,10 @@ sf_trace_explain(const sf_trace_event *ev, char *buf, size_t cap)
         explain_connect(&o, ev);
     } else if (strncmp(c, "accept", 6) == 0) {
         explain_accept(&o, ev);
+    } else if (udp(ev) && (strcmp(c, "read") == 0 || strcmp(c, "write") == 0)) {
+        put(&o, "%s(): a letter of %ld bytes %s %s, the address connect() fixed; no call is"
+            " set up.", c, ev->result, c[0] == 'r' ? "arrives from" : "is posted to",
+            ev->peer ? ev->peer : "-");
     } else if (strcmp(c, "read") == 0) {
         explain_read(&o, ev);
     } else if (strcmp(c, "write") == 0) {

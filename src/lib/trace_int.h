@@ -24,6 +24,7 @@ typedef struct sf__close_note {
     int proto;              /* IPPROTO_TCP, IPPROTO_UDP, or 0 */
     int state;              /* SF_TCP_* before the close */
     int connected;          /* local and peer are both known */
+    int local_only;         /* in CLOSE with its peer forgotten: look up by local alone */
     sf_addr local, peer;
 } sf__close_note;
 
