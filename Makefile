@@ -89,7 +89,7 @@ e2e: deps all examples
 	SOCKFLOW=$(abspath $(BIN)) SOCKFLOW_EXAMPLES=$(abspath $(BUILD)/examples) \
 	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
-test: unit e2e
+test: unit e2e fuzz
 
 demo: $(BIN)
 	@$(BIN) demo
@@ -117,3 +117,18 @@ uninstall:
 
 clean:
 	rm -rf build sockflow
+
+# libFuzzer harnesses (clang): `make fuzz` runs each for FUZZ_RUNS inputs from its corpus.
+FUZZ_RUNS ?= 200000
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIB  := $(LIB_SRC) src/cmd/opts.c
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -Isrc -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(LDLIBS) -lm
+
+fuzz: deps $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do \
+	  c=tests/fuzz/corpus/$$(basename $$f); w=build/fuzz/work/$$(basename $$f); mkdir -p $$w; \
+	  echo "fuzz: $$f"; $$f -runs=$(FUZZ_RUNS) -max_total_time=60 -timeout=5 -artifact_prefix=build/fuzz/ $$w $$c >/dev/null 2>build/fuzz/log || { tail -30 build/fuzz/log; exit 1; }; \
+	done; echo "fuzz: $(words $(FUZZ_BIN)) harnesses, $(FUZZ_RUNS) runs each, no crash"

@@ -1,7 +1,5 @@
 /* sockflow: the command — serve, connect, demo. */
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
@@ -15,80 +13,6 @@ static const char usage[] =
     "  demo                                                  the TCP and UDP flows, narrated\n"
     "\n"
     "'sockflow COMMAND --help' for the options of one; 'man sockflow' for all.\n";
-
-int
-cmd_fail(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("sockflow: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_FAIL;
-}
-
-int
-cmd_usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "sockflow %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry 'sockflow %s --help'.\n", cmd);
-    return EXIT_USAGE;
-}
-
-long
-cmd_parse_count(const char *s, long max)
-{
-    char *end;
-    long v;
-
-    if (s == NULL || *s < '0' || *s > '9')
-        return -1;
-    v = strtol(s, &end, 10);
-    if (*end != '\0' || v < 0 || v > max)
-        return -1;
-    return v;
-}
-
-long
-cmd_parse_secs_ms(const char *s)
-{
-    char *end;
-    double v;
-
-    if (s == NULL || ((*s < '0' || *s > '9') && *s != '.'))
-        return -1;
-    v = strtod(s, &end);
-    if (*end != '\0' || v < 0 || v > 86400.0 * 365)
-        return -1;
-    return (long)(v * 1000.0 + 0.5);
-}
-
-long
-cmd_parse_size(const char *s)
-{
-    char *end;
-    long v;
-
-    if (s == NULL || *s < '0' || *s > '9')
-        return -1;
-    v = strtol(s, &end, 10);
-    if (v < 0)
-        return -1;
-    switch (*end) {
-    case 'k': case 'K': v *= 1024; end++; break;
-    case 'm': case 'M': v *= 1024 * 1024; end++; break;
-    case 'g': case 'G': v *= 1024L * 1024 * 1024; end++; break;
-    default: break;
-    }
-    return *end == '\0' ? v : -1;
-}
 
 int
 main(int argc, char **argv)

@@ -1,0 +1,85 @@
+/* opts: messages, exit codes and option values shared by the subcommands. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cmd.h"
+
+int
+cmd_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("sockflow: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_FAIL;
+}
+
+int
+cmd_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "sockflow %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'sockflow %s --help'.\n", cmd);
+    return EXIT_USAGE;
+}
+
+long
+cmd_parse_count(const char *s, long max)
+{
+    char *end;
+    long v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    v = strtol(s, &end, 10);
+    if (*end != '\0' || v < 0 || v > max)
+        return -1;
+    return v;
+}
+
+long
+cmd_parse_secs_ms(const char *s)
+{
+    char *end;
+    double v;
+
+    if (s == NULL || ((*s < '0' || *s > '9') && *s != '.'))
+        return -1;
+    v = strtod(s, &end);
+    if (*end != '\0' || v < 0 || v > 86400.0 * 365)
+        return -1;
+    return (long)(v * 1000.0 + 0.5);
+}
+
+long
+cmd_parse_size(const char *s)
+{
+    long v, unit = 1;
+    char *end;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || v < 0)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': unit = 1024; end++; break;
+    case 'm': case 'M': unit = 1024 * 1024; end++; break;
+    case 'g': case 'G': unit = 1024L * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || v > LONG_MAX / unit)
+        return -1;
+    return v * unit;
+}
