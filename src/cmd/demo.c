@@ -314,7 +314,7 @@ demo_tcp_flow(demo *d)
         goto out;
     }
     check(d, afd != lfd && seen(d, "server", 0, "accept4")->state == SF_TCP_ESTABLISHED,
-          "accept() gave a new descriptor, %d, for the client %s (%s); the listening "
+          "accept() gave a new descriptor %d for the client %s (%s); the listening "
           "descriptor %d stays", afd, sf_addr_format(&peer, who, sizeof(who)),
           state_name(seen(d, "server", 0, "accept4")->state), lfd);
     sf_write_full(&cli, cfd, "hello\n", 6);
@@ -593,7 +593,7 @@ demo_accept_edges(demo *d)
     afd1 = accept_next(&srv, lfd, &peer);
     if (afd1 < 0)
         goto out;
-    say(d, "accept() on the connected socket %d, which is no listener:", afd1);
+    say(d, "accept() on the connected descriptor %d, which is no listener:", afd1);
     r = sf_tcp_accept(&srv, afd1, NULL);
     check(d, r == -EINVAL && seen(d, "server", 0, "accept4")->err == EINVAL,
           "accept() failed with %s: a connected socket cannot accept connections",
@@ -726,8 +726,8 @@ demo_two_sockets(demo *d)
     }
     check(d, afd[0] != afd[1] && afd[0] != lfd && afd[1] != lfd && lfd_seen[0] == lfd &&
           lfd_seen[1] == lfd,
-          "two clients, two connected descriptors, %d (%s) and %d (%s); both accept() calls"
-          " were made on the same listening descriptor %d", afd[0],
+          "two clients, two connected sockets: descriptor %d (%s) and descriptor %d (%s); both"
+          " accept() calls were made on the same listening descriptor %d", afd[0],
           sf_addr_format(&peer[0], w1, sizeof(w1)), afd[1],
           sf_addr_format(&peer[1], w2, sizeof(w2)), lfd);
     sf_write_full(&c1, cfd[0], "one\n", 4);

@@ -181,33 +181,93 @@ proc_addr(const sf_addr *a, char *out, size_t len)
         snprintf(out, len, "%08X:%04X", w[0], ntohs(port));
 }
 
-/* By the four-tuple; or, with peer NULL, the one connection (not a listener) on local,
- * when there is exactly one: a socket already in CLOSE forgets its peer. */
 static int
 lookup_proc(const sf_addr *local, const sf_addr *peer)
 {
     char want_l[64], want_p[64], line[512], l[64], p[64];
     unsigned st;
     FILE *f;
-    int state = SF_TCP_CLOSE, found = 0;
+    int state = SF_TCP_CLOSE;
 
     f = fopen(sf_addr_family(local) == AF_INET6 ? "/proc/net/tcp6" : "/proc/net/tcp", "re");
     if (f == NULL)
         return SF_TCP_NONE;
     proc_addr(local, want_l, sizeof(want_l));
-    if (peer)
-        proc_addr(peer, want_p, sizeof(want_p));
+    proc_addr(peer, want_p, sizeof(want_p));
     while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, " %*[0-9]: %63s %63s %x", l, p, &st) != 3 || strcmp(l, want_l) != 0)
-            continue;
-        if (peer ? strcmp(p, want_p) != 0 : st == SF_TCP_LISTEN)
-            continue;
-        state = kernel_state(st);
-        if (peer || found++)
+        if (sscanf(line, " %*[0-9]: %63s %63s %x", l, p, &st) == 3 &&
+            strcmp(l, want_l) == 0 && strcmp(p, want_p) == 0) {
+            state = kernel_state(st);
             break;
+        }
     }
     fclose(f);
-    return found > 1 ? SF_TCP_CLOSE : state;
+    return state;
+}
+
+/* A socket whose two FINs passed while its descriptor was open reads CLOSE and has
+ * forgotten its peer; the kernel keeps the connection as a TIME_WAIT entry carrying the
+ * socket's cookie. Find it among the TIME_WAIT entries of local's port; fill peer. */
+static int
+lookup_time_wait(const sf_addr *local, uint64_t cookie, sf_addr *peer)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 r;
+    } req;
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    struct timeval tv = { .tv_sec = 1 };
+    union {
+        char buf[32768];
+        struct nlmsghdr align;
+    } u;
+    __be32 addr[4];
+    __be16 port;
+    uint64_t deadline = sf_now_ns() + 1000000000u;
+    int fd, state = SF_TCP_CLOSE, done = 0;
+
+    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return SF_TCP_CLOSE;
+    diag_addr(local, addr, &port);
+    memset(&req, 0, sizeof(req));
+    req.nlh.nlmsg_len = sizeof(req);
+    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.r.sdiag_family = (uint8_t)sf_addr_family(local);
+    req.r.sdiag_protocol = IPPROTO_TCP;
+    req.r.idiag_states = 1u << SF_TCP_TIME_WAIT;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+        done = 1;
+    while (!done && sf_now_ns() < deadline) {
+        ssize_t n = recv(fd, u.buf, sizeof(u.buf), 0);
+        const struct nlmsghdr *h = &u.align;
+
+        if (n <= 0)
+            break;
+        for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            const struct inet_diag_msg *m = NLMSG_DATA(h);
+            uint64_t c;
+
+            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) {
+                done = 1;
+                break;
+            }
+            c = (uint64_t)m->id.idiag_cookie[1] << 32 | m->id.idiag_cookie[0];
+            if (c != cookie || m->id.idiag_sport != port)
+                continue;
+            state = kernel_state(m->idiag_state);
+            *peer = *local;
+            if (sf_addr_family(local) == AF_INET6)
+                memcpy(&((struct sockaddr_in6 *)&peer->ss)->sin6_addr, m->id.idiag_dst, 16);
+            else
+                ((struct sockaddr_in *)&peer->ss)->sin_addr.s_addr = m->id.idiag_dst[0];
+            sf_addr_set_port(peer, ntohs(m->id.idiag_dport));
+        }
+    }
+    close(fd);
+    return state;
 }
 
 int
@@ -243,6 +303,14 @@ read_subject(int fd, subject *s)
 
     s->proto = sock_proto(fd);
     s->state = s->proto == IPPROTO_TCP ? sf_tcp_state(fd, &s->rtt_us, &s->queue) : SF_TCP_NONE;
+    if (s->proto == IPPROTO_TCP) {
+        uint64_t cookie;
+
+        /* The kernel numbers a socket on first asking, and a TIME_WAIT entry keeps the
+         * number of its socket: asked now, close can find the connection later. */
+        len = sizeof(cookie);
+        getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len);
+    }
     s->state_before = SF_TCP_NONE;
     if (s->proto != IPPROTO_TCP) {
         s->rtt_us = 0;
@@ -346,9 +414,12 @@ sf__trace_close_prepare(int fd, sf__close_note *n)
     if (n->proto == IPPROTO_TCP &&
         getsockname(fd, (struct sockaddr *)&n->local.ss, &n->local.len) == 0) {
         n->connected = getpeername(fd, (struct sockaddr *)&n->peer.ss, &n->peer.len) == 0;
+        socklen_t len = sizeof(n->cookie);
+
         /* Both FINs passed with the descriptor open: the socket says CLOSE and has
          * forgotten its peer, while the kernel keeps the connection in TIME_WAIT. */
-        n->local_only = !n->connected && n->state == SF_TCP_CLOSE && sf_addr_port(&n->local);
+        n->local_only = !n->connected && n->state == SF_TCP_CLOSE && sf_addr_port(&n->local) &&
+            getsockopt(fd, SOL_SOCKET, SO_COOKIE, &n->cookie, &len) == 0;
     }
     errno = saved;
 }
@@ -357,6 +428,7 @@ void
 sf__trace_close_done(const sf_trace *t, int fd, int rc, int err, const sf__close_note *n)
 {
     subject s = { .proto = n->proto, .queue = -1 };
+    sf_addr peer = n->peer;
     int saved = errno;
 
     if (!tracing(t))
@@ -364,11 +436,11 @@ sf__trace_close_done(const sf_trace *t, int fd, int rc, int err, const sf__close
     s.state_before = n->state;
     if (n->proto == IPPROTO_TCP)
         s.state = n->connected ? sf_tcp_state_lookup(&n->local, &n->peer)
-                : n->local_only ? lookup_proc(&n->local, NULL) : SF_TCP_CLOSE;
-    if (n->connected || n->local_only)
+                : n->local_only ? lookup_time_wait(&n->local, n->cookie, &peer) : SF_TCP_CLOSE;
+    if (n->connected || s.state == SF_TCP_TIME_WAIT) {
         sf_addr_format(&n->local, s.local, sizeof(s.local));
-    if (n->connected)
-        sf_addr_format(&n->peer, s.peer, sizeof(s.peer));
+        sf_addr_format(&peer, s.peer, sizeof(s.peer));
+    }
     emit(t, "close", fd, rc, err, &s, NULL, 0, "");
     errno = saved;
 }
@@ -581,36 +653,38 @@ static void
 explain_error(cursor *o, const sf_trace_event *ev)
 {
     const char *name = sf_errname(-ev->err);
+    /* connect-done is the end of a connect(): poll, then SO_ERROR */
+    const char *call = strncmp(ev->call, "connect", 7) == 0 ? "connect" : ev->call;
 
     switch (ev->err) {
     case EAGAIN:
         put(o, "%s(): not ready, nothing to do yet (EAGAIN): the socket is nonblocking, so the"
-            " call returns at once instead of sleeping.", ev->call);
+            " call returns at once instead of sleeping.", call);
         return;
     case ECONNREFUSED:
         put(o, "%s(): nobody answers at that number (ECONNREFUSED): no phone is switched on"
-            " there, and the kernel at the other end said so with a reset.", ev->call);
+            " there, and the kernel at the other end said so with a reset.", call);
         return;
     case ETIMEDOUT:
-        put(o, "%s(): the call was never answered (ETIMEDOUT).", ev->call);
+        put(o, "%s(): the call was never answered (ETIMEDOUT).", call);
         return;
     case ECONNRESET:
         put(o, "%s(): the other side slammed the phone down (ECONNRESET: a reset, not a"
-            " goodbye).", ev->call);
+            " goodbye).", call);
         return;
     case EPIPE:
         put(o, "%s(): the other side has hung up; talking into a dead line fails (EPIPE).",
-            ev->call);
+            call);
         return;
     case EADDRINUSE:
         put(o, "%s(): that number is taken (EADDRINUSE): another phone already has it.",
-            ev->call);
+            call);
         return;
     case EACCES:
-        put(o, "%s(): not allowed (EACCES): numbers below 1024 need privilege.", ev->call);
+        put(o, "%s(): not allowed (EACCES): numbers below 1024 need privilege.", call);
         return;
     default:
-        put(o, "%s() failed: %s (%s).", ev->call, strerror(ev->err), name);
+        put(o, "%s() failed: %s (%s).", call, strerror(ev->err), name);
     }
 }
 
@@ -675,6 +749,9 @@ explain_connect(cursor *o, const sf_trace_event *ev)
     else if (ev->tcp_state == SF_TCP_ESTABLISHED)
         put(o, "On loopback the SYN-ACK came back before connect() returned: the handshake"
             " is already complete (ESTABLISHED).");
+    else if (ev->tcp_state == SF_TCP_CLOSE)
+        put(o, "The answer came back before connect() returned, and it is no (CLOSE): see"
+            " the next line.");
     else
         put(o, "State: %s.", st(ev));
 }

@@ -2,6 +2,8 @@
 #ifndef SOCKFLOW_TRACE_INT_H
 #define SOCKFLOW_TRACE_INT_H
 
+#include <stdint.h>
+
 #include "sockflow/addr.h"
 #include "sockflow/trace.h"
 
@@ -24,7 +26,8 @@ typedef struct sf__close_note {
     int proto;              /* IPPROTO_TCP, IPPROTO_UDP, or 0 */
     int state;              /* SF_TCP_* before the close */
     int connected;          /* local and peer are both known */
-    int local_only;         /* in CLOSE with its peer forgotten: look up by local alone */
+    int local_only;         /* in CLOSE with its peer forgotten: find it by its cookie */
+    uint64_t cookie;        /* SO_COOKIE */
     sf_addr local, peer;
 } sf__close_note;
 
