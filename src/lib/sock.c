@@ -131,9 +131,10 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
         sf_addr_from_sa(peer, (struct sockaddr *)&ss, len);
     /* The state reported is the new connected socket's: the listener stays in LISTEN. */
     if (SF_TRACING(t))
-        sf__trace_call_on(t, "accept4", lfd, fd, fd, fd < 0 ? errno : 0, "peer=%s",
+        sf__trace_call_on(t, "accept4", lfd, fd, fd, fd < 0 ? errno : 0, "peer=%s%s",
                           !peer ? "NULL" : fd >= 0 ? sf_addr_format(peer, who, sizeof(who))
-                                                   : "-");
+                                                   : "-",
+                          flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
     if (fd >= 0)
         return fd;
     return accept_error_is_transient(errno) ? SF_EAGAIN : -errno;
