@@ -41,7 +41,7 @@ typedef struct sf_service {
     void (*state_free)(void *state);
     /* TCP */
     void (*on_open)(sf_conn *c);
-    void (*on_data)(sf_conn *c, char *data, size_t len);
+    void (*on_data)(sf_conn *c, char *data, size_t len);  /* len > 0; 0 is on_eof */
     void (*on_eof)(sf_conn *c); /* NULL: sf_conn_finish() */
     void (*on_drain)(sf_conn *c); /* writable with nothing queued, after sf_conn_want_drain */
     void (*on_close)(sf_conn *c);
@@ -50,6 +50,9 @@ typedef struct sf_service {
 } sf_service;
 
 typedef void (*sf_log_fn)(void *ud, const char *line);
+
+#define SF_UDP_NO_LIMIT 0xffffffffu     /* udp_rate: no per-source budget */
+#define SF_UDP_REPLY_FREE 512           /* a reply may be this big whatever the request */
 
 typedef struct sf_server_opts {
     int loops;                  /* event loops (threads); 0: 1 */
@@ -60,6 +63,14 @@ typedef struct sf_server_opts {
     uint32_t send_timeout_ms;   /* close a connection whose queue makes no progress; 0: never */
     uint32_t drain_timeout_ms;  /* SIGTERM: time left for clients to finish; 0: 10 s */
     size_t dgram_max;           /* largest datagram taken whole; bigger are dropped; 0: 65536 */
+    /* UDP: what keeps the services from being used for loops and reflection. Never
+     * answered: a source port of a classic service (7, 9, 13, 19, 37) or of a UDP port
+     * this server serves; broadcast, multicast or unspecified sources and destinations;
+     * a reply larger than SF_UDP_REPLY_FREE bytes to a smaller request. */
+    int udp_allow_low_ports;    /* answer source ports below 1024 too (not the above) */
+    uint32_t udp_rate;          /* replies a second to one source; 0: 1000; SF_UDP_NO_LIMIT */
+    uint32_t udp_burst;         /* replies one source may have at once; 0: as udp_rate */
+    uint32_t udp_sources;       /* sources tracked per loop (bounded table); 0: 4096 */
     const sf_tracer *tracer;    /* NULL: no tracing */
     sf_log_fn log;              /* one line per event worth a person's attention */
     void *log_ud;
@@ -78,6 +89,12 @@ typedef struct sf_server_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t dgrams_in, dgrams_out, dgrams_truncated, dgrams_dropped;
     uint64_t queue_cap_hits, timeouts;
+    /* UDP datagrams not answered, by reason (see sf_server_opts) */
+    uint64_t dgrams_loop;       /* from a classic service's port, one we serve, or 0 */
+    uint64_t dgrams_low_port;   /* from a port below 1024 */
+    uint64_t dgrams_bad_addr;   /* to or from broadcast, multicast, unspecified */
+    uint64_t dgrams_rate;       /* over the source's budget */
+    uint64_t dgrams_oversize;   /* the reply would have been larger than allowed */
 } sf_server_stats;
 
 /* A server with opts->loops loops, nothing bound yet. NULL with err set on failure. */

@@ -14,6 +14,9 @@ int cmd_demo(int argc, char **argv);
 int cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "sockflow CMD: message" + "Try 'sockflow CMD --help'." on stderr; returns EXIT_USAGE. */
 int cmd_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The usage error for what getopt_long returned as ch ('?' or ':'; opterr = 0 and a
+ * leading ':' in the option string): the option named as typed. Returns EXIT_USAGE. */
+int cmd_bad_option(const char *cmd, int ch, char **argv);
 /* A non-negative whole number of at most max, or -1. */
 long cmd_parse_count(const char *s, long max);
 /* Seconds, fractions allowed ("0.5"), as milliseconds, or -1. */

@@ -65,7 +65,8 @@ cmd_connect(int argc, char **argv)
     sf_err err;
 
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "u46w:q:s:h", connect_opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":u46w:q:s:h", connect_opts, NULL)) != -1) {
         switch (ch) {
         case 'u': udp = 1; break;
         case '4': flags |= SF_ADDR_V4ONLY; break;
@@ -84,7 +85,7 @@ cmd_connect(int argc, char **argv)
             if ((v = cmd_trace_option(&ct, "connect", ch, optarg)) < 0)
                 return EXIT_USAGE;
             if (v == 0)
-                return cmd_usage_error("connect", "unknown option");
+                return cmd_bad_option("connect", ch, argv);
             break;
         }
     }

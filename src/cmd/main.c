@@ -7,7 +7,8 @@
 static const char usage[] =
     "usage: sockflow COMMAND [OPTIONS] ...\n"
     "\n"
-    "  serve   [-l ADDR] [-t|-u] [-j N] SERVICE[:PORT]...   run services (echo)\n"
+    "  serve   [-l ADDR] [-t|-u] [-j N] SERVICE[:PORT]...   run services (echo discard\n"
+    "                                                        chargen daytime time chat)\n"
     "  connect [-u] [-4|-6] [-w SECS] [-q SECS] [-s SRC[:PORT]] HOST PORT\n"
     "                                                        stdin -> socket -> stdout\n"
     "  demo    [--section N] [--json]                        the TCP and UDP flows, narrated\n"

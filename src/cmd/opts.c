@@ -1,9 +1,11 @@
 /* opts: messages, exit codes and option values shared by the subcommands. */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cmd.h"
 
@@ -31,6 +33,24 @@ cmd_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry 'sockflow %s --help'.\n", cmd);
     return EXIT_USAGE;
+}
+
+int
+cmd_bad_option(const char *cmd, int ch, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    char shown[64];
+
+    /* An unknown long option leaves optopt 0; a short one, or a missing value, names it. */
+    if (strncmp(arg, "--", 2) == 0 && (ch == ':' || optopt == 0))
+        snprintf(shown, sizeof(shown), "%.*s", (int)strcspn(arg, "="), arg);
+    else if (optopt > 0 && optopt < 256)
+        snprintf(shown, sizeof(shown), "-%c", optopt);
+    else
+        snprintf(shown, sizeof(shown), "%s", arg);
+    if (ch == ':')
+        return cmd_usage_error(cmd, "option %s needs a value", shown);
+    return cmd_usage_error(cmd, "unknown option %s", shown);
 }
 
 long

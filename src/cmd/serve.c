@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
@@ -12,11 +13,18 @@
 static const char serve_usage[] =
     "usage: sockflow serve [OPTIONS] SERVICE[:PORT]...\n"
     "\n"
-    "Services: echo. Without :PORT a service takes its well-known port (echo 7);\n"
+    "Services (TCP and UDP unless told):\n"
+    "  echo      RFC 862  everything back                          port 7\n"
+    "  discard   RFC 863  read and dropped                         port 9\n"
+    "  chargen   RFC 864  lines of 72 characters until you go      port 19\n"
+    "  daytime   RFC 867  the date and time, one line              port 13\n"
+    "  time      RFC 868  seconds since 1900, 4 bytes big-endian   port 37\n"
+    "  chat      lines relayed between the clients (TCP only)      a free port\n"
+    "Without :PORT a service takes its well-known port (below 1024: needs root);\n"
     "port 0 lets the kernel pick a free one, printed on the 'listening on' line.\n"
     "\n"
     "  -l, --listen ADDR      listen on ADDR (repeatable; default 127.0.0.1 and ::1;\n"
-    "                         0.0.0.0 or :: for every address)\n"
+    "                         0.0.0.0: every IPv4 address, ::: every IPv6 one)\n"
     "  -t, --tcp              TCP only          -u, --udp     UDP only\n"
     "  -4                     IPv4 only         -6            IPv6 only\n"
     "  -j, --loops N          event loops, one thread each (default 1)\n"
@@ -27,12 +35,18 @@ static const char serve_usage[] =
     "      --send-timeout S   close a client that reads nothing for S seconds (default 60)\n"
     "      --drain-timeout S  after SIGTERM, time for clients to finish (default 10)\n"
     "      --dgram-max SIZE   largest datagram taken whole; bigger are dropped (65536)\n"
+    "UDP is never answered to a classic service's port (7 9 13 19 37), to broadcast,\n"
+    "multicast or unspecified addresses, nor larger than 512 bytes to a smaller request:\n"
+    "      --allow-low-ports  answer source ports below 1024 (by default: not)\n"
+    "      --udp-rate N[/s]   replies a second to one source (default 1000; 0 no limit)\n"
+    "      --udp-burst N      replies one source may have at once (default: the rate)\n"
+    "      --udp-sources N    sources tracked per loop (default 4096)\n"
     "  -q, --quiet            log nothing but errors\n"
     CMD_TRACE_USAGE
     "  -h, --help\n";
 
 enum { OPT_BACKLOG = 256, OPT_MAX_CONNS, OPT_QUEUE_CAP, OPT_IDLE, OPT_SEND, OPT_DRAIN,
-       OPT_DGRAM_MAX };
+       OPT_DGRAM_MAX, OPT_LOW_PORTS, OPT_UDP_RATE, OPT_UDP_BURST, OPT_UDP_SOURCES };
 
 static const struct option serve_opts[] = {
     { "listen", required_argument, NULL, 'l' },
@@ -46,6 +60,10 @@ static const struct option serve_opts[] = {
     { "send-timeout", required_argument, NULL, OPT_SEND },
     { "drain-timeout", required_argument, NULL, OPT_DRAIN },
     { "dgram-max", required_argument, NULL, OPT_DGRAM_MAX },
+    { "allow-low-ports", no_argument, NULL, OPT_LOW_PORTS },
+    { "udp-rate", required_argument, NULL, OPT_UDP_RATE },
+    { "udp-burst", required_argument, NULL, OPT_UDP_BURST },
+    { "udp-sources", required_argument, NULL, OPT_UDP_SOURCES },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     CMD_TRACE_LONGOPTS,
@@ -71,6 +89,19 @@ log_line(void *ud, const char *line)
         fprintf(stderr, "sockflow: %s\n", line);
 }
 
+/* "echo discard ...": the names in the table, for messages. */
+static const char *
+service_names(void)
+{
+    static char names[256];
+    size_t off = 0;
+
+    for (int i = 0; sf_services[i] && off < sizeof(names); i++)
+        off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? " " : "",
+                                sf_services[i]->name);
+    return names;
+}
+
 static int
 parse_opts(serve_conf *c, int argc, char **argv)
 {
@@ -81,7 +112,8 @@ parse_opts(serve_conf *c, int argc, char **argv)
     c->so.idle_timeout_ms = 300000;
     c->so.send_timeout_ms = 60000;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "l:tu46j:qh", serve_opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":l:tu46j:qh", serve_opts, NULL)) != -1) {
         switch (ch) {
         case 'l':
             if (c->nlisten == MAX_ADDRS)
@@ -119,6 +151,33 @@ parse_opts(serve_conf *c, int argc, char **argv)
                 return cmd_usage_error("serve", "--dgram-max %s: a size from 1 to 65536", optarg);
             c->so.dgram_max = (size_t)v;
             break;
+        case OPT_LOW_PORTS:
+            c->so.udp_allow_low_ports = 1;
+            break;
+        case OPT_UDP_RATE: {
+            char num[32];
+            size_t n = strcspn(optarg, "/");
+
+            if (n >= sizeof(num) || (optarg[n] && strcmp(optarg + n, "/s") != 0))
+                return cmd_usage_error("serve", "--udp-rate %s: a number a second, "
+                                       "such as 100 or 100/s", optarg);
+            memcpy(num, optarg, n);
+            num[n] = '\0';
+            if ((v = cmd_parse_count(num, 100000000)) < 0)
+                return cmd_usage_error("serve", "--udp-rate %s: a number a second, "
+                                       "such as 100 or 100/s", optarg);
+            c->so.udp_rate = v ? (uint32_t)v : SF_UDP_NO_LIMIT;
+            break;
+        }
+        case OPT_UDP_BURST: case OPT_UDP_SOURCES:
+            if ((v = cmd_parse_count(optarg, 100000000)) < 1)
+                return cmd_usage_error("serve", "%s %s: a positive number", ch == OPT_UDP_BURST
+                                       ? "--udp-burst" : "--udp-sources", optarg);
+            if (ch == OPT_UDP_BURST)
+                c->so.udp_burst = (uint32_t)v;
+            else
+                c->so.udp_sources = (uint32_t)v;
+            break;
         case OPT_IDLE: case OPT_SEND: case OPT_DRAIN:
             if ((v = cmd_parse_secs_ms(optarg)) < 0 || v > 0xffffffffL)
                 return cmd_usage_error("serve", "%s: a number of seconds", optarg);
@@ -133,12 +192,12 @@ parse_opts(serve_conf *c, int argc, char **argv)
             if ((v = cmd_trace_option(&c->trace, "serve", ch, optarg)) < 0)
                 return EXIT_USAGE;
             if (v == 0)
-                return cmd_usage_error("serve", "unknown option");
+                return cmd_bad_option("serve", ch, argv);
             break;
         }
     }
     if (optind >= argc)
-        return cmd_usage_error("serve", "name at least one service (echo)");
+        return cmd_usage_error("serve", "name at least one service (%s)", service_names());
     return 0;
 }
 
@@ -186,7 +245,7 @@ listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_add
         return cmd_usage_error("serve", "%s: expected SERVICE[:PORT]", spec);
     svc = sf_service_find(name);
     if (svc == NULL)
-        return cmd_usage_error("serve", "%s: no such service (echo)", name);
+        return cmd_usage_error("serve", "%s: no such service (%s)", name, service_names());
     port = svc->port;
     if (portstr[0] && (port = sf_addr_parse_port(portstr, &err)) < 0)
         return cmd_fail("%s", err.msg);
@@ -195,7 +254,9 @@ listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_add
     if (rc < 0 && defaulted && naddrs == 2 &&
         (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) && strstr(err.msg, "[::1]"))
         rc = sf_server_listen(s, svc, addrs, 1, port, c->protos, &err);
-    if (rc == -EACCES && port > 0 && port < 1024)
+    /* The well-known ports of the classic services are below 1024: suggest the same
+     * number shifted above it (echo 7 -> 7007), as the examples do. */
+    if ((rc == -EACCES || rc == -EPERM) && port > 0 && port < 1024)
         return cmd_fail("%s (ports below 1024 need privilege: try %s:%d or another port "
                         "above 1023)", err.msg, svc->name, port + 7000);
     if (rc == -EADDRINUSE)

@@ -11,6 +11,9 @@
 #include "sockflow/sock.h"
 
 #define CHUNK (64 * 1024)
+/* The largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). A read of
+ * a pipe or a file can return more, which sendto() would refuse with EMSGSIZE. */
+#define UDP_PAYLOAD_MAX 65507
 
 typedef struct relay {
     const sf_relay_opts *o;
@@ -62,16 +65,25 @@ on_in_timer(sf_loop *l, void *ud)
     in_ready(l, r->o->in_fd, SF_READ, r);
 }
 
-/* Read input again when it can be: at once for a regular file, else on readiness. */
+/* Read input again when it can be: at once for a regular file, else on readiness.
+ * Held input leaves the epoll set rather than asking for no events: a pipe whose writer
+ * has gone reports EPOLLHUP regardless, and reading then would find the queue full. */
 static void
 want_input(relay *r, int on)
 {
+    int rc;
+
     if (r->in_eof)
         return;
-    if (r->in_polled)
-        sf_loop_set_events(r->loop, r->o->in_fd, on ? SF_READ : 0);
-    else if (on && r->in_timer == 0)
+    if (r->in_polled && !on) {
+        sf_loop_unwatch(r->loop, r->o->in_fd);
+    } else if (r->in_polled) {
+        rc = sf_loop_watch(r->loop, r->o->in_fd, SF_READ, in_ready, r);
+        if (rc < 0)
+            done(r, sf_err_set(r->err, rc, "epoll_ctl input"));
+    } else if (on && r->in_timer == 0) {
         r->in_timer = sf_loop_timer(r->loop, 0, on_in_timer, r);
+    }
 }
 
 static void
@@ -107,7 +119,7 @@ in_ready(sf_loop *l, int fd, int events, void *ud)
 
     (void)l;
     (void)events;
-    n = read(fd, r->chunk, CHUNK);
+    n = read(fd, r->chunk, r->o->udp ? UDP_PAYLOAD_MAX : CHUNK);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         want_input(r, 1);
         return;
@@ -130,7 +142,7 @@ in_ready(sf_loop *l, int fd, int events, void *ud)
         want_input(r, 1);
         return;
     }
-    if (sf_buf_push(&r->q, r->chunk, (size_t)n) < 0) {
+    if (sf_buf_push(&r->q, r->chunk, (size_t)n) != n) {     /* short: bytes would be lost */
         done(r, sf_err_set(r->err, -ENOMEM, "relay"));
         return;
     }

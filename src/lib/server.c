@@ -4,6 +4,7 @@
  * queue exists only while a write is incomplete. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include "sockflow/server.h"
 #include "sockflow/sock.h"
 #include "trace_int.h"
+#include "udpguard.h"
 
 #define SCRATCH_SIZE (64 * 1024)
 #define DGRAM_BATCH 16
@@ -25,6 +27,10 @@
 #define PORT_TRIES 16
 #define SWEEP_MS 1000
 #define LINGER_MS 5000
+#define UDP_LOG_MS 1000     /* at most one line a second about unanswered datagrams */
+#define CMSG_ROOM 128       /* room for the destination address (IP_PKTINFO) */
+#define NDROP 5             /* reasons a datagram gets no reply: SF_UDP_DROP_* and... */
+#define DROP_OVERSIZE 4     /* ...a reply too large for its request */
 
 typedef struct worker worker;
 
@@ -76,6 +82,12 @@ struct worker {
     struct iovec *iov;
     struct sockaddr_storage *peers;
     char *dgram_in, *dgram_out;
+    char *cmsgs;            /* UDP batch: control data, CMSG_ROOM each */
+    sf_udpguard *guard;
+    uint64_t unlogged[NDROP];   /* drops not yet told in the log, by reason */
+    struct sockaddr_storage last_from[NDROP];
+    socklen_t last_fromlen[NDROP];
+    uint64_t unlogged_since_ms;
     sf_server_stats st;
 };
 
@@ -88,10 +100,13 @@ struct sf_server {
     atomic_int total_conns;
     atomic_ulong next_id;
     atomic_int stop_mode;   /* 0 running, 1 draining, 2 stopping now */
+    atomic_uint_fast64_t udp_log_ms;    /* when a loop last logged drops */
 };
 
 static void conn_io(sf_loop *l, int fd, int events, void *ud);
 static void free_conn(worker *w, sf_conn *c);
+static void enter(worker *w);
+static void leave(worker *w);
 
 static void
 slog(sf_server *s, const char *fmt, ...)
@@ -139,7 +154,12 @@ worker_init(sf_server *s, worker *w, int index, sf_err *err)
      * as truncated (MSG_TRUNC) and is dropped rather than echoed cut. */
     w->dgram_in = malloc(DGRAM_BATCH * (dmax + 1));
     w->dgram_out = malloc(dmax);
-    if (!w->scratch || !w->msgs || !w->iov || !w->peers || !w->dgram_in || !w->dgram_out)
+    w->cmsgs = malloc(DGRAM_BATCH * CMSG_ROOM);
+    w->guard = sf__udpguard_new(s->o.udp_allow_low_ports,
+                                s->o.udp_rate == SF_UDP_NO_LIMIT ? 0 : s->o.udp_rate,
+                                s->o.udp_burst, s->o.udp_sources);
+    if (!w->scratch || !w->msgs || !w->iov || !w->peers || !w->dgram_in || !w->dgram_out ||
+        !w->cmsgs || !w->guard)
         return sf_err_set(err, -ENOMEM, "server buffers");
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return 0;
@@ -164,6 +184,12 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         s->o.drain_timeout_ms = 10000;
     if (s->o.dgram_max == 0 || s->o.dgram_max > 65536)
         s->o.dgram_max = 65536;
+    if (s->o.udp_rate == 0)
+        s->o.udp_rate = 1000;
+    if (s->o.udp_burst == 0)
+        s->o.udp_burst = s->o.udp_rate == SF_UDP_NO_LIMIT ? 1 : s->o.udp_rate;
+    if (s->o.udp_sources == 0)
+        s->o.udp_sources = 4096;
     s->w = calloc((size_t)s->o.loops, sizeof(*s->w));
     if (s->w == NULL) {
         sf_err_set(err, -ENOMEM, "server");
@@ -202,14 +228,24 @@ sf_server_free(sf_server *s)
     for (int i = 0; i < s->nw; i++) {
         worker *w = &s->w[i];
 
+        /* Closed through the deferred path, so that on_close callbacks may still send
+         * to (and close) the others. */
+        enter(w);
         for (int fd = 0; fd < w->nconns_cap; fd++)
             if (w->conns[fd])
-                free_conn(w, w->conns[fd]);
+                sf_conn_close(w->conns[fd], NULL);
+        leave(w);
         if (w->loop)
             close_listeners(w);
-        for (int j = 0; j < w->nls; j++)
-            if (w->ls[j].svc->state_free && w->ls[j].state)
+        for (int j = 0; j < w->nls; j++) {
+            int first = 1;
+
+            /* A service's state is shared by all its sockets in this loop: free once. */
+            for (int k = 0; k < j; k++)
+                first &= w->ls[k].state != w->ls[j].state;
+            if (first && w->ls[j].svc->state_free && w->ls[j].state)
                 w->ls[j].svc->state_free(w->ls[j].state);
+        }
         if (w->spare_fd >= 0)
             close(w->spare_fd);
         sf_loop_free(w->loop);
@@ -220,6 +256,8 @@ sf_server_free(sf_server *s)
         free(w->peers);
         free(w->dgram_in);
         free(w->dgram_out);
+        free(w->cmsgs);
+        sf__udpguard_free(w->guard);
     }
     free(s->w);
     free(s);
@@ -291,6 +329,20 @@ drop_lsocks_since(sf_server *s, const int *mark, int lmark)
     s->nlisteners = lmark;
 }
 
+/* Ask for each datagram's destination address, so that one sent to a broadcast or
+ * multicast address (fraggle) is not answered. */
+static int
+want_destination(int fd, int family, sf_err *err)
+{
+    int on = 1;
+    int rc = family == AF_INET6
+        ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on))
+        : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on));
+
+    return rc < 0 ? sf_err_set(err, -errno, "setsockopt %s", family == AF_INET6
+                               ? "IPV6_RECVPKTINFO" : "IP_PKTINFO") : 0;
+}
+
 static int
 bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_err *err)
 {
@@ -310,13 +362,18 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
             return fd;
         if (i == 0)
             sf_local_addr(fd, &at);   /* port 0: the copies take the port it got */
-        rc = add_lsock(&s->w[i], fd, proto, svc, err);
+        rc = proto == SF_PROTO_UDP ? want_destination(fd, sf_addr_family(&at), err) : 0;
+        if (rc == 0)
+            rc = add_lsock(&s->w[i], fd, proto, svc, err);
         if (rc < 0) {
             close(fd);
             return rc;
         }
     }
     s->listeners[s->nlisteners++] = (sf_listener){ svc, proto, at };
+    if (proto == SF_PROTO_UDP)
+        for (int i = 0; i < s->nw; i++)
+            sf__udpguard_add_port(s->w[i].guard, sf_addr_port(&at));
     return sf_addr_port(&at);
 }
 
@@ -449,14 +506,20 @@ enter(worker *w)
 static void
 leave(worker *w)
 {
-    if (--w->depth > 0)
+    if (w->depth > 1) {
+        w->depth--;
         return;
+    }
+    /* Still "inside" while freeing: an on_close that sends (chat announcing a leave)
+     * may close another connection, which then joins the list instead of being freed
+     * under the feet of the on_close walking its members. */
     while (w->dead) {
         sf_conn *c = w->dead;
 
         w->dead = c->next_dead;
         free_conn(w, c);
     }
+    w->depth--;
 }
 
 /* Which events to watch follows from the state: never read while output is queued. */
@@ -496,7 +559,8 @@ sf_conn_send(sf_conn *c, const void *p, size_t len)
         ssize_t n = sf_write(tp, c->fd, p, len);
 
         if (n < 0 && n != SF_EAGAIN) {
-            sf_conn_close(c, sf_strerror((int)n));
+            /* The client going away is the normal end of a stream (chargen): no log. */
+            sf_conn_close(c, n == -ECONNRESET || n == -EPIPE ? NULL : sf_strerror((int)n));
             return (int)n;
         }
         if (n > 0) {
@@ -804,6 +868,91 @@ trace_batch(worker *w, const char *call, int fd, const struct mmsghdr *m, int n,
     }
 }
 
+static const char *const drop_what[NDROP] = {
+    "from a service port", "from a port below 1024", "to or from a broadcast, "
+    "multicast or unspecified address", "over the per-source budget", "with a reply "
+    "larger than allowed",
+};
+
+static void
+count_drop(worker *w, int reason, const struct msghdr *h)
+{
+    uint64_t *n[NDROP] = { &w->st.dgrams_loop, &w->st.dgrams_low_port,
+                           &w->st.dgrams_bad_addr, &w->st.dgrams_rate,
+                           &w->st.dgrams_oversize };
+
+    (*n[reason])++;
+    if (w->unlogged[reason]++ == 0 && w->unlogged_since_ms == 0)
+        w->unlogged_since_ms = sf_loop_now_ms(w->loop);
+    memcpy(&w->last_from[reason], h->msg_name, h->msg_namelen);
+    w->last_fromlen[reason] = h->msg_namelen;
+}
+
+/* One line about the datagrams left unanswered, at most once a second for the whole
+ * server (the loops take turns through udp_log_ms). */
+static void
+log_drops(worker *w)
+{
+    sf_server *s = w->s;
+    uint64_t now = sf_loop_now_ms(w->loop), total = 0;
+    uint_fast64_t last = atomic_load(&s->udp_log_ms);
+    char line[768];
+    size_t off;
+
+    if (w->unlogged_since_ms == 0 || (last != 0 && now < last + UDP_LOG_MS) ||
+        !atomic_compare_exchange_strong(&s->udp_log_ms, &last, now))
+        return;
+    for (int r = 0; r < NDROP; r++)
+        total += w->unlogged[r];
+    off = (size_t)snprintf(line, sizeof(line), "udp: no reply to %llu datagram%s in %.1f s:",
+                           (unsigned long long)total, total == 1 ? "" : "s",
+                           (double)(now - w->unlogged_since_ms) / 1000.0);
+    for (int r = 0, first = 1; r < NDROP && off < sizeof(line); r++) {
+        char who[SF_ADDR_STRLEN];
+
+        if (w->unlogged[r] == 0)
+            continue;
+        sf_addr_format_sa((struct sockaddr *)&w->last_from[r], w->last_fromlen[r], who,
+                          sizeof(who));
+        off += (size_t)snprintf(line + off, sizeof(line) - off, "%s %llu %s (last %s)",
+                                first ? "" : ",", (unsigned long long)w->unlogged[r],
+                                drop_what[r], who);
+        first = 0;
+        w->unlogged[r] = 0;
+    }
+    w->unlogged_since_ms = 0;
+    slog(s, "%s", line);
+}
+
+/* The destination of a received datagram from its IP_PKTINFO, or 0 if not given. */
+static socklen_t
+dgram_destination(struct msghdr *h, struct sockaddr_storage *dst)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            struct sockaddr_in *a = (struct sockaddr_in *)dst;
+            struct in_pktinfo pi;
+
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            memset(a, 0, sizeof(*a));
+            a->sin_family = AF_INET;
+            a->sin_addr = pi.ipi_addr;
+            return sizeof(*a);
+        }
+        if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)dst;
+            struct in6_pktinfo pi;
+
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            memset(a, 0, sizeof(*a));
+            a->sin6_family = AF_INET6;
+            a->sin6_addr = pi.ipi6_addr;
+            return sizeof(*a);
+        }
+    }
+    return 0;
+}
+
 static void
 udp_ready(sf_loop *l, int fd, int events, void *ud)
 {
@@ -813,9 +962,9 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
     struct mmsghdr out[DGRAM_BATCH];
     struct iovec oiov[DGRAM_BATCH];
     char *outp = w->dgram_out;
+    uint64_t now = sf_loop_now_ms(l);
     int n, nout = 0;
 
-    (void)l;
     (void)events;
     for (int i = 0; i < DGRAM_BATCH; i++) {
         w->iov[i].iov_base = w->dgram_in + (size_t)i * (dmax + 1);
@@ -825,6 +974,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
         w->msgs[i].msg_hdr.msg_iovlen = 1;
         w->msgs[i].msg_hdr.msg_name = &w->peers[i];
         w->msgs[i].msg_hdr.msg_namelen = sizeof(w->peers[i]);
+        w->msgs[i].msg_hdr.msg_control = w->cmsgs + (size_t)i * CMSG_ROOM;
+        w->msgs[i].msg_hdr.msg_controllen = CMSG_ROOM;
     }
     do {
         n = recvmmsg(fd, w->msgs, DGRAM_BATCH, MSG_DONTWAIT, NULL);
@@ -836,22 +987,40 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
     for (int i = 0; i < n; i++) {
         struct msghdr *h = &w->msgs[i].msg_hdr;
         size_t len = w->msgs[i].msg_len;
+        struct sockaddr_storage dst;
+        socklen_t dstlen;
         sf_addr from;
         sf_dgram d;
+        int ticket;
 
         w->st.dgrams_in++;
         if ((h->msg_flags & MSG_TRUNC) || len > dmax) {
             w->st.dgrams_truncated++;
             continue;
         }
+        if (ls->svc->on_datagram == NULL)
+            continue;       /* never answered (discard): nothing to guard */
+        dstlen = dgram_destination(h, &dst);
+        ticket = sf__udpguard_check(w->guard, h->msg_name, h->msg_namelen,
+                                    dstlen ? (struct sockaddr *)&dst : NULL, dstlen, now);
+        if (ticket < 0) {
+            count_drop(w, -ticket - 1, h);
+            continue;
+        }
         sf_addr_from_sa(&from, (struct sockaddr *)h->msg_name, h->msg_namelen);
         d = (sf_dgram){ .in = h->msg_iov->iov_base, .inlen = len, .from = &from,
                         .state = ls->state, .out = outp,
                         .outcap = dmax - (size_t)(outp - w->dgram_out) };
-        if (ls->svc->on_datagram)
-            ls->svc->on_datagram(&d);
+        ls->svc->on_datagram(&d);
         if (d.reply_len == 0)
             continue;
+        /* No amplification: past SF_UDP_REPLY_FREE bytes, never more than was asked
+         * (echo's equal size is fine). */
+        if (d.reply_len > SF_UDP_REPLY_FREE && d.reply_len > len) {
+            count_drop(w, DROP_OVERSIZE, h);
+            continue;
+        }
+        sf__udpguard_spend(w->guard, ticket);
         /* Replies written into the shared out buffer must not overlap the next one. */
         if (d.reply == outp)
             outp += d.reply_len;
@@ -880,6 +1049,7 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
         w->st.dgrams_out += (uint64_t)m;
         sent += m;
     }
+    log_drops(w);
 }
 
 /* ---- running ---- */
@@ -901,8 +1071,10 @@ sweep(sf_loop *l, void *ud)
         quiet = now - c->last_ms;
         if ((c->flags & C_FINISHING) && now - c->finish_ms > LINGER_MS) {
             sf_conn_close(c, NULL);
-        } else if (s->o.send_timeout_ms && c->out && sf_buf_len(c->out) > 0 &&
-                   quiet > s->o.send_timeout_ms) {
+        } else if (s->o.send_timeout_ms && quiet > s->o.send_timeout_ms &&
+                   ((c->out && sf_buf_len(c->out) > 0) || (c->flags & C_DRAIN))) {
+            /* A generator (chargen) whose last write filled the socket has nothing
+             * queued, yet it is just as stuck. */
             w->st.timeouts++;
             sf_conn_close(c, "send timeout: the client is not reading");
         } else if (s->o.idle_timeout_ms && quiet > s->o.idle_timeout_ms) {
@@ -911,6 +1083,7 @@ sweep(sf_loop *l, void *ud)
         }
     }
     leave(w);
+    log_drops(w);
     sf_loop_timer(l, SWEEP_MS, sweep, w);
 }
 

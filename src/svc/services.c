@@ -5,6 +5,11 @@
 
 const sf_service *const sf_services[] = {
     &sf_svc_echo,
+    &sf_svc_discard,
+    &sf_svc_chargen,
+    &sf_svc_daytime,
+    &sf_svc_time,
+    &sf_svc_chat,
     NULL,
 };
 

@@ -16,6 +16,27 @@ EXAMPLES = os.environ.get("SOCKFLOW_EXAMPLES") or os.path.join(ROOT, "build", "r
 
 LISTEN_RE = re.compile(r"listening on (tcp|udp) (\S+)")
 
+# What AddressSanitizer, LeakSanitizer and UBSan print on stderr when they find something.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(text):
+    """The first sanitizer finding in text (a process's stderr), or None."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for mark in SANITIZER_MARKS:
+        if mark in text:
+            return mark
+    return None
+
+
+def assert_no_sanitizer_report(text, what="sockflow"):
+    mark = sanitizer_report(text)
+    if mark:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        raise AssertionError(f"{what}: sanitizer report ({mark}):\n{text}")
+
 
 def split_addr(text):
     """'127.0.0.1:7' or '[::1]:7' -> (host, port)."""
@@ -134,6 +155,12 @@ class Server(Proc):
         with self.cond:
             return len([l for l in self.out_lines if LISTEN_RE.search(l)]) == len(found)
 
+    def stop(self, timeout=10.0):
+        """As Proc.stop; also fails if the sanitizers reported anything on stderr."""
+        rc = super().stop(timeout)
+        assert_no_sanitizer_report(self.stderr, f"sockflow serve (pid {self.pid})")
+        return rc
+
     def port(self, proto="tcp", service=None, host=None):
         for p, h, port, s in self.listeners:
             if p == proto and (service is None or s == service) and (host is None or h == host):
@@ -142,9 +169,68 @@ class Server(Proc):
 
 
 def run_sockflow(args, input=b"", timeout=20, binary=None, **kw):
-    """Run sockflow to completion; returns CompletedProcess with bytes output."""
-    return subprocess.run([binary or SOCKFLOW, *args], input=input, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=timeout, **kw)
+    """Run sockflow to completion; returns CompletedProcess with bytes output.
+    Fails if the sanitizers reported anything on stderr."""
+    if "stdin" in kw:
+        input = None
+    r = subprocess.run([binary or SOCKFLOW, *args], input=input, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout, **kw)
+    assert_no_sanitizer_report(r.stderr, f"sockflow {' '.join(map(str, args))}")
+    return r
+
+
+def have_ipv6_loopback():
+    """Whether ::1 can be bound here (IPv6 may be off in a container)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def free_port(proto="tcp", host="127.0.0.1"):
+    """A port the kernel says is free now (bound to port 0, then closed), for peer tools
+    that cannot listen on port 0 and print the port (nc -l, socat)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(fam, kind) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _proc_net_entries(proto):
+    """(local host hex, local port, state hex, inode) from /proc/net/{tcp,udp}{,6}."""
+    out = []
+    for name in (proto, proto + "6"):
+        try:
+            with open(f"/proc/net/{name}") as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    host, port = cols[1].split(":")
+                    out.append((name, host, int(port, 16), cols[3], int(cols[9])))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def proc_net_sockets(proto, port, state=None):
+    """Sockets in /proc/net/PROTO{,6} with this local port: [(table, hex host, state, inode)].
+    state: '0A' LISTEN, '01' ESTABLISHED, '07' UDP unconnected; None for all."""
+    return [(t, h, st, ino) for t, h, p, st, ino in _proc_net_entries(proto)
+            if p == port and (state is None or st == state)]
+
+
+def wait_listening(port, proto="tcp", timeout=5.0):
+    """Wait until something listens on (or, UDP, is bound to) port; a peer such as
+    `nc -l` accepts one client only, so a probe connection would use it up."""
+    state = "0A" if proto == "tcp" else "07"
+    deadline = time.monotonic() + timeout
+    while not proc_net_sockets(proto, port, state):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing listening on {proto} port {port} after {timeout}s")
+        time.sleep(0.02)
 
 
 def tcp_exchange(port, data, host="127.0.0.1", timeout=10.0, half_close=True):
@@ -190,8 +276,14 @@ def serve():
         return s
 
     yield start
+    failures = []
     for s in started:
-        s.stop()
+        try:
+            s.stop()
+        except AssertionError as e:
+            failures.append(e)
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import SOCKFLOW, Server, run_sockflow
-from tracenorm import normalise
+from tracenorm import normalise, tw_overflows
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 
@@ -139,6 +139,7 @@ def test_json_trace_of_a_serve_connect_exchange(tmp_path):
 
 
 def test_json_trace_of_the_client(tmp_path):
+    overflows = tw_overflows()
     peer = OneShotServer()
     r = run_sockflow(["connect", "--trace=json", "127.0.0.1", str(peer.port)], input=b"hello\n")
     peer.join()
@@ -159,6 +160,8 @@ def test_json_trace_of_the_client(tmp_path):
     assert shut["args"] == "SHUT_WR" and shut["state"] in ("FIN_WAIT1", "FIN_WAIT2")
     assert (rd["result"], rd["state"]) == (6, "FIN_WAIT2")
     assert rd0["result"] == 0
+    if close["state"] == "CLOSE" and tw_overflows() > overflows >= 0:
+        pytest.skip("the kernel's TIME_WAIT table overflowed: the connection was dropped")
     assert close["state"] == "TIME_WAIT", "the side that hung up first ends in TIME_WAIT"
 
 
@@ -173,6 +176,7 @@ def test_connection_refused_names_the_error():
 
 
 def test_explain_golden_client():
+    overflows = tw_overflows()
     peer = OneShotServer()
     r = run_sockflow(["connect", "--explain", "127.0.0.1", str(peer.port)], input=b"hello\n")
     peer.join()
@@ -180,6 +184,8 @@ def test_explain_golden_client():
     # Whether the peer's ACK of our FIN beat the state read after shutdown() is up to the
     # scheduler (the peer thread wakes on another core): FIN_WAIT1 or FIN_WAIT2.
     text = re.sub(r"FIN_WAIT[12]", "FIN_WAIT*", normalise(r.stderr.decode()))
+    if tw_overflows() > overflows >= 0 and "TIME_WAIT" not in text:
+        pytest.skip("the kernel's TIME_WAIT table overflowed: the connection was dropped")
     golden("explain-connect.txt", text)
 
 

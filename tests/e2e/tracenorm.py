@@ -27,3 +27,16 @@ def normalise_line(line):
 
 def normalise(text):
     return "\n".join(normalise_line(l) for l in text.splitlines()) + "\n"
+
+
+def tw_overflows():
+    """TcpExt TCPTimeWaitOverflow: connections the kernel dropped instead of keeping in
+    TIME_WAIT because its table was full (a busy machine). -1 when unknown."""
+    try:
+        lines = open("/proc/net/netstat").read().splitlines()
+    except OSError:
+        return -1
+    for head, vals in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            return int(dict(zip(head.split(), vals.split())).get("TCPTimeWaitOverflow", -1))
+    return -1
