@@ -28,6 +28,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 PIC_OBJ  := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
 CMD_OBJ  := $(CMD_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard include/sockflow/*.h)
+PRIV_HDR := $(wildcard src/*/*.h)
 
 STATIC   := $(BUILD)/libsockflow.a
 SHARED   := $(BUILD)/libsockflow.so.$(VERSION)
@@ -50,11 +51,11 @@ examples: $(EX_BIN)
 sockflow: $(BIN)
 	@ln -sf $(BIN) sockflow
 
-$(BUILD)/%.o: %.c $(HEADERS)
+$(BUILD)/%.o: %.c $(HEADERS) $(PRIV_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/pic/%.o: %.c $(HEADERS)
+$(BUILD)/pic/%.o: %.c $(HEADERS) $(PRIV_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -fvisibility=default -c -o $@ $<
 

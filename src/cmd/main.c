@@ -11,7 +11,10 @@ static const char usage[] =
     "                                                        chargen daytime time chat)\n"
     "  connect [-u] [-4|-6] [-w SECS] [-q SECS] [-s SRC[:PORT]] HOST PORT\n"
     "                                                        stdin -> socket -> stdout\n"
-    "  demo                                                  the TCP and UDP flows, narrated\n"
+    "  demo    [--section N] [--json]                        the TCP and UDP flows, narrated\n"
+    "\n"
+    "serve, connect and demo take --trace[=text|json], --explain, --trace-file FILE and\n"
+    "--trace-data: every socket call, its result and the TCP state after it.\n"
     "\n"
     "'sockflow COMMAND --help' for the options of one; 'man sockflow' for all.\n";
 

@@ -18,6 +18,7 @@
 #include "sockflow/buf.h"
 #include "sockflow/server.h"
 #include "sockflow/sock.h"
+#include "trace_int.h"
 #include "udpguard.h"
 
 #define SCRATCH_SIZE (64 * 1024)
@@ -124,7 +125,7 @@ slog(sf_server *s, const char *fmt, ...)
 static sf_trace *
 conn_trace(sf_server *s, sf_trace *t, unsigned long id)
 {
-    if (s->o.tracer == NULL)
+    if (!SF_TRACING(s->o.tracer))
         return NULL;
     t->tracer = s->o.tracer;
     t->side = "server";
@@ -854,6 +855,25 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
 
 /* ---- UDP ---- */
 
+/* One event per datagram of a batch call (n < 0: the call failed, one event). */
+static void
+trace_batch(worker *w, const char *call, int fd, const struct mmsghdr *m, int n, int err)
+{
+    sf_trace t, *tp = conn_trace(w->s, &t, 0);
+    int in = call[0] == 'r';
+    char who[SF_ADDR_STRLEN];
+
+    if (n < 0)
+        sf_trace_call(tp, call, fd, -1, err, NULL, 0, "vlen=%d", DGRAM_BATCH);
+    for (int i = 0; i < n; i++) {
+        const struct msghdr *h = &m[i].msg_hdr;
+
+        sf_trace_call(tp, call, fd, (long)m[i].msg_len, 0, h->msg_iov->iov_base,
+                      m[i].msg_len, "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
+                      sf_addr_format_sa(h->msg_name, h->msg_namelen, who, sizeof(who)));
+    }
+}
+
 static const char *const drop_what[NDROP] = {
     "from a service port", "from a port below 1024", "to or from a broadcast, "
     "multicast or unspecified address", "over the per-source budget", "with a reply "
@@ -966,6 +986,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
     do {
         n = recvmmsg(fd, w->msgs, DGRAM_BATCH, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
+    if (SF_TRACING(w->s->o.tracer))
+        trace_batch(w, "recvmmsg", fd, w->msgs, n, errno);
     if (n <= 0)
         return;
     for (int i = 0; i < n; i++) {
@@ -1022,6 +1044,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
 
         if (m < 0 && errno == EINTR)
             continue;
+        if (SF_TRACING(w->s->o.tracer))
+            trace_batch(w, "sendmmsg", fd, out + sent, m, errno);
         if (m <= 0) {
             /* A full send buffer or an error for one peer: that datagram is lost. */
             w->st.dgrams_dropped++;

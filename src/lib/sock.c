@@ -9,11 +9,12 @@
 #include <unistd.h>
 
 #include "sockflow/sock.h"
+#include "trace_int.h"
 
-/* Tracing off costs this one branch. */
+/* Tracing off costs this one branch (none at all with -DSF_NO_TRACE). */
 #define TRACE(t, call, fd, res, data, len, ...) \
-    do { if (t) sf_trace_call(t, call, fd, (long)(res), (res) < 0 ? errno : 0, \
-                              data, len, __VA_ARGS__); } while (0)
+    do { if (SF_TRACING(t)) sf_trace_call(t, call, fd, (long)(res), (res) < 0 ? errno : 0, \
+                                          data, len, __VA_ARGS__); } while (0)
 
 static const char *
 family_name(int family)
@@ -128,8 +129,12 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
     } while (fd < 0 && errno == EINTR);
     if (fd >= 0 && peer)
         sf_addr_from_sa(peer, (struct sockaddr *)&ss, len);
-    TRACE(t, "accept4", lfd, fd, NULL, 0, "peer=%s",
-          fd >= 0 && peer ? sf_addr_format(peer, who, sizeof(who)) : "NULL");
+    /* The state reported is the new connected socket's: the listener stays in LISTEN. */
+    if (SF_TRACING(t))
+        sf__trace_call_on(t, "accept4", lfd, fd, fd, fd < 0 ? errno : 0, "peer=%s%s",
+                          !peer ? "NULL" : fd >= 0 ? sf_addr_format(peer, who, sizeof(who))
+                                                   : "-",
+                          flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
     if (fd >= 0)
         return fd;
     return accept_error_is_transient(errno) ? SF_EAGAIN : -errno;
@@ -385,16 +390,18 @@ sf_shutdown_write(const sf_trace *t, int fd)
 int
 sf_close(const sf_trace *t, int fd)
 {
+    sf__close_note note;
     int rc, saved = errno;
 
-    /* The state is read before the descriptor goes away. */
-    if (t)
-        sf_trace_call(t, "close", fd, 0, 0, NULL, 0, "%s", "");
+    /* The state before is read while the descriptor exists; the state after is the
+     * kernel's view of the connection, which outlives it (FIN_WAIT2, TIME_WAIT ...). */
+    if (SF_TRACING(t))
+        sf__trace_close_prepare(fd, &note);
     rc = close(fd);
-    if (rc < 0) {
-        rc = -errno;
-        return rc;
-    }
+    if (SF_TRACING(t))
+        sf__trace_close_done(t, fd, rc, rc < 0 ? errno : 0, &note);
+    if (rc < 0)
+        return -errno;
     errno = saved;
     return 0;
 }
