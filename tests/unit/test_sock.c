@@ -242,7 +242,7 @@ connect_refused(void **state)
 static int
 full_listener(int *port, int *clients)
 {
-    uint32_t queued = 0;
+    int32_t queued = 0;
     int lfd = unit_tcp_listener(AF_INET, 1, port);
 
     for (int i = 0; i < 2; i++) {
