@@ -392,13 +392,14 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
 int
 sf_loop_run(sf_loop *l)
 {
-    while (atomic_load(&l->stopping) == 0) {
+    /* The request is taken and cleared in one step: a stop that comes while the loop
+     * is returning is not lost, it ends the next run at once. */
+    while (atomic_exchange(&l->stopping, 0) == 0) {
         int rc = sf_loop_run_once(l, -1);
 
         if (rc < 0)
             return rc;
     }
-    atomic_store(&l->stopping, 0);
     return 0;
 }
 
