@@ -24,6 +24,8 @@
 #define PORT_TRIES 16
 #define SWEEP_MS 1000
 #define LINGER_MS 5000
+#define ACCEPT_PAUSE_MS 100
+#define EMFILE_LOG_MS 10000
 
 typedef struct worker worker;
 
@@ -67,6 +69,7 @@ struct worker {
     int nconns_cap;
     int nconns;
     int spare_fd;           /* given up when accept hits EMFILE */
+    uint64_t emfile_log_ms; /* when EMFILE was last logged; 0: never */
     int draining;
     int depth;              /* callbacks running: closes are deferred while > 0 */
     sf_conn *dead;          /* closed, waiting to be freed */
@@ -683,25 +686,44 @@ conn_io(sf_loop *l, int fd, int events, void *ud)
 
 /* ---- accepting ---- */
 
+static void
+resume_accepting(sf_loop *l, void *ud)
+{
+    lsock *ls = ud;
+
+    if (ls->fd >= 0)    /* not closed meanwhile (drain) */
+        sf_loop_set_events(l, ls->fd, SF_READ);
+}
+
 /* Out of descriptors: give back the spare one, accept and close at once so the client
  * hears a clean close instead of waiting, then take the spare again. Without this a
  * level-triggered listener would wake the loop endlessly. */
 static void
-shed_connections(worker *w, int lfd)
+shed_connections(worker *w, lsock *ls)
 {
-    if (w->spare_fd < 0)
-        return;
-    close(w->spare_fd);
-    w->spare_fd = -1;
-    for (int i = 0; i < 64; i++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int shed = 0;
 
-        if (fd < 0)
-            break;
-        close(fd);
-        w->st.emfile++;
+    if (w->spare_fd < 0)
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        for (; shed < 64; shed++) {
+            int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+            if (fd < 0)
+                break;
+            close(fd);
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->st.emfile += (uint64_t)shed;
+    if (shed == 0) {
+        /* The spare made no room: it is gone (another loop took the slot) or the limit
+         * is below the descriptors already open. Stop accepting for a moment rather
+         * than wake on this listener again and again. */
+        sf_loop_set_events(w->loop, ls->fd, 0);
+        sf_loop_timer(w->loop, ACCEPT_PAUSE_MS, resume_accepting, ls);
+    }
 }
 
 static void
@@ -768,10 +790,15 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
             continue;   /* a transient error: that connection is gone, try the next */
         }
         if (fd == -EMFILE || fd == -ENFILE) {
-            shed_connections(w, lfd);
-            if (w->st.emfile == 1 || w->st.emfile % 1000 == 0)
-                slog(w->s, "accept: %s (clients turned away: %llu)", sf_strerror(fd),
+            uint64_t now = sf_loop_now_ms(w->loop);
+
+            shed_connections(w, ls);
+            /* Once, then at most every EMFILE_LOG_MS while it lasts: never a flood. */
+            if (w->emfile_log_ms == 0 || now - w->emfile_log_ms >= EMFILE_LOG_MS) {
+                w->emfile_log_ms = now ? now : 1;
+                slog(w->s, "accept: %s (clients turned away so far: %llu)", sf_strerror(fd),
                      (unsigned long long)w->st.emfile);
+            }
             return;
         }
         if (fd < 0) {
