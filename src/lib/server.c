@@ -201,6 +201,8 @@ sf_server_free(sf_server *s)
 {
     if (s == NULL)
         return;
+    for (int i = 0; i < s->nw; i++)
+        s->w[i].draining = 0;   /* no loop runs now: closing is not draining */
     for (int i = 0; i < s->nw; i++) {
         worker *w = &s->w[i];
 
@@ -403,6 +405,7 @@ static void
 free_conn(worker *w, sf_conn *c)
 {
     sf_trace t, *tp = conn_trace(w->s, &t, c->id);
+    int left;
 
     if (c->ls->svc->on_close)
         c->ls->svc->on_close(c);
@@ -411,14 +414,19 @@ free_conn(worker *w, sf_conn *c)
     w->conns[c->fd] = NULL;
     w->nconns--;
     w->st.closed++;
-    atomic_fetch_sub(&w->s->total_conns, 1);
+    left = atomic_fetch_sub(&w->s->total_conns, 1) - 1;
     if (c->out) {
         sf_buf_free(c->out);
         free(c->out);
     }
     free(c);
-    if (w->draining && w->nconns == 0)
+    if (!w->draining)
+        return;
+    if (w->nconns == 0 && w->index > 0)
         sf_loop_stop(w->loop);
+    /* Loop 0 reads the signals, so it drains until every loop has (see worker_main). */
+    if (left == 0)
+        sf_loop_stop(w->s->w[0].loop);
 }
 
 void
@@ -942,10 +950,12 @@ worker_main(void *arg)
     sf_loop_timer(w->loop, SWEEP_MS, sweep, w);
     sf_loop_run(w->loop);
     if (atomic_load(&s->stop_mode) == 1) {
-        /* Draining: refuse new clients at once, let the present ones finish. */
+        /* Draining: refuse new clients at once, let the present ones finish. Loop 0
+         * holds the signalfd: it runs while any loop has clients, so that a second
+         * signal is heard even when loop 0 has none of its own. */
         close_listeners(w);
-        if (w->nconns > 0) {
-            w->draining = 1;
+        w->draining = 1;
+        if (w->nconns > 0 || (w->index == 0 && atomic_load(&s->total_conns) > 0)) {
             sf_loop_timer(w->loop, s->o.drain_timeout_ms, on_drain_deadline, w);
             sf_loop_run(w->loop);
         }
