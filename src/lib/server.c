@@ -307,8 +307,11 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
         return sf_err_set(err, -ENOSPC, "listen: more than %d sockets", MAX_LISTENERS);
     for (int i = 0; i < loops; i++) {
         sf_trace t, *tp = conn_trace(s, &t, 0);
-        int fd = proto == SF_PROTO_TCP ? sf_tcp_listen(tp, &at, &lo, err)
-                                       : sf_udp_bind(tp, &at, &lo, err);
+        int fd;
+
+        lo.exclusive = i == 0;  /* the copies join the group the first one made */
+        fd = proto == SF_PROTO_TCP ? sf_tcp_listen(tp, &at, &lo, err)
+                                   : sf_udp_bind(tp, &at, &lo, err);
 
         if (fd < 0)
             return fd;
