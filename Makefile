@@ -2,6 +2,7 @@
 #   make            library (static + shared) and the sockflow command
 #   make test       unit + end-to-end suites (installs missing Debian test packages as root)
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make TSAN=1     a ThreadSanitizer build in build/tsan (for -j N, several loops)
 #   make demo       build and run the narrated demo
 #   make install PREFIX=/usr/local DESTDIR=
 
@@ -18,6 +19,10 @@ ifeq ($(SAN),1)
   BUILD    := build/san
   CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+  BUILD    := build/tsan
+  CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+  LDFLAGS  += -fsanitize=thread
 else
   BUILD    := build/rel
 endif
