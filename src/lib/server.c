@@ -91,6 +91,7 @@ struct sf_server {
     atomic_int total_conns;
     atomic_ulong next_id;
     atomic_int stop_mode;   /* 0 running, 1 draining, 2 stopping now */
+    pthread_mutex_t accept_lock; /* several loops: accept4 vs. the EMFILE spare trick */
     uint32_t sweep_ms;
 };
 
@@ -176,6 +177,7 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         s->o = *opts;
     if (s->o.loops <= 0)
         s->o.loops = 1;
+    pthread_mutex_init(&s->accept_lock, NULL);
     if (s->o.queue_cap == 0)
         s->o.queue_cap = 256 * 1024;
     if (s->o.drain_timeout_ms == 0)
@@ -242,6 +244,7 @@ sf_server_free(sf_server *s)
         free(w->dgram_in);
         free(w->dgram_out);
     }
+    pthread_mutex_destroy(&s->accept_lock);
     free(s->w);
     free(s);
 }
@@ -723,9 +726,31 @@ resume_accepting(sf_loop *l, void *ud)
         sf_loop_set_events(l, ls->fd, SF_READ);
 }
 
+/* The loops share one table of descriptors: while one gives back its spare to shed
+ * clients, another loop's accept4 would take the freed slot (and serve that client),
+ * and the spare could not be taken again. Seen with -j 2 at the limit: both spares
+ * gone within a second, then clients neither served nor turned away. So with several
+ * loops accept4 and the shedding take turns; one loop needs no lock. */
+static void
+lock_accept(sf_server *s)
+{
+    if (s->nw > 1)
+        pthread_mutex_lock(&s->accept_lock);
+}
+
+static void
+unlock_accept(sf_server *s)
+{
+    int e = errno;
+
+    if (s->nw > 1)
+        pthread_mutex_unlock(&s->accept_lock);
+    errno = e;
+}
+
 /* Out of descriptors: give back the spare one, accept and close at once so the client
  * hears a clean close instead of waiting, then take the spare again. Without this a
- * level-triggered listener would wake the loop endlessly. */
+ * level-triggered listener would wake the loop endlessly. Called with the accept lock. */
 static void
 shed_connections(worker *w, lsock *ls)
 {
@@ -810,8 +835,13 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
 {
     for (int i = 0; i < 64; i++) {
         sf_trace t, *tp = conn_trace(w->s, &t, 0);
-        int fd = sf_tcp_accept(tp, lfd, NULL);
+        int fd;
 
+        lock_accept(w->s);
+        fd = sf_tcp_accept(tp, lfd, NULL);
+        if (fd == -EMFILE || fd == -ENFILE)
+            shed_connections(w, ls);
+        unlock_accept(w->s);
         if (fd == SF_EAGAIN) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -820,7 +850,6 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
         if (fd == -EMFILE || fd == -ENFILE) {
             uint64_t now = sf_loop_now_ms(w->loop);
 
-            shed_connections(w, ls);
             /* Once, then at most every EMFILE_LOG_MS while it lasts: never a flood. */
             if (w->emfile_log_ms == 0 || now - w->emfile_log_ms >= EMFILE_LOG_MS) {
                 w->emfile_log_ms = now ? now : 1;
