@@ -2,6 +2,7 @@
 #   make            library (static + shared) and the sockflow command
 #   make test       unit + end-to-end suites (installs missing Debian test packages as root)
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make TSAN=1     a ThreadSanitizer build in build/tsan (for -j N, several loops)
 #   make demo       build and run the narrated demo
 #   make install PREFIX=/usr/local DESTDIR=
 
@@ -18,8 +19,13 @@ ifeq ($(SAN),1)
   BUILD    := build/san
   CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+  BUILD    := build/tsan
+  CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+  LDFLAGS  += -fsanitize=thread
 else
   BUILD    := build/rel
+  LINK     := sockflow
 endif
 
 LIB_SRC  := $(wildcard src/lib/*.c) $(wildcard src/svc/*.c)
@@ -42,12 +48,12 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all lib examples test unit e2e examples-test demo install uninstall clean deps bench fuzz
-all: lib $(BIN) sockflow
+all: lib $(BIN) $(LINK)
 
 lib: $(STATIC) $(SHARED)
 examples: $(EX_BIN)
 
-# ./sockflow points at the build just made, so README examples run from the top.
+# ./sockflow points at the release build, so README examples run from the top.
 sockflow: $(BIN)
 	@ln -sf $(BIN) sockflow
 

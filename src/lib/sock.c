@@ -57,6 +57,34 @@ fail_close(const sf_trace *t, int fd, sf_err *err, const char *call, const sf_ad
     return sf_err_set(err, code, "%s %s", call, where);
 }
 
+/* SO_REUSEPORT lets any socket of the same user join a port's group, so a second server
+ * started on a port would share it silently with the first. Before a group is made, a
+ * plain socket (no SO_REUSEPORT) is bound there and closed: it fails with EADDRINUSE
+ * exactly when a single socket would. 0, or -1 with errno set. */
+static int
+probe_port(const sf_trace *t, const sf_addr *a, int type)
+{
+    char where[SF_ADDR_STRLEN];
+    int fd, rc, e;
+
+    fd = open_socket(t, sf_addr_family(a), type, 1);
+    if (fd < 0)
+        return -1;
+    rc = type == SOCK_STREAM ? set_option(t, fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", 1)
+                             : 0;
+    if (rc == 0 && sf_addr_family(a) == AF_INET6)
+        rc = set_option(t, fd, IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", 1);
+    if (rc == 0) {
+        rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+        TRACE(t, "bind", fd, rc, NULL, 0, "%s (is the port free?)",
+              sf_addr_format(a, where, sizeof(where)));
+    }
+    e = errno;
+    sf_close(t, fd);
+    errno = e;
+    return rc;
+}
+
 /* socket → options → bind: shared by the TCP listener and the UDP server. */
 static int
 bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts *opts,
@@ -65,6 +93,9 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
     char where[SF_ADDR_STRLEN];
     int fd, rc;
 
+    if (opts && opts->reuseport && opts->exclusive && sf_addr_port(a) != 0 &&
+        probe_port(t, a, type) < 0)
+        return fail_close(t, -1, err, "bind", a);
     fd = open_socket(t, sf_addr_family(a), type, opts && opts->blocking);
     if (fd < 0)
         return fail_close(t, -1, err, "socket", a);
