@@ -94,7 +94,7 @@ unit: deps $(UNIT_BIN)
 
 e2e: deps all examples
 	SOCKFLOW=$(abspath $(BIN)) SOCKFLOW_EXAMPLES=$(abspath $(BUILD)/examples) \
-	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
+	  /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/e2e
 
 test: unit e2e fuzz
 
