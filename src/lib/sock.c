@@ -301,6 +301,15 @@ sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonb
     return fd;
 }
 
+/* A read or write result: bytes, SF_EAGAIN for "not ready", or -errno. */
+static ssize_t
+io_result(ssize_t n)
+{
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
+}
+
 ssize_t
 sf_read(const sf_trace *t, int fd, void *buf, size_t len)
 {
@@ -310,9 +319,7 @@ sf_read(const sf_trace *t, int fd, void *buf, size_t len)
         n = read(fd, buf, len);
     } while (n < 0 && errno == EINTR);
     TRACE(t, "read", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu", len);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 ssize_t
@@ -330,9 +337,7 @@ sf_write(const sf_trace *t, int fd, const void *buf, size_t len)
         } while (n < 0 && errno == EINTR);
     }
     TRACE(t, "write", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu", len);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 ssize_t
@@ -387,9 +392,7 @@ sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from, int
         n = (ssize_t)len;
     TRACE(t, "recvfrom", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu, from=%s", len,
           n >= 0 ? sf_addr_format_sa((struct sockaddr *)&ss, sl, who, sizeof(who)) : "-");
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 ssize_t
@@ -404,9 +407,7 @@ sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr 
     } while (n < 0 && errno == EINTR);
     TRACE(t, "sendto", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu, to=%s", len,
           to ? sf_addr_format(to, who, sizeof(who)) : "(connected)");
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 int

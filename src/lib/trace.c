@@ -107,9 +107,10 @@ diag_addr(const sf_addr *a, __be32 out[4], __be16 *port)
     }
 }
 
-/* One exact lookup by the four-tuple (inet_diag "dump one"), like `ss` does. */
+/* Open a sock_diag socket and send one TCP request for local's family: an exact lookup
+ * when peer is given, else a dump of the sockets in states. Returns the fd or -1. */
 static int
-lookup_netlink(const sf_addr *local, const sf_addr *peer)
+diag_request(const sf_addr *local, const sf_addr *peer, uint32_t states)
 {
     struct {
         struct nlmsghdr nlh;
@@ -117,31 +118,49 @@ lookup_netlink(const sf_addr *local, const sf_addr *peer)
     } req;
     struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
     struct timeval tv = { .tv_sec = 1 };
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+
+    if (fd < 0)
+        return -1;
+    memset(&req, 0, sizeof(req));
+    req.nlh.nlmsg_len = sizeof(req);
+    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | (peer ? 0 : NLM_F_DUMP);
+    req.r.sdiag_family = (uint8_t)sf_addr_family(local);
+    req.r.sdiag_protocol = IPPROTO_TCP;
+    req.r.idiag_states = states;
+    if (peer) {
+        diag_addr(local, req.r.id.idiag_src, &req.r.id.idiag_sport);
+        diag_addr(peer, req.r.id.idiag_dst, &req.r.id.idiag_dport);
+        req.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+        req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* One exact lookup by the four-tuple (inet_diag "dump one"), like `ss` does. */
+static int
+lookup_netlink(const sf_addr *local, const sf_addr *peer)
+{
     union {
         char buf[8192];
         struct nlmsghdr align;
     } u;
     const struct nlmsghdr *h;
     int fd, state = SF_TCP_NONE;
+    __be32 peer_addr[4];
+    __be16 peer_port;
     ssize_t n;
 
-    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    fd = diag_request(local, peer, ~0u);
     if (fd < 0)
         return SF_TCP_NONE;
-    memset(&req, 0, sizeof(req));
-    req.nlh.nlmsg_len = sizeof(req);
-    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    req.nlh.nlmsg_flags = NLM_F_REQUEST;
-    req.r.sdiag_family = (uint8_t)sf_addr_family(local);
-    req.r.sdiag_protocol = IPPROTO_TCP;
-    req.r.idiag_states = ~0u;
-    diag_addr(local, req.r.id.idiag_src, &req.r.id.idiag_sport);
-    diag_addr(peer, req.r.id.idiag_dst, &req.r.id.idiag_dport);
-    req.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
-    req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
-        goto out;
+    diag_addr(peer, peer_addr, &peer_port);
     n = recv(fd, u.buf, sizeof(u.buf), 0);
     if (n < (ssize_t)sizeof(struct nlmsghdr))
         goto out;
@@ -158,8 +177,7 @@ lookup_netlink(const sf_addr *local, const sf_addr *peer)
         const struct inet_diag_msg *m = NLMSG_DATA(h);
 
         /* With no such connection the kernel may answer with the listener on the port. */
-        state = m->id.idiag_dport == req.r.id.idiag_dport ? kernel_state(m->idiag_state)
-                                                          : SF_TCP_CLOSE;
+        state = m->id.idiag_dport == peer_port ? kernel_state(m->idiag_state) : SF_TCP_CLOSE;
     }
 out:
     close(fd);
@@ -211,12 +229,6 @@ lookup_proc(const sf_addr *local, const sf_addr *peer)
 static int
 lookup_time_wait(const sf_addr *local, uint64_t cookie, sf_addr *peer)
 {
-    struct {
-        struct nlmsghdr nlh;
-        struct inet_diag_req_v2 r;
-    } req;
-    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
-    struct timeval tv = { .tv_sec = 1 };
     union {
         char buf[32768];
         struct nlmsghdr align;
@@ -226,20 +238,10 @@ lookup_time_wait(const sf_addr *local, uint64_t cookie, sf_addr *peer)
     uint64_t deadline = sf_now_ns() + 1000000000u;
     int fd, state = SF_TCP_CLOSE, done = 0;
 
-    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    fd = diag_request(local, NULL, 1u << SF_TCP_TIME_WAIT);
     if (fd < 0)
         return SF_TCP_CLOSE;
     diag_addr(local, addr, &port);
-    memset(&req, 0, sizeof(req));
-    req.nlh.nlmsg_len = sizeof(req);
-    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    req.r.sdiag_family = (uint8_t)sf_addr_family(local);
-    req.r.sdiag_protocol = IPPROTO_TCP;
-    req.r.idiag_states = 1u << SF_TCP_TIME_WAIT;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
-        done = 1;
     while (!done && sf_now_ns() < deadline) {
         ssize_t n = recv(fd, u.buf, sizeof(u.buf), 0);
         const struct nlmsghdr *h = &u.align;
