@@ -2,6 +2,7 @@
 #   make            library (static + shared) and the sockflow command
 #   make test       unit + end-to-end suites (installs missing Debian test packages as root)
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make TSAN=1     a ThreadSanitizer build in build/tsan (for -j N, several loops)
 #   make demo       build and run the narrated demo
 #   make install PREFIX=/usr/local DESTDIR=
 
@@ -18,8 +19,13 @@ ifeq ($(SAN),1)
   BUILD    := build/san
   CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+  BUILD    := build/tsan
+  CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+  LDFLAGS  += -fsanitize=thread
 else
   BUILD    := build/rel
+  LINK     := sockflow
 endif
 
 LIB_SRC  := $(wildcard src/lib/*.c) $(wildcard src/svc/*.c)
@@ -28,6 +34,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 PIC_OBJ  := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
 CMD_OBJ  := $(CMD_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard include/sockflow/*.h)
+PRIV_HDR := $(wildcard src/*/*.h)
 
 STATIC   := $(BUILD)/libsockflow.a
 SHARED   := $(BUILD)/libsockflow.so.$(VERSION)
@@ -41,20 +48,20 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all lib examples test unit e2e examples-test demo install uninstall clean deps bench fuzz
-all: lib $(BIN) sockflow
+all: lib $(BIN) $(LINK)
 
 lib: $(STATIC) $(SHARED)
 examples: $(EX_BIN)
 
-# ./sockflow points at the build just made, so README examples run from the top.
+# ./sockflow points at the release build, so README examples run from the top.
 sockflow: $(BIN)
 	@ln -sf $(BIN) sockflow
 
-$(BUILD)/%.o: %.c $(HEADERS)
+$(BUILD)/%.o: %.c $(HEADERS) $(PRIV_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/pic/%.o: %.c $(HEADERS)
+$(BUILD)/pic/%.o: %.c $(HEADERS) $(PRIV_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -fvisibility=default -c -o $@ $<
 
@@ -87,7 +94,7 @@ unit: deps $(UNIT_BIN)
 
 e2e: deps all examples
 	SOCKFLOW=$(abspath $(BIN)) SOCKFLOW_EXAMPLES=$(abspath $(BUILD)/examples) \
-	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
+	  /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/e2e
 
 test: unit e2e fuzz
 
@@ -126,6 +133,11 @@ FUZZ_LIB  := $(LIB_SRC) src/cmd/opts.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -Isrc -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(LDLIBS) -lm
+
+# The chat harness stands in for the server's connection calls: chat.c alone.
+build/fuzz/fuzz_chat: tests/fuzz/fuzz_chat.c src/svc/chat.c src/lib/err.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< src/svc/chat.c src/lib/err.c
 
 fuzz: deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \

@@ -41,7 +41,7 @@ typedef struct sf_service {
     void (*state_free)(void *state);
     /* TCP */
     void (*on_open)(sf_conn *c);
-    void (*on_data)(sf_conn *c, char *data, size_t len);
+    void (*on_data)(sf_conn *c, char *data, size_t len);  /* len > 0; 0 is on_eof */
     void (*on_eof)(sf_conn *c); /* NULL: sf_conn_finish() */
     void (*on_drain)(sf_conn *c); /* writable with nothing queued, after sf_conn_want_drain */
     void (*on_close)(sf_conn *c);

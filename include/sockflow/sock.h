@@ -14,6 +14,9 @@
 typedef struct sf_listen_opts {
     int backlog;            /* 0: SF_BACKLOG_DEFAULT */
     int reuseport;          /* SO_REUSEPORT, so several loops can own a socket each */
+    int exclusive;          /* with reuseport, a port other than 0: fail with EADDRINUSE
+                               if the port is taken, rather than join whatever group of
+                               the same user holds it (set on the first of a group) */
     int blocking;           /* leave the socket blocking (the default is nonblocking) */
 } sf_listen_opts;
 

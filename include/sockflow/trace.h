@@ -1,9 +1,12 @@
-/* trace: one event per socket call (who, call, arguments, result, TCP state, time). */
+/* trace: one event per socket call (who, call, arguments, result, TCP state, time), and
+ * the sinks that write events as aligned text, JSON lines or the telephone picture. */
 #ifndef SOCKFLOW_TRACE_H
 #define SOCKFLOW_TRACE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include "addr.h"
 
 /* TCP states as the kernel numbers them (TCP_INFO tcpi_state). SF_TCP_NONE: not a TCP
  * socket or the state could not be read. */
@@ -14,17 +17,27 @@ enum {
     SF_TCP_LAST_ACK, SF_TCP_LISTEN, SF_TCP_CLOSING
 };
 
+/* One socket call. Every pointer is valid only during the sink's call. The "subject"
+ * socket, whose state, RTT and addresses are reported, is fd; for accept it is the new
+ * connected socket (the result), since the listening one stays in LISTEN; for close it
+ * is the connection as the kernel still holds it after the descriptor is gone (found
+ * by its addresses: FIN_WAIT1, LAST_ACK, TIME_WAIT ... or CLOSE). */
 typedef struct sf_trace_event {
-    const char *side;       /* "server", "client", "conn" ... */
+    const char *side;       /* "server", "client" ... */
     unsigned long id;       /* connection id within the side, 0 for none */
     const char *call;       /* "socket", "bind", "accept4" ... */
-    int fd;                 /* descriptor the call was made on, -1 if none */
-    const char *args;       /* the arguments, already formatted ("127.0.0.1:7, backlog=128") */
-    long result;            /* the call's return value (descriptor, byte count, 0) */
+    int fd;                 /* descriptor the call was made on (socket: the new one), or -1 */
+    const char *args;       /* the arguments, already formatted ("backlog=511") */
+    long result;            /* the call's return value (descriptor, byte count, 0, -1) */
     int err;                /* errno when the call failed, else 0 */
-    int tcp_state;          /* SF_TCP_* after the call, read with TCP_INFO */
+    const char *proto;      /* "tcp", "udp", or NULL when not a socket or unknown */
+    int tcp_state;          /* SF_TCP_* of the subject after the call */
+    int tcp_state_before;   /* close: the state just before the call; else SF_TCP_NONE */
     uint32_t rtt_us;        /* smoothed RTT when established, else 0 */
-    uint32_t unacked;       /* on a listening socket: connections waiting in the accept queue */
+    int32_t accept_queue;   /* on a listening socket: connections completed by the kernel
+                               and waiting for accept(); -1 when not listening */
+    const char *local;      /* subject's own address "127.0.0.1:5000", or NULL */
+    const char *peer;       /* the address at the other end, or NULL */
     uint64_t t_ns;          /* CLOCK_MONOTONIC */
     const void *data;       /* payload of read/write calls, when data tracing is on */
     size_t datalen;
@@ -32,7 +45,8 @@ typedef struct sf_trace_event {
 
 typedef void (*sf_trace_fn)(void *ud, const sf_trace_event *ev);
 
-/* A sink: where events go. Owned by the caller; must outlive every sf_trace using it. */
+/* A sink: where events go. Owned by the caller; must outlive every sf_trace using it.
+ * fn may be called from several threads at once (a server with several loops). */
 typedef struct sf_tracer {
     sf_trace_fn fn;
     void *ud;
@@ -48,7 +62,9 @@ typedef struct sf_trace {
 } sf_trace;
 
 /* Emit one event for a call on fd that returned result (errno in err when result < 0).
- * Reads the TCP state of fd when it is a TCP socket. args is printf-formatted. */
+ * Reads the TCP state of fd when it is a TCP socket. args is printf-formatted. Used by
+ * the library for every call it makes, and by callers to record calls of their own
+ * (a getsockopt(TCP_INFO) probe, say). */
 void sf_trace_call(const sf_trace *t, const char *call, int fd, long result, int err,
                    const void *data, size_t datalen, const char *args_fmt, ...)
     __attribute__((format(printf, 8, 9)));
@@ -56,10 +72,64 @@ void sf_trace_call(const sf_trace *t, const char *call, int fd, long result, int
 /* Name of a state: "LISTEN", "ESTABLISHED", ... ; "-" for SF_TCP_NONE. */
 const char *sf_tcp_state_name(int state);
 
-/* Read the TCP state of fd (SF_TCP_NONE if not TCP); rtt_us and unacked may be NULL. */
-int sf_tcp_state(int fd, uint32_t *rtt_us, uint32_t *unacked);
+/* Read the TCP state of fd with TCP_INFO (SF_TCP_NONE if not TCP). rtt_us (when
+ * established) and accept_queue (when listening; else -1) may be NULL. errno is kept. */
+int sf_tcp_state(int fd, uint32_t *rtt_us, int32_t *accept_queue);
+
+/* The state of the TCP connection local <-> peer as the kernel holds it, descriptor or
+ * not: this is how a socket already closed is seen in FIN_WAIT2 or TIME_WAIT. Asks
+ * the kernel with one exact NETLINK_SOCK_DIAG lookup (what ss(8) uses), falling back
+ * to /proc/net/tcp. Returns SF_TCP_* (SF_TCP_CLOSE when the kernel has no such
+ * connection any more), or SF_TCP_NONE when it cannot be asked. errno is kept. */
+int sf_tcp_state_lookup(const sf_addr *local, const sf_addr *peer);
 
 /* Monotonic nanoseconds. */
 uint64_t sf_now_ns(void);
+
+/* ---- sinks: formatting events for people and programs ---- */
+
+enum { SF_TRACE_TEXT = 0, SF_TRACE_JSON = 1 };
+
+enum {
+    SF_TRACE_F_EXPLAIN = 1 << 0,    /* add the telephone-picture sentence to each event */
+    SF_TRACE_F_DATA    = 1 << 1,    /* hex dump of read/write payloads */
+};
+
+/* Most payload bytes dumped per event; the rest is counted, not shown. */
+#define SF_TRACE_DATA_MAX 4096
+
+/* Format ev as one entry: SF_TRACE_TEXT, one aligned line (time since t0_ns, side[#id],
+ * call, fd, args, "= result" or "= -1 ENAME", state, rtt, accept queue), plus, per
+ * flags, an explanation line and hex dump lines; SF_TRACE_JSON, one JSON object on one
+ * line (schema: docs/trace.md). Always ends with a newline. Writes at most cap bytes,
+ * NUL-terminated, and returns the length the whole entry needs (snprintf-style), so
+ * a caller whose buffer was short can retry with a bigger one. */
+size_t sf_trace_format(const sf_trace_event *ev, int format, unsigned flags, uint64_t t0_ns,
+                       char *buf, size_t cap);
+
+/* The telephone picture of one event, as one plain sentence (no newline): "listen():
+ * the phone is switched on and can ring (LISTEN) ..." Returns buf. */
+const char *sf_trace_explain(const sf_trace_event *ev, char *buf, size_t cap);
+
+/* A ready-made sink writing to a FILE the caller owns (stderr, a --trace-file).
+ * Each event goes out whole, in one fwrite under the FILE's lock, and is flushed:
+ * lines from several threads never mix. */
+typedef struct sf_trace_sink {
+    sf_tracer tracer;       /* give &sink.tracer to the library */
+    FILE *out;
+    int format;             /* SF_TRACE_TEXT or SF_TRACE_JSON */
+    unsigned flags;         /* SF_TRACE_F_* */
+    uint64_t t0_ns;         /* text time stamps count from here (set by init) */
+} sf_trace_sink;
+
+/* Set up s to write to out in format with flags. Nothing is allocated; there is
+ * nothing to free. out stays the caller's to close, after the last event. */
+void sf_trace_sink_init(sf_trace_sink *s, FILE *out, int format, unsigned flags);
+
+/* Write a line that is not a call into the same stream, in the sink's format: text as
+ * given (kind ignored), or {"event":kind,"t_ns":...,"text":...} in JSON. For
+ * narration (the demo's sections) and markers ("warm-up done"). */
+void sf_trace_sink_note(sf_trace_sink *s, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

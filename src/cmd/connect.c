@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "traceopt.h"
 
 static const char connect_usage[] =
     "usage: sockflow connect [OPTIONS] HOST PORT\n"
@@ -21,6 +22,7 @@ static const char connect_usage[] =
     "  -q, --quit SECS      TCP: quit SECS after end of input, even if the server has\n"
     "                       not closed (default: wait for it)\n"
     "  -s, --source SRC[:PORT]  bind this local address (and port) first\n"
+    CMD_TRACE_USAGE
     "  -h, --help\n";
 
 static const struct option connect_opts[] = {
@@ -29,6 +31,7 @@ static const struct option connect_opts[] = {
     { "quit", required_argument, NULL, 'q' },
     { "source", required_argument, NULL, 's' },
     { "help", no_argument, NULL, 'h' },
+    CMD_TRACE_LONGOPTS,
     { NULL, 0, NULL, 0 },
 };
 
@@ -51,6 +54,9 @@ cmd_connect(int argc, char **argv)
     sf_relay_opts ro = { .in_fd = 0, .out_fd = 1, .quit_after_eof_ms = -1,
                          .udp_wait_ms = 2000 };
     const char *source = NULL;
+    cmd_trace ct = { 0 };
+    sf_trace tr = { NULL, "client", 0 };
+    const sf_trace *t = NULL;
     int flags = 0, udp = 0, ch, fd, rc;
     long wait_ms = -1, v;
     char peer[SF_ADDR_STRLEN];
@@ -76,7 +82,11 @@ cmd_connect(int argc, char **argv)
                 ro.quit_after_eof_ms = (int)v;
             break;
         default:
-            return cmd_bad_option("connect", ch, argv);
+            if ((v = cmd_trace_option(&ct, "connect", ch, optarg)) < 0)
+                return EXIT_USAGE;
+            if (v == 0)
+                return cmd_bad_option("connect", ch, argv);
+            break;
         }
     }
     if (argc - optind != 2)
@@ -88,16 +98,22 @@ cmd_connect(int argc, char **argv)
     if (source && resolve_source(source, flags | (sf_addr_family(&dst.a[0]) == AF_INET6
                                                   ? SF_ADDR_V6ONLY : SF_ADDR_V4ONLY), &src))
         return EXIT_FAIL;
+    if ((rc = cmd_trace_open(&ct)) != 0)
+        return rc;
+    if ((tr.tracer = cmd_tracer(&ct)) != NULL)
+        t = &tr;
     if (udp) {
-        fd = sf_udp_connect(NULL, &dst.a[0], source ? &src : NULL, 1, &err);
+        fd = sf_udp_connect(t, &dst.a[0], source ? &src : NULL, 1, &err);
         if (wait_ms >= 0)
             ro.udp_wait_ms = (int)wait_ms;
         sf_addr_format(&dst.a[0], peer, sizeof(peer));
     } else {
-        fd = sf_tcp_connect_list(NULL, &dst, source ? &src : NULL, (int)wait_ms, 1, &err);
+        fd = sf_tcp_connect_list(t, &dst, source ? &src : NULL, (int)wait_ms, 1, &err);
     }
-    if (fd < 0)
+    if (fd < 0) {
+        cmd_trace_close(&ct);
         return cmd_fail("%s", err.msg);
+    }
     if (!udp) {
         sf_addr a;
 
@@ -109,8 +125,10 @@ cmd_connect(int argc, char **argv)
     ro.sock_fd = fd;
     ro.udp = udp;
     ro.peer = peer;
+    ro.trace = t;
     rc = sf_relay(&ro, &err);
-    sf_close(NULL, fd);
+    sf_close(t, fd);
+    cmd_trace_close(&ct);
     if (rc < 0)
         return cmd_fail("%s", err.msg);
     return EXIT_OK;

@@ -13,7 +13,10 @@ static const char usage[] =
     "                                                        stdin -> socket -> stdout\n"
     "  bench   echo|connect|stream|udp HOST PORT [-c N] [-s SIZE] [-d SECS] [--json]\n"
     "                                                        load generator, latency percentiles\n"
-    "  demo                                                  the TCP and UDP flows, narrated\n"
+    "  demo    [--section N] [--json]                        the TCP and UDP flows, narrated\n"
+    "\n"
+    "serve, connect and demo take --trace[=text|json], --explain, --trace-file FILE and\n"
+    "--trace-data: every socket call, its result and the TCP state after it.\n"
     "\n"
     "'sockflow COMMAND --help' for the options of one; 'man sockflow' for all.\n";
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "traceopt.h"
 
 #define MAX_ADDRS 16
 
@@ -23,7 +24,7 @@ static const char serve_usage[] =
     "port 0 lets the kernel pick a free one, printed on the 'listening on' line.\n"
     "\n"
     "  -l, --listen ADDR      listen on ADDR (repeatable; default 127.0.0.1 and ::1;\n"
-    "                         0.0.0.0 or :: for every address)\n"
+    "                         0.0.0.0: every IPv4 address, ::: every IPv6 one)\n"
     "  -t, --tcp              TCP only          -u, --udp     UDP only\n"
     "  -4                     IPv4 only         -6            IPv6 only\n"
     "  -j, --loops N          event loops, one thread each (default 1)\n"
@@ -41,6 +42,7 @@ static const char serve_usage[] =
     "      --udp-burst N      replies one source may have at once (default: the rate)\n"
     "      --udp-sources N    sources tracked per loop (default 4096)\n"
     "  -q, --quiet            log nothing but errors\n"
+    CMD_TRACE_USAGE
     "  -h, --help\n";
 
 enum { OPT_BACKLOG = 256, OPT_MAX_CONNS, OPT_QUEUE_CAP, OPT_IDLE, OPT_SEND, OPT_DRAIN,
@@ -64,6 +66,7 @@ static const struct option serve_opts[] = {
     { "udp-sources", required_argument, NULL, OPT_UDP_SOURCES },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
+    CMD_TRACE_LONGOPTS,
     { NULL, 0, NULL, 0 },
 };
 
@@ -74,6 +77,7 @@ typedef struct serve_conf {
     unsigned protos;
     int family_flags;
     int quiet;
+    cmd_trace trace;
 } serve_conf;
 
 static void
@@ -185,7 +189,11 @@ parse_opts(serve_conf *c, int argc, char **argv)
                 c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
             break;
         default:
-            return cmd_bad_option("serve", ch, argv);
+            if ((v = cmd_trace_option(&c->trace, "serve", ch, optarg)) < 0)
+                return EXIT_USAGE;
+            if (v == 0)
+                return cmd_bad_option("serve", ch, argv);
+            break;
         }
     }
     if (optind >= argc)
@@ -276,9 +284,14 @@ cmd_serve(int argc, char **argv)
         return rc;
     c.so.log = log_line;
     c.so.log_ud = &c;
+    if ((rc = cmd_trace_open(&c.trace)) != 0)
+        return rc;
+    c.so.tracer = cmd_tracer(&c.trace);
     s = sf_server_new(&c.so, &err);
-    if (s == NULL)
+    if (s == NULL) {
+        cmd_trace_close(&c.trace);
         return cmd_fail("%s", err.msg);
+    }
     for (int i = optind; i < argc; i++) {
         if ((rc = listen_service(s, &c, argv[i], addrs, naddrs, defaulted)) != 0)
             goto out;
@@ -299,5 +312,6 @@ cmd_serve(int argc, char **argv)
     rc = EXIT_OK;
 out:
     sf_server_free(s);
+    cmd_trace_close(&c.trace);
     return rc;
 }

@@ -196,10 +196,18 @@ heap_swap(timer *h, int i, int j)
     h[j] = tmp;
 }
 
+/* Earlier due first; timers due at the same moment in the order they were set (ids
+ * grow), which a heap alone does not keep. */
+static int
+timer_before(const timer *a, const timer *b)
+{
+    return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->id < b->id);
+}
+
 static void
 heap_up(timer *h, int i)
 {
-    while (i > 0 && h[(i - 1) / 2].due_ms > h[i].due_ms) {
+    while (i > 0 && timer_before(&h[i], &h[(i - 1) / 2])) {
         heap_swap(h, i, (i - 1) / 2);
         i = (i - 1) / 2;
     }
@@ -211,9 +219,9 @@ heap_down(timer *h, int n, int i)
     for (;;) {
         int l = 2 * i + 1, r = l + 1, m = i;
 
-        if (l < n && h[l].due_ms < h[m].due_ms)
+        if (l < n && timer_before(&h[l], &h[m]))
             m = l;
-        if (r < n && h[r].due_ms < h[m].due_ms)
+        if (r < n && timer_before(&h[r], &h[m]))
             m = r;
         if (m == i)
             return;
@@ -384,13 +392,14 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
 int
 sf_loop_run(sf_loop *l)
 {
-    while (atomic_load(&l->stopping) == 0) {
+    /* The request is taken and cleared in one step: a stop that comes while the loop
+     * is returning is not lost, it ends the next run at once. */
+    while (atomic_exchange(&l->stopping, 0) == 0) {
         int rc = sf_loop_run_once(l, -1);
 
         if (rc < 0)
             return rc;
     }
-    atomic_store(&l->stopping, 0);
     return 0;
 }
 

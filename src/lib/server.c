@@ -18,18 +18,22 @@
 #include "sockflow/buf.h"
 #include "sockflow/server.h"
 #include "sockflow/sock.h"
+#include "trace_int.h"
 #include "udpguard.h"
 
 #define SCRATCH_SIZE (64 * 1024)
 #define DGRAM_BATCH 16
 #define MAX_LISTENERS 64
 #define PORT_TRIES 16
-#define SWEEP_MS 1000
+#define SWEEP_MS 1000     /* the longest time between two sweeps for timeouts */
+#define SWEEP_MIN_MS 10
 #define LINGER_MS 5000
 #define UDP_LOG_MS 1000     /* at most one line a second about unanswered datagrams */
 #define CMSG_ROOM 128       /* room for the destination address (IP_PKTINFO) */
 #define NDROP 5             /* reasons a datagram gets no reply: SF_UDP_DROP_* and... */
 #define DROP_OVERSIZE 4     /* ...a reply too large for its request */
+#define ACCEPT_PAUSE_MS 100
+#define EMFILE_LOG_MS 10000
 
 typedef struct worker worker;
 
@@ -73,6 +77,7 @@ struct worker {
     int nconns_cap;
     int nconns;
     int spare_fd;           /* given up when accept hits EMFILE */
+    uint64_t emfile_log_ms; /* when EMFILE was last logged; 0: never */
     int draining;
     int depth;              /* callbacks running: closes are deferred while > 0 */
     sf_conn *dead;          /* closed, waiting to be freed */
@@ -100,6 +105,8 @@ struct sf_server {
     atomic_ulong next_id;
     atomic_int stop_mode;   /* 0 running, 1 draining, 2 stopping now */
     atomic_uint_fast64_t udp_log_ms;    /* when a loop last logged drops */
+    pthread_mutex_t accept_lock; /* several loops: accept4 vs. the EMFILE spare trick */
+    uint32_t sweep_ms;
 };
 
 static void conn_io(sf_loop *l, int fd, int events, void *ud);
@@ -124,7 +131,7 @@ slog(sf_server *s, const char *fmt, ...)
 static sf_trace *
 conn_trace(sf_server *s, sf_trace *t, unsigned long id)
 {
-    if (s->o.tracer == NULL)
+    if (!SF_TRACING(s->o.tracer))
         return NULL;
     t->tracer = s->o.tracer;
     t->side = "server";
@@ -133,6 +140,20 @@ conn_trace(sf_server *s, sf_trace *t, unsigned long id)
 }
 
 /* ---- setting up ---- */
+
+/* A timeout fires at most a quarter of itself late (and at most SWEEP_MS late): a 1 s
+ * idle timeout closes within 1.25 s, not anywhere up to 2 s. */
+static uint32_t
+sweep_interval(const sf_server_opts *o)
+{
+    uint32_t ms = SWEEP_MS;
+
+    if (o->idle_timeout_ms && o->idle_timeout_ms / 4 < ms)
+        ms = o->idle_timeout_ms / 4;
+    if (o->send_timeout_ms && o->send_timeout_ms / 4 < ms)
+        ms = o->send_timeout_ms / 4;
+    return ms < SWEEP_MIN_MS ? SWEEP_MIN_MS : ms;
+}
 
 static int
 worker_init(sf_server *s, worker *w, int index, sf_err *err)
@@ -177,6 +198,7 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         s->o = *opts;
     if (s->o.loops <= 0)
         s->o.loops = 1;
+    pthread_mutex_init(&s->accept_lock, NULL);
     if (s->o.queue_cap == 0)
         s->o.queue_cap = 256 * 1024;
     if (s->o.drain_timeout_ms == 0)
@@ -189,6 +211,7 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         s->o.udp_burst = s->o.udp_rate == SF_UDP_NO_LIMIT ? 1 : s->o.udp_rate;
     if (s->o.udp_sources == 0)
         s->o.udp_sources = 4096;
+    s->sweep_ms = sweep_interval(&s->o);
     s->w = calloc((size_t)s->o.loops, sizeof(*s->w));
     if (s->w == NULL) {
         sf_err_set(err, -ENOMEM, "server");
@@ -196,6 +219,9 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         return NULL;
     }
     s->nw = s->o.loops;
+    /* A worker never set up must own no descriptor when sf_server_free runs. */
+    for (int i = 0; i < s->nw; i++)
+        s->w[i].spare_fd = -1;
     for (int i = 0; i < s->nw; i++) {
         if (worker_init(s, &s->w[i], i, err) < 0) {
             sf_server_free(s);
@@ -224,6 +250,8 @@ sf_server_free(sf_server *s)
 {
     if (s == NULL)
         return;
+    for (int i = 0; i < s->nw; i++)
+        s->w[i].draining = 0;   /* no loop runs now: closing is not draining */
     for (int i = 0; i < s->nw; i++) {
         worker *w = &s->w[i];
 
@@ -258,6 +286,7 @@ sf_server_free(sf_server *s)
         free(w->cmsgs);
         sf__udpguard_free(w->guard);
     }
+    pthread_mutex_destroy(&s->accept_lock);
     free(s->w);
     free(s);
 }
@@ -354,8 +383,11 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
         return sf_err_set(err, -ENOSPC, "listen: more than %d sockets", MAX_LISTENERS);
     for (int i = 0; i < loops; i++) {
         sf_trace t, *tp = conn_trace(s, &t, 0);
-        int fd = proto == SF_PROTO_TCP ? sf_tcp_listen(tp, &at, &lo, err)
-                                       : sf_udp_bind(tp, &at, &lo, err);
+        int fd;
+
+        lo.exclusive = i == 0;  /* the copies join the group the first one made */
+        fd = proto == SF_PROTO_TCP ? sf_tcp_listen(tp, &at, &lo, err)
+                                   : sf_udp_bind(tp, &at, &lo, err);
 
         if (fd < 0)
             return fd;
@@ -457,6 +489,7 @@ static void
 free_conn(worker *w, sf_conn *c)
 {
     sf_trace t, *tp = conn_trace(w->s, &t, c->id);
+    int left;
 
     if (c->ls->svc->on_close)
         c->ls->svc->on_close(c);
@@ -465,14 +498,19 @@ free_conn(worker *w, sf_conn *c)
     w->conns[c->fd] = NULL;
     w->nconns--;
     w->st.closed++;
-    atomic_fetch_sub(&w->s->total_conns, 1);
+    left = atomic_fetch_sub(&w->s->total_conns, 1) - 1;
     if (c->out) {
         sf_buf_free(c->out);
         free(c->out);
     }
     free(c);
-    if (w->draining && w->nconns == 0)
+    if (!w->draining)
+        return;
+    if (w->nconns == 0 && w->index > 0)
         sf_loop_stop(w->loop);
+    /* Loop 0 reads the signals, so it drains until every loop has (see worker_main). */
+    if (left == 0)
+        sf_loop_stop(w->s->w[0].loop);
 }
 
 void
@@ -668,7 +706,10 @@ conn_readable(worker *w, sf_conn *c)
 {
     sf_trace t, *tp = conn_trace(w->s, &t, c->id);
     const sf_service *svc = c->ls->svc;
-    ssize_t n = sf_read(tp, c->fd, w->scratch, SCRATCH_SIZE);
+    /* Never more than the queue may hold: what a service sends back for one read (echo)
+     * can then always be queued, and a small queue_cap means backpressure, not a close. */
+    size_t want = w->s->o.queue_cap < SCRATCH_SIZE ? w->s->o.queue_cap : SCRATCH_SIZE;
+    ssize_t n = sf_read(tp, c->fd, w->scratch, want);
 
     if (n == SF_EAGAIN)
         return;
@@ -747,25 +788,66 @@ conn_io(sf_loop *l, int fd, int events, void *ud)
 
 /* ---- accepting ---- */
 
+static void
+resume_accepting(sf_loop *l, void *ud)
+{
+    lsock *ls = ud;
+
+    if (ls->fd >= 0)    /* not closed meanwhile (drain) */
+        sf_loop_set_events(l, ls->fd, SF_READ);
+}
+
+/* The loops share one table of descriptors: while one gives back its spare to shed
+ * clients, another loop's accept4 would take the freed slot (and serve that client),
+ * and the spare could not be taken again. Seen with -j 2 at the limit: both spares
+ * gone within a second, then clients neither served nor turned away. So with several
+ * loops accept4 and the shedding take turns; one loop needs no lock. */
+static void
+lock_accept(sf_server *s)
+{
+    if (s->nw > 1)
+        pthread_mutex_lock(&s->accept_lock);
+}
+
+static void
+unlock_accept(sf_server *s)
+{
+    int e = errno;
+
+    if (s->nw > 1)
+        pthread_mutex_unlock(&s->accept_lock);
+    errno = e;
+}
+
 /* Out of descriptors: give back the spare one, accept and close at once so the client
  * hears a clean close instead of waiting, then take the spare again. Without this a
- * level-triggered listener would wake the loop endlessly. */
+ * level-triggered listener would wake the loop endlessly. Called with the accept lock. */
 static void
-shed_connections(worker *w, int lfd)
+shed_connections(worker *w, lsock *ls)
 {
-    if (w->spare_fd < 0)
-        return;
-    close(w->spare_fd);
-    w->spare_fd = -1;
-    for (int i = 0; i < 64; i++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int shed = 0;
 
-        if (fd < 0)
-            break;
-        close(fd);
-        w->st.emfile++;
+    if (w->spare_fd < 0)
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        for (; shed < 64; shed++) {
+            int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+            if (fd < 0)
+                break;
+            close(fd);
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->st.emfile += (uint64_t)shed;
+    if (shed == 0) {
+        /* The spare made no room: it is gone (another loop took the slot) or the limit
+         * is below the descriptors already open. Stop accepting for a moment rather
+         * than wake on this listener again and again. */
+        sf_loop_set_events(w->loop, ls->fd, 0);
+        sf_loop_timer(w->loop, ACCEPT_PAUSE_MS, resume_accepting, ls);
+    }
 }
 
 static void
@@ -824,18 +906,27 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
 {
     for (int i = 0; i < 64; i++) {
         sf_trace t, *tp = conn_trace(w->s, &t, 0);
-        int fd = sf_tcp_accept(tp, lfd, NULL);
+        int fd;
 
+        lock_accept(w->s);
+        fd = sf_tcp_accept(tp, lfd, NULL);
+        if (fd == -EMFILE || fd == -ENFILE)
+            shed_connections(w, ls);
+        unlock_accept(w->s);
         if (fd == SF_EAGAIN) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             continue;   /* a transient error: that connection is gone, try the next */
         }
         if (fd == -EMFILE || fd == -ENFILE) {
-            shed_connections(w, lfd);
-            if (w->st.emfile == 1 || w->st.emfile % 1000 == 0)
-                slog(w->s, "accept: %s (clients turned away: %llu)", sf_strerror(fd),
+            uint64_t now = sf_loop_now_ms(w->loop);
+
+            /* Once, then at most every EMFILE_LOG_MS while it lasts: never a flood. */
+            if (w->emfile_log_ms == 0 || now - w->emfile_log_ms >= EMFILE_LOG_MS) {
+                w->emfile_log_ms = now ? now : 1;
+                slog(w->s, "accept: %s (clients turned away so far: %llu)", sf_strerror(fd),
                      (unsigned long long)w->st.emfile);
+            }
             return;
         }
         if (fd < 0) {
@@ -847,6 +938,25 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
 }
 
 /* ---- UDP ---- */
+
+/* One event per datagram of a batch call (n < 0: the call failed, one event). */
+static void
+trace_batch(worker *w, const char *call, int fd, const struct mmsghdr *m, int n, int err)
+{
+    sf_trace t, *tp = conn_trace(w->s, &t, 0);
+    int in = call[0] == 'r';
+    char who[SF_ADDR_STRLEN];
+
+    if (n < 0)
+        sf_trace_call(tp, call, fd, -1, err, NULL, 0, "vlen=%d", DGRAM_BATCH);
+    for (int i = 0; i < n; i++) {
+        const struct msghdr *h = &m[i].msg_hdr;
+
+        sf_trace_call(tp, call, fd, (long)m[i].msg_len, 0, h->msg_iov->iov_base,
+                      m[i].msg_len, "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
+                      sf_addr_format_sa(h->msg_name, h->msg_namelen, who, sizeof(who)));
+    }
+}
 
 static const char *const drop_what[NDROP] = {
     "from a service port", "from a port below 1024", "to or from a broadcast, "
@@ -960,6 +1070,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
     do {
         n = recvmmsg(fd, w->msgs, DGRAM_BATCH, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
+    if (SF_TRACING(w->s->o.tracer))
+        trace_batch(w, "recvmmsg", fd, w->msgs, n, errno);
     if (n <= 0)
         return;
     for (int i = 0; i < n; i++) {
@@ -1016,6 +1128,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
 
         if (m < 0 && errno == EINTR)
             continue;
+        if (SF_TRACING(w->s->o.tracer))
+            trace_batch(w, "sendmmsg", fd, out + sent, m, errno);
         if (m <= 0) {
             /* A full send buffer or an error for one peer: that datagram is lost. */
             w->st.dgrams_dropped++;
@@ -1060,7 +1174,7 @@ sweep(sf_loop *l, void *ud)
     }
     leave(w);
     log_drops(w);
-    sf_loop_timer(l, SWEEP_MS, sweep, w);
+    sf_loop_timer(l, s->sweep_ms, sweep, w);
 }
 
 static void
@@ -1085,13 +1199,15 @@ worker_main(void *arg)
     worker *w = arg;
     sf_server *s = w->s;
 
-    sf_loop_timer(w->loop, SWEEP_MS, sweep, w);
+    sf_loop_timer(w->loop, s->sweep_ms, sweep, w);
     sf_loop_run(w->loop);
     if (atomic_load(&s->stop_mode) == 1) {
-        /* Draining: refuse new clients at once, let the present ones finish. */
+        /* Draining: refuse new clients at once, let the present ones finish. Loop 0
+         * holds the signalfd: it runs while any loop has clients, so that a second
+         * signal is heard even when loop 0 has none of its own. */
         close_listeners(w);
-        if (w->nconns > 0) {
-            w->draining = 1;
+        w->draining = 1;
+        if (w->nconns > 0 || (w->index == 0 && atomic_load(&s->total_conns) > 0)) {
             sf_loop_timer(w->loop, s->o.drain_timeout_ms, on_drain_deadline, w);
             sf_loop_run(w->loop);
         }

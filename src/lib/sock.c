@@ -9,11 +9,12 @@
 #include <unistd.h>
 
 #include "sockflow/sock.h"
+#include "trace_int.h"
 
-/* Tracing off costs this one branch. */
+/* Tracing off costs this one branch (none at all with -DSF_NO_TRACE). */
 #define TRACE(t, call, fd, res, data, len, ...) \
-    do { if (t) sf_trace_call(t, call, fd, (long)(res), (res) < 0 ? errno : 0, \
-                              data, len, __VA_ARGS__); } while (0)
+    do { if (SF_TRACING(t)) sf_trace_call(t, call, fd, (long)(res), (res) < 0 ? errno : 0, \
+                                          data, len, __VA_ARGS__); } while (0)
 
 static const char *
 family_name(int family)
@@ -56,6 +57,34 @@ fail_close(const sf_trace *t, int fd, sf_err *err, const char *call, const sf_ad
     return sf_err_set(err, code, "%s %s", call, where);
 }
 
+/* SO_REUSEPORT lets any socket of the same user join a port's group, so a second server
+ * started on a port would share it silently with the first. Before a group is made, a
+ * plain socket (no SO_REUSEPORT) is bound there and closed: it fails with EADDRINUSE
+ * exactly when a single socket would. 0, or -1 with errno set. */
+static int
+probe_port(const sf_trace *t, const sf_addr *a, int type)
+{
+    char where[SF_ADDR_STRLEN];
+    int fd, rc, e;
+
+    fd = open_socket(t, sf_addr_family(a), type, 1);
+    if (fd < 0)
+        return -1;
+    rc = type == SOCK_STREAM ? set_option(t, fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", 1)
+                             : 0;
+    if (rc == 0 && sf_addr_family(a) == AF_INET6)
+        rc = set_option(t, fd, IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", 1);
+    if (rc == 0) {
+        rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+        TRACE(t, "bind", fd, rc, NULL, 0, "%s (is the port free?)",
+              sf_addr_format(a, where, sizeof(where)));
+    }
+    e = errno;
+    sf_close(t, fd);
+    errno = e;
+    return rc;
+}
+
 /* socket → options → bind: shared by the TCP listener and the UDP server. */
 static int
 bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts *opts,
@@ -64,6 +93,9 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
     char where[SF_ADDR_STRLEN];
     int fd, rc;
 
+    if (opts && opts->reuseport && opts->exclusive && sf_addr_port(a) != 0 &&
+        probe_port(t, a, type) < 0)
+        return fail_close(t, -1, err, "bind", a);
     fd = open_socket(t, sf_addr_family(a), type, opts && opts->blocking);
     if (fd < 0)
         return fail_close(t, -1, err, "socket", a);
@@ -128,8 +160,12 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
     } while (fd < 0 && errno == EINTR);
     if (fd >= 0 && peer)
         sf_addr_from_sa(peer, (struct sockaddr *)&ss, len);
-    TRACE(t, "accept4", lfd, fd, NULL, 0, "peer=%s",
-          fd >= 0 && peer ? sf_addr_format(peer, who, sizeof(who)) : "NULL");
+    /* The state reported is the new connected socket's: the listener stays in LISTEN. */
+    if (SF_TRACING(t))
+        sf__trace_call_on(t, "accept4", lfd, fd, fd, fd < 0 ? errno : 0, "peer=%s%s",
+                          !peer ? "NULL" : fd >= 0 ? sf_addr_format(peer, who, sizeof(who))
+                                                   : "-",
+                          flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
     if (fd >= 0)
         return fd;
     return accept_error_is_transient(errno) ? SF_EAGAIN : -errno;
@@ -162,16 +198,25 @@ bind_source(const sf_trace *t, int fd, const sf_addr *src)
     return rc;
 }
 
-/* Wait for a nonblocking connect to finish; 0, or -1 with errno set. */
+/* Wait for a nonblocking connect to finish; 0, or -1 with errno set. A signal
+ * (EINTR) resumes the wait with the time left, so the timeout holds however many come. */
 static int
 wait_connected(int fd, int timeout_ms)
 {
     struct pollfd p = { .fd = fd, .events = POLLOUT };
-    int rc, soerr;
+    uint64_t deadline = sf_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+    int rc, soerr, wait = timeout_ms;
 
-    do {
-        rc = poll(&p, 1, timeout_ms);
-    } while (rc < 0 && errno == EINTR);
+    for (;;) {
+        rc = poll(&p, 1, wait);
+        if (rc >= 0 || errno != EINTR)
+            break;
+        if (timeout_ms >= 0) {
+            uint64_t now = sf_now_ns();
+
+            wait = now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
+        }
+    }
     if (rc == 0) {
         errno = ETIMEDOUT;
         return -1;
@@ -278,6 +323,15 @@ sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonb
     return fd;
 }
 
+/* A read or write result: bytes, SF_EAGAIN for "not ready", or -errno. */
+static ssize_t
+io_result(ssize_t n)
+{
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
+}
+
 ssize_t
 sf_read(const sf_trace *t, int fd, void *buf, size_t len)
 {
@@ -287,9 +341,7 @@ sf_read(const sf_trace *t, int fd, void *buf, size_t len)
         n = read(fd, buf, len);
     } while (n < 0 && errno == EINTR);
     TRACE(t, "read", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu", len);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 ssize_t
@@ -307,9 +359,7 @@ sf_write(const sf_trace *t, int fd, const void *buf, size_t len)
         } while (n < 0 && errno == EINTR);
     }
     TRACE(t, "write", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu", len);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 ssize_t
@@ -364,9 +414,7 @@ sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from, int
         n = (ssize_t)len;
     TRACE(t, "recvfrom", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu, from=%s", len,
           n >= 0 ? sf_addr_format_sa((struct sockaddr *)&ss, sl, who, sizeof(who)) : "-");
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 ssize_t
@@ -381,9 +429,7 @@ sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr 
     } while (n < 0 && errno == EINTR);
     TRACE(t, "sendto", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu, to=%s", len,
           to ? sf_addr_format(to, who, sizeof(who)) : "(connected)");
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return io_result(n);
 }
 
 int
@@ -398,16 +444,18 @@ sf_shutdown_write(const sf_trace *t, int fd)
 int
 sf_close(const sf_trace *t, int fd)
 {
+    sf__close_note note;
     int rc, saved = errno;
 
-    /* The state is read before the descriptor goes away. */
-    if (t)
-        sf_trace_call(t, "close", fd, 0, 0, NULL, 0, "%s", "");
+    /* The state before is read while the descriptor exists; the state after is the
+     * kernel's view of the connection, which outlives it (FIN_WAIT2, TIME_WAIT ...). */
+    if (SF_TRACING(t))
+        sf__trace_close_prepare(fd, &note);
     rc = close(fd);
-    if (rc < 0) {
-        rc = -errno;
-        return rc;
-    }
+    if (SF_TRACING(t))
+        sf__trace_close_done(t, fd, rc, rc < 0 ? errno : 0, &note);
+    if (rc < 0)
+        return -errno;
     errno = saved;
     return 0;
 }

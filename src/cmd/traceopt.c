@@ -1,0 +1,71 @@
+/* traceopt: --trace[=text|json], --explain, --trace-file, --trace-data, for every command. */
+#include <errno.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "traceopt.h"
+
+int
+cmd_trace_option(cmd_trace *ct, const char *cmd, int ch, const char *arg)
+{
+    switch (ch) {
+    case CMD_OPT_TRACE:
+        if (arg == NULL || strcmp(arg, "text") == 0) {
+            ct->format = SF_TRACE_TEXT;
+        } else if (strcmp(arg, "json") == 0) {
+            ct->format = SF_TRACE_JSON;
+        } else {
+            cmd_usage_error(cmd, "--trace=%s: text or json", arg);
+            return -1;
+        }
+        break;
+    case CMD_OPT_EXPLAIN:
+        ct->flags |= SF_TRACE_F_EXPLAIN;
+        break;
+    case CMD_OPT_TRACE_FILE:
+        if (arg == NULL || arg[0] == '\0') {
+            cmd_usage_error(cmd, "--trace-file: name a file");
+            return -1;
+        }
+        ct->file = arg;
+        break;
+    case CMD_OPT_TRACE_DATA:
+        ct->flags |= SF_TRACE_F_DATA;
+        break;
+    default:
+        return 0;
+    }
+    ct->on = 1;
+    return 1;
+}
+
+int
+cmd_trace_open(cmd_trace *ct)
+{
+    if (!ct->on)
+        return 0;
+    ct->out = stderr;
+    if (ct->file && strcmp(ct->file, "-") == 0) {
+        ct->out = stdout;
+    } else if (ct->file) {
+        ct->out = fopen(ct->file, "we");
+        if (ct->out == NULL)
+            return cmd_fail("--trace-file %s: %s", ct->file, strerror(errno));
+    }
+    sf_trace_sink_init(&ct->sink, ct->out, ct->format, ct->flags);
+    return 0;
+}
+
+const sf_tracer *
+cmd_tracer(const cmd_trace *ct)
+{
+    return ct->on && ct->out ? &ct->sink.tracer : NULL;
+}
+
+void
+cmd_trace_close(cmd_trace *ct)
+{
+    if (ct->out && ct->out != stderr && ct->out != stdout)
+        fclose(ct->out);
+    ct->out = NULL;
+}

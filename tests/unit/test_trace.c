@@ -1,0 +1,947 @@
+/* test_trace: events per socket call, TCP states from the kernel, text/JSON/explain sinks. */
+#include <netinet/in.h>
+
+#include "unit.h"
+
+#define MAX_REC 64
+
+typedef struct rec_event {
+    char side[16], call[32], args[256], proto[8], local[SF_ADDR_STRLEN], peer[SF_ADDR_STRLEN];
+    unsigned long id;
+    int fd, err, tcp_state, tcp_state_before, has_data, has_proto, has_local, has_peer;
+    long result;
+    int32_t accept_queue;
+    uint32_t rtt_us;
+    uint64_t t_ns;
+    char data[64];
+    size_t datalen;
+} rec_event;
+
+typedef struct recorder {
+    rec_event ev[MAX_REC];
+    int n;
+} recorder;
+
+static void
+record(void *ud, const sf_trace_event *e)
+{
+    recorder *r = ud;
+    rec_event *o;
+
+    if (r->n == MAX_REC)
+        return;
+    o = &r->ev[r->n++];
+    memset(o, 0, sizeof(*o));
+    snprintf(o->side, sizeof(o->side), "%s", e->side);
+    snprintf(o->call, sizeof(o->call), "%s", e->call);
+    snprintf(o->args, sizeof(o->args), "%s", e->args);
+    o->has_proto = e->proto != NULL;
+    if (e->proto)
+        snprintf(o->proto, sizeof(o->proto), "%s", e->proto);
+    o->has_local = e->local != NULL;
+    if (e->local)
+        snprintf(o->local, sizeof(o->local), "%s", e->local);
+    o->has_peer = e->peer != NULL;
+    if (e->peer)
+        snprintf(o->peer, sizeof(o->peer), "%s", e->peer);
+    o->id = e->id;
+    o->fd = e->fd;
+    o->err = e->err;
+    o->tcp_state = e->tcp_state;
+    o->tcp_state_before = e->tcp_state_before;
+    o->result = e->result;
+    o->accept_queue = e->accept_queue;
+    o->rtt_us = e->rtt_us;
+    o->t_ns = e->t_ns;
+    o->has_data = e->data != NULL;
+    o->datalen = e->datalen;
+    if (e->data)
+        memcpy(o->data, e->data, e->datalen < sizeof(o->data) ? e->datalen : sizeof(o->data));
+}
+
+/* The state of fd once it settles into want, waiting at most UNIT_WAIT_MS. */
+static int
+wait_state(int fd, int want)
+{
+    uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+    int st;
+
+    while ((st = sf_tcp_state(fd, NULL, NULL)) != want && unit_now_ms() < end)
+        unit_sleep_ms(5);
+    return st;
+}
+
+/* The kernel's state of local <-> peer once it settles into want. */
+static int
+wait_lookup(const sf_addr *local, const sf_addr *peer, int want)
+{
+    uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+    int st;
+
+    while ((st = sf_tcp_state_lookup(local, peer)) != want && unit_now_ms() < end)
+        unit_sleep_ms(5);
+    return st;
+}
+
+static char *
+fmt_addr(int fd, int peer, char *buf)
+{
+    sf_addr a;
+
+    assert_int_equal(peer ? sf_peer_addr(fd, &a) : sf_local_addr(fd, &a), 0);
+    return sf_addr_format(&a, buf, SF_ADDR_STRLEN);
+}
+
+/* A connected pair on loopback: *c the client, *s the accepted socket. */
+static int
+tcp_pair(int family, int *c, int *s)
+{
+    int port, lfd = unit_tcp_listener(family, 0, &port);
+
+    *c = unit_tcp_client(family, port);
+    assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    *s = sf_tcp_accept(NULL, lfd, NULL);
+    assert_true(*s >= 0);
+    return lfd;
+}
+
+/* ---- states ---- */
+
+static void
+state_names(void **state)
+{
+    static const char *const names[] = {
+        "-", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
+        "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+    };
+
+    (void)state;
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+        assert_string_equal(sf_tcp_state_name(i), names[i]);
+    assert_string_equal(sf_tcp_state_name(SF_TCP_NONE), "-");
+    assert_string_equal(sf_tcp_state_name(SF_TCP_LISTEN), "LISTEN");
+    assert_string_equal(sf_tcp_state_name(SF_TCP_CLOSE_WAIT), "CLOSE_WAIT");
+    assert_string_equal(sf_tcp_state_name(12), "?");
+    assert_string_equal(sf_tcp_state_name(-1), "?");
+}
+
+/* Not TCP, or no socket: SF_TCP_NONE, no queue, and errno is left as it was. */
+static void
+state_of_non_tcp(void **state)
+{
+    uint32_t rtt = 99;
+    int32_t queue = 99;
+    int sv[2], ufd, fd;
+
+    (void)state;
+    ufd = unit_udp_socket(AF_INET, NULL);
+    errno = EDOM;
+    assert_int_equal(sf_tcp_state(ufd, &rtt, &queue), SF_TCP_NONE);
+    assert_int_equal(errno, EDOM);
+    assert_int_equal(rtt, 0);
+    assert_int_equal(queue, -1);
+    assert_int_equal(sf_tcp_state(-1, NULL, NULL), SF_TCP_NONE);
+    assert_int_equal(errno, EDOM);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(sf_tcp_state(sv[0], NULL, NULL), SF_TCP_NONE);
+    /* A TCP socket nobody has bound or connected yet is CLOSE. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(sf_tcp_state(fd, &rtt, &queue), SF_TCP_CLOSE);
+    assert_int_equal(queue, -1);
+    close(fd);
+    close(sv[0]);
+    close(sv[1]);
+    close(ufd);
+}
+
+/* The flow's states: LISTEN with its accept queue, ESTABLISHED, and after a half-close
+ * CLOSE_WAIT on the side that got the FIN, FIN_WAIT2 on the side that sent it. */
+static void
+states_through_the_flow(void **state)
+{
+    uint32_t rtt = 7;
+    int32_t queue = 7;
+    int lfd, port, c1, c2, s1;
+    char buf[4];
+
+    (void)state;
+    lfd = unit_tcp_listener(AF_INET, 0, &port);
+    assert_int_equal(sf_tcp_state(lfd, &rtt, &queue), SF_TCP_LISTEN);
+    assert_int_equal(queue, 0);
+    assert_int_equal(rtt, 0);
+
+    c1 = unit_tcp_client(AF_INET, port);
+    c2 = unit_tcp_client(AF_INET, port);
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; unit_now_ms() < end; unit_sleep_ms(5)) {
+        sf_tcp_state(lfd, NULL, &queue);
+        if (queue == 2)
+            break;
+    }
+    assert_int_equal(queue, 2);
+    assert_int_equal(sf_tcp_state(c1, &rtt, &queue), SF_TCP_ESTABLISHED);
+    assert_int_equal(queue, -1);
+    assert_true(rtt > 0);
+
+    assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    s1 = sf_tcp_accept(NULL, lfd, NULL);
+    assert_true(s1 >= 0);
+    sf_tcp_state(lfd, NULL, &queue);
+    assert_int_equal(queue, 1);
+    assert_int_equal(sf_tcp_state(s1, NULL, NULL), SF_TCP_ESTABLISHED);
+
+    assert_int_equal(sf_shutdown_write(NULL, c1), 0);
+    assert_int_equal(unit_read_exact(s1, buf, sizeof(buf), UNIT_WAIT_MS), 0);
+    assert_int_equal(sf_tcp_state(s1, NULL, NULL), SF_TCP_CLOSE_WAIT);
+    assert_int_equal(wait_state(c1, SF_TCP_FIN_WAIT2), SF_TCP_FIN_WAIT2);
+
+    /* The other half: after the server's FIN the connection lives on in TIME_WAIT, but
+     * Linux hands that to a mini-socket: the descriptor itself reads CLOSE. */
+    close(s1);
+    assert_int_equal(unit_wait_eof(c1, UNIT_WAIT_MS), 0);
+    assert_int_equal(wait_state(c1, SF_TCP_CLOSE), SF_TCP_CLOSE);
+    close(c1);
+    close(c2);
+    close(lfd);
+}
+
+/* The kernel's view of a connection by its addresses, descriptor or not. */
+static void
+state_lookup_by_addresses(void **state)
+{
+    sf_addr cl, cp, sl, sp, nowhere, v6;
+    int lfd, c, s;
+    char buf[4];
+
+    (void)state;
+    lfd = tcp_pair(AF_INET, &c, &s);
+    assert_int_equal(sf_local_addr(c, &cl), 0);
+    assert_int_equal(sf_peer_addr(c, &cp), 0);
+    assert_int_equal(sf_local_addr(s, &sl), 0);
+    assert_int_equal(sf_peer_addr(s, &sp), 0);
+    errno = EDOM;
+    assert_int_equal(sf_tcp_state_lookup(&cl, &cp), SF_TCP_ESTABLISHED);
+    assert_int_equal(errno, EDOM);
+    assert_int_equal(sf_tcp_state_lookup(&sl, &sp), SF_TCP_ESTABLISHED);
+
+    /* The client hangs up first and its descriptor is gone: FIN_WAIT2 once the FIN is
+     * acknowledged; the server, told by read() 0, sits in CLOSE_WAIT. */
+    close(c);
+    assert_int_equal(wait_lookup(&cl, &cp, SF_TCP_FIN_WAIT2), SF_TCP_FIN_WAIT2);
+    assert_int_equal(unit_read_exact(s, buf, sizeof(buf), UNIT_WAIT_MS), 0);
+    assert_int_equal(sf_tcp_state_lookup(&sl, &sp), SF_TCP_CLOSE_WAIT);
+    /* The server hangs up: the client's side waits in TIME_WAIT, the server's is gone. */
+    close(s);
+    assert_int_equal(wait_lookup(&cl, &cp, SF_TCP_TIME_WAIT), SF_TCP_TIME_WAIT);
+    assert_int_equal(wait_lookup(&sl, &sp, SF_TCP_CLOSE), SF_TCP_CLOSE);
+
+    /* No such connection: CLOSE; addresses of two families: cannot be asked. */
+    nowhere = unit_loopback(AF_INET, unit_closed_port(AF_INET, SOCK_STREAM));
+    assert_int_equal(sf_tcp_state_lookup(&cl, &nowhere), SF_TCP_CLOSE);
+    v6 = unit_loopback(AF_INET6, 7);
+    assert_int_equal(sf_tcp_state_lookup(&cl, &v6), SF_TCP_NONE);
+    close(lfd);
+}
+
+/* ---- events ---- */
+
+static void
+call_builds_event(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "client", .id = 42 };
+    uint64_t before = sf_now_ns();
+    const char payload[] = "hello";
+
+    (void)state;
+    errno = EDOM;
+    sf_trace_call(&t, "write", -1, 5, 0, payload, 5, "len=%d, to=%s", 5, "x");
+    assert_int_equal(errno, EDOM);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.ev[0].side, "client");
+    assert_int_equal(r.ev[0].id, 42);
+    assert_string_equal(r.ev[0].call, "write");
+    assert_int_equal(r.ev[0].fd, -1);
+    assert_string_equal(r.ev[0].args, "len=5, to=x");
+    assert_int_equal(r.ev[0].result, 5);
+    assert_int_equal(r.ev[0].err, 0);
+    assert_false(r.ev[0].has_proto);
+    assert_int_equal(r.ev[0].tcp_state, SF_TCP_NONE);
+    assert_int_equal(r.ev[0].tcp_state_before, SF_TCP_NONE);
+    assert_int_equal(r.ev[0].accept_queue, -1);
+    assert_false(r.ev[0].has_local);
+    assert_false(r.ev[0].has_peer);
+    assert_true(r.ev[0].t_ns >= before && r.ev[0].t_ns <= sf_now_ns());
+    /* Payloads only when the sink asks for them. */
+    assert_false(r.ev[0].has_data);
+    assert_int_equal(r.ev[0].datalen, 0);
+
+    tr.with_data = 1;
+    t.side = NULL;
+    sf_trace_call(&t, "read", 3000, -1, ECONNRESET, payload, 5, "%s", "");
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.ev[1].side, "-");
+    assert_true(r.ev[1].has_data);
+    assert_int_equal(r.ev[1].datalen, 5);
+    assert_memory_equal(r.ev[1].data, "hello", 5);
+    assert_int_equal(r.ev[1].err, ECONNRESET);
+    assert_int_equal(r.ev[1].result, -1);
+}
+
+static void
+call_off_is_silent(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer nofn = { .fn = NULL, .ud = &r };
+    sf_trace no_tracer = { .tracer = NULL, .side = "x" };
+    sf_trace no_fn = { .tracer = &nofn, .side = "x" };
+
+    (void)state;
+    sf_trace_call(NULL, "read", 0, 0, 0, NULL, 0, "%s", "");
+    sf_trace_call(&no_tracer, "read", 0, 0, 0, NULL, 0, "%s", "");
+    sf_trace_call(&no_fn, "read", 0, 0, 0, NULL, 0, "%s", "");
+    assert_int_equal(r.n, 0);
+}
+
+static void
+call_truncates_args(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "s" };
+    char longarg[600];
+
+    (void)state;
+    memset(longarg, 'z', sizeof(longarg) - 1);
+    longarg[sizeof(longarg) - 1] = '\0';
+    sf_trace_call(&t, "bind", -1, 0, 0, NULL, 0, "%s", longarg);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(strlen(r.ev[0].args), 255);
+}
+
+/* The sock layer reports each call of the flow in order, with the state after it. */
+static void
+sock_calls_are_traced(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "server" };
+    sf_addr a = unit_loopback(AF_INET, 0), b;
+    char want[64];
+    sf_err err;
+    int lfd, fd2, port;
+
+    (void)state;
+    lfd = sf_tcp_listen(&t, &a, NULL, &err);
+    assert_true(lfd >= 0);
+    port = unit_local_port(lfd);
+    assert_int_equal(r.n, 4);
+    assert_string_equal(r.ev[0].call, "socket");
+    assert_string_equal(r.ev[0].args, "AF_INET, SOCK_STREAM|SOCK_NONBLOCK");
+    assert_int_equal(r.ev[0].result, lfd);
+    assert_int_equal(r.ev[0].tcp_state, SF_TCP_CLOSE);
+    assert_string_equal(r.ev[0].proto, "tcp");
+    assert_string_equal(r.ev[1].call, "setsockopt");
+    assert_string_equal(r.ev[1].args, "SO_REUSEADDR=1");
+    assert_string_equal(r.ev[2].call, "bind");
+    assert_string_equal(r.ev[2].args, "127.0.0.1:0");
+    assert_int_equal(r.ev[2].result, 0);
+    snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+    assert_string_equal(r.ev[2].local, want);
+    assert_false(r.ev[2].has_peer);
+    assert_string_equal(r.ev[3].call, "listen");
+    assert_string_equal(r.ev[3].args, "backlog=511");
+    assert_int_equal(r.ev[3].tcp_state, SF_TCP_LISTEN);
+    assert_int_equal(r.ev[3].accept_queue, 0);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(r.ev[i].side, "server");
+        assert_int_equal(r.ev[i].fd, lfd);
+        if (i > 0)
+            assert_true(r.ev[i].t_ns >= r.ev[i - 1].t_ns);
+    }
+
+    /* A failing bind: the error in the event, then the close of the socket. */
+    r.n = 0;
+    b = unit_loopback(AF_INET, port);
+    fd2 = sf_tcp_listen(&t, &b, NULL, &err);
+    assert_int_equal(fd2, -EADDRINUSE);
+    assert_int_equal(r.n, 4);
+    assert_string_equal(r.ev[2].call, "bind");
+    assert_string_equal(r.ev[2].args, want);
+    assert_int_equal(r.ev[2].result, -1);
+    assert_int_equal(r.ev[2].err, EADDRINUSE);
+    assert_string_equal(r.ev[3].call, "close");
+    assert_int_equal(r.ev[3].err, 0);
+    assert_int_equal(r.ev[3].tcp_state_before, SF_TCP_CLOSE);
+    assert_int_equal(r.ev[3].tcp_state, SF_TCP_CLOSE);
+
+    r.n = 0;
+    assert_int_equal(sf_tcp_accept(&t, lfd, NULL), SF_EAGAIN);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.ev[0].call, "accept4");
+    assert_string_equal(r.ev[0].args, "peer=NULL, SOCK_NONBLOCK");
+    assert_int_equal(r.ev[0].err, EAGAIN);
+    assert_int_equal(r.ev[0].tcp_state, SF_TCP_LISTEN);
+    assert_int_equal(r.ev[0].accept_queue, 0);
+
+    /* close of a listener: LISTEN before, CLOSE after. */
+    r.n = 0;
+    assert_int_equal(sf_close(&t, lfd), 0);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.ev[0].call, "close");
+    assert_int_equal(r.ev[0].tcp_state_before, SF_TCP_LISTEN);
+    assert_int_equal(r.ev[0].tcp_state, SF_TCP_CLOSE);
+    assert_int_equal(r.ev[0].fd, lfd);
+}
+
+/* accept reports the new connected socket (its state and both addresses) and what is
+ * left in the listener's queue. */
+static void
+accept_reports_new_socket(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "server" };
+    char cl[SF_ADDR_STRLEN], cp[SF_ADDR_STRLEN], want[128];
+    int lfd, port, c1, c2, s1;
+    sf_addr peer;
+    int32_t queue = 0;
+
+    (void)state;
+    lfd = unit_tcp_listener(AF_INET6, 0, &port);
+    c1 = unit_tcp_client(AF_INET6, port);
+    c2 = unit_tcp_client(AF_INET6, port);
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; queue != 2 && unit_now_ms() < end;)
+        sf_tcp_state(lfd, NULL, &queue);
+    assert_int_equal(queue, 2);
+    s1 = sf_tcp_accept(&t, lfd, &peer);
+    assert_true(s1 >= 0);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.ev[0].call, "accept4");
+    assert_int_equal(r.ev[0].fd, lfd);
+    assert_int_equal(r.ev[0].result, s1);
+    assert_int_equal(r.ev[0].tcp_state, SF_TCP_ESTABLISHED);
+    assert_int_equal(r.ev[0].accept_queue, 1);
+    assert_string_equal(r.ev[0].proto, "tcp");
+    fmt_addr(c1, 0, cl);
+    fmt_addr(c1, 1, cp);
+    assert_string_equal(r.ev[0].peer, cl);
+    assert_string_equal(r.ev[0].local, cp);
+    snprintf(want, sizeof(want), "peer=%s, SOCK_NONBLOCK", cl);
+    assert_string_equal(r.ev[0].args, want);
+    close(s1);
+    close(c1);
+    close(c2);
+    close(lfd);
+}
+
+/* close reports the state before and the kernel's view after: the side that hangs up
+ * first goes to FIN_WAIT1/2, the second to LAST_ACK or gone; a socket whose two FINs
+ * both passed while it was open reads CLOSE, and its TIME_WAIT is found all the same. */
+static void
+close_reports_before_and_after(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "x" };
+    char cl[SF_ADDR_STRLEN], cp[SF_ADDR_STRLEN], buf[4];
+    int lfd, c, s;
+
+    (void)state;
+    lfd = tcp_pair(AF_INET, &c, &s);
+    fmt_addr(c, 0, cl);
+    fmt_addr(c, 1, cp);
+    assert_int_equal(sf_close(&t, c), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.ev[0].tcp_state_before, SF_TCP_ESTABLISHED);
+    assert_true(r.ev[0].tcp_state == SF_TCP_FIN_WAIT1 || r.ev[0].tcp_state == SF_TCP_FIN_WAIT2);
+    assert_string_equal(r.ev[0].local, cl);
+    assert_string_equal(r.ev[0].peer, cp);
+    assert_int_equal(unit_read_exact(s, buf, sizeof(buf), UNIT_WAIT_MS), 0);
+    assert_int_equal(sf_close(&t, s), 0);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.ev[1].tcp_state_before, SF_TCP_CLOSE_WAIT);
+    assert_true(r.ev[1].tcp_state == SF_TCP_LAST_ACK || r.ev[1].tcp_state == SF_TCP_CLOSE);
+    close(lfd);
+
+    /* Both FINs passed with the descriptors open. The socket is traced from its start,
+     * as a traced program's are: the kernel then knows it by a cookie its TIME_WAIT
+     * entry keeps (a socket first traced at its close cannot be found this way). */
+    {
+        int port;
+        sf_addr a;
+        sf_err err;
+
+        lfd = unit_tcp_listener(AF_INET, 0, &port);
+        a = unit_loopback(AF_INET, port);
+        c = sf_tcp_connect(&t, &a, NULL, UNIT_WAIT_MS, 0, &err);
+        assert_true(c >= 0);
+        assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+        s = sf_tcp_accept(NULL, lfd, NULL);
+        assert_true(s >= 0);
+    }
+    fmt_addr(c, 0, cl);
+    fmt_addr(c, 1, cp);
+    assert_int_equal(sf_shutdown_write(NULL, c), 0);
+    assert_int_equal(unit_read_exact(s, buf, sizeof(buf), UNIT_WAIT_MS), 0);
+    assert_int_equal(sf_shutdown_write(NULL, s), 0);
+    assert_int_equal(unit_read_exact(c, buf, sizeof(buf), UNIT_WAIT_MS), 0);
+    assert_int_equal(wait_state(c, SF_TCP_CLOSE), SF_TCP_CLOSE);
+    r.n = 0;
+    assert_int_equal(sf_close(&t, c), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.ev[0].tcp_state_before, SF_TCP_CLOSE);
+    assert_int_equal(r.ev[0].tcp_state, SF_TCP_TIME_WAIT);
+    assert_string_equal(r.ev[0].local, cl);
+    assert_string_equal(r.ev[0].peer, cp);
+    close(s);
+    close(lfd);
+
+    /* Not a socket: no protocol, no state; a bad descriptor: the error. */
+    {
+        int p[2];
+
+        assert_int_equal(pipe(p), 0);
+        r.n = 0;
+        assert_int_equal(sf_close(&t, p[0]), 0);
+        assert_false(r.ev[0].has_proto);
+        assert_int_equal(r.ev[0].tcp_state, SF_TCP_NONE);
+        assert_int_equal(sf_close(&t, p[0]), -EBADF);
+        assert_int_equal(r.n, 2);
+        assert_int_equal(r.ev[1].result, -1);
+        assert_int_equal(r.ev[1].err, EBADF);
+        close(p[1]);
+    }
+}
+
+static void
+udp_calls_are_traced(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r, .with_data = 1 };
+    sf_trace t = { .tracer = &tr, .side = "client" };
+    char want[96], buf[16];
+    int sfd, port, fd;
+    sf_addr a;
+    sf_err err;
+
+    (void)state;
+    sfd = unit_udp_socket(AF_INET, &port);
+    a = unit_loopback(AF_INET, port);
+    fd = sf_udp_connect(&t, &a, NULL, 0, &err);
+    assert_true(fd >= 0);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.ev[0].call, "socket");
+    assert_string_equal(r.ev[0].args, "AF_INET, SOCK_DGRAM");
+    assert_string_equal(r.ev[0].proto, "udp");
+    assert_string_equal(r.ev[1].call, "connect");
+    snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+    assert_string_equal(r.ev[1].args, want);
+    assert_string_equal(r.ev[1].peer, want);
+    assert_int_equal(r.ev[1].tcp_state, SF_TCP_NONE);
+    assert_int_equal(sf_sendto(&t, fd, "hi", 2, NULL), 2);
+    assert_string_equal(r.ev[2].call, "sendto");
+    assert_string_equal(r.ev[2].args, "len=2, to=(connected)");
+    assert_memory_equal(r.ev[2].data, "hi", 2);
+    assert_true(unit_poll(sfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    assert_int_equal(sf_recvfrom(&t, sfd, buf, sizeof(buf), NULL, NULL), 2);
+    assert_string_equal(r.ev[3].call, "recvfrom");
+    assert_int_equal(strncmp(r.ev[3].args, "len=16, from=127.0.0.1:", 23), 0);
+    close(fd);
+    close(sfd);
+}
+
+static void
+data_is_traced_when_asked(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r, .with_data = 1 };
+    sf_trace t = { .tracer = &tr, .side = "conn", .id = 3 };
+    char buf[16];
+    int sv[2];
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(sf_write(&t, sv[0], "ping", 4), 4);
+    assert_int_equal(sf_read(&t, sv[1], buf, sizeof(buf)), 4);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.ev[0].call, "write");
+    assert_string_equal(r.ev[0].args, "len=4");
+    assert_true(r.ev[0].has_data);
+    assert_memory_equal(r.ev[0].data, "ping", 4);
+    assert_false(r.ev[0].has_proto);
+    assert_string_equal(r.ev[1].call, "read");
+    assert_string_equal(r.ev[1].args, "len=16");
+    assert_int_equal(r.ev[1].datalen, 4);
+    assert_memory_equal(r.ev[1].data, "ping", 4);
+    assert_int_equal(r.ev[1].id, 3);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* ---- formatting ---- */
+
+/* A hand-made event: a refused connect 1.5 ms after t0. */
+static sf_trace_event
+refused_event(void)
+{
+    sf_trace_event ev = {
+        .side = "client", .id = 0, .call = "connect", .fd = 3, .args = "127.0.0.1:7",
+        .result = -1, .err = ECONNREFUSED, .proto = "tcp", .tcp_state = SF_TCP_CLOSE,
+        .accept_queue = -1, .t_ns = 1001500000u,
+    };
+
+    return ev;
+}
+
+static void
+format_text_line(void **state)
+{
+    sf_trace_event ev = refused_event();
+    char buf[512];
+    size_t n;
+
+    (void)state;
+    n = sf_trace_format(&ev, SF_TRACE_TEXT, 0, 1000000000u, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "  0.001500 client     connect      fd=3   127.0.0.1:7"
+        "                          = -1 ECONNREFUSED  CLOSE\n");
+    assert_int_equal(n, strlen(buf));
+
+    /* A connection number, a listening socket's queue, an established socket's RTT. */
+    ev = (sf_trace_event){ .side = "server", .id = 12, .call = "listen", .fd = 6,
+                           .args = "backlog=511", .result = 0, .proto = "tcp",
+                           .tcp_state = SF_TCP_LISTEN, .accept_queue = 2, .t_ns = 7 };
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 7, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "  0.000000 server#12  listen       fd=6   backlog=511"
+        "                          = 0                LISTEN queue=2\n");
+    ev.call = "read";
+    ev.args = "len=9";
+    ev.result = 9;
+    ev.tcp_state = SF_TCP_ESTABLISHED;
+    ev.rtt_us = 31;
+    ev.accept_queue = -1;
+    ev.fd = -1;
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 7, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "  0.000000 server#12  read         -      len=9"
+        "                                = 9                ESTABLISHED rtt=31us\n");
+    /* No protocol (a pipe): no state. */
+    ev.proto = NULL;
+    ev.tcp_state = SF_TCP_NONE;
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 7, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "  0.000000 server#12  read         -      len=9"
+        "                                = 9                -\n");
+}
+
+static void
+format_json_line(void **state)
+{
+    sf_trace_event ev = refused_event();
+    char buf[1024];
+
+    (void)state;
+    sf_trace_format(&ev, SF_TRACE_JSON, 0, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "{\"event\":\"call\",\"t_ns\":1001500000,\"side\":\"client\",\"id\":0,"
+        "\"call\":\"connect\",\"fd\":3,\"args\":\"127.0.0.1:7\",\"result\":-1,"
+        "\"errno\":\"ECONNREFUSED\",\"proto\":\"tcp\",\"state\":\"CLOSE\","
+        "\"local\":null,\"peer\":null}\n");
+
+    /* Strings are escaped; optional fields appear only when they mean something. */
+    ev = (sf_trace_event){ .side = "s", .call = "close", .fd = 4, .args = "a\"b\\c\001",
+                           .proto = "tcp", .tcp_state = SF_TCP_TIME_WAIT,
+                           .tcp_state_before = SF_TCP_CLOSE, .accept_queue = -1,
+                           .local = "[::1]:5", .peer = "[::1]:6", .t_ns = 9 };
+    sf_trace_format(&ev, SF_TRACE_JSON, 0, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "{\"event\":\"call\",\"t_ns\":9,\"side\":\"s\",\"id\":0,\"call\":\"close\",\"fd\":4,"
+        "\"args\":\"a\\\"b\\\\c\\u0001\",\"result\":0,\"errno\":null,\"proto\":\"tcp\","
+        "\"state\":\"TIME_WAIT\",\"state_before\":\"CLOSE\",\"local\":\"[::1]:5\","
+        "\"peer\":\"[::1]:6\"}\n");
+
+    ev = (sf_trace_event){ .side = "s", .call = "read", .fd = 4, .args = "len=3",
+                           .result = 3, .proto = "tcp", .tcp_state = SF_TCP_ESTABLISHED,
+                           .rtt_us = 5, .accept_queue = -1, .data = "\x01\xff" "a",
+                           .datalen = 3, .t_ns = 1 };
+    sf_trace_format(&ev, SF_TRACE_JSON, SF_TRACE_F_DATA, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "{\"event\":\"call\",\"t_ns\":1,\"side\":\"s\",\"id\":0,\"call\":\"read\",\"fd\":4,"
+        "\"args\":\"len=3\",\"result\":3,\"errno\":null,\"proto\":\"tcp\","
+        "\"state\":\"ESTABLISHED\",\"rtt_us\":5,\"local\":null,\"peer\":null,"
+        "\"data\":\"01ff61\",\"data_len\":3}\n");
+}
+
+static void
+format_data_and_explain(void **state)
+{
+    static const char payload[20] = "0123456789abcdef\n\001xy";
+    sf_trace_event ev = {
+        .side = "c", .call = "write", .fd = 5, .args = "len=20", .result = 20,
+        .proto = "tcp", .tcp_state = SF_TCP_ESTABLISHED, .accept_queue = -1,
+        .data = payload, .datalen = 20,
+    };
+    char buf[2048], *nl;
+
+    (void)state;
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_DATA | SF_TRACE_F_EXPLAIN, 0, buf,
+                    sizeof(buf));
+    nl = strchr(buf, '\n');
+    assert_non_null(nl);
+    assert_string_equal(nl + 1,
+        "                 > write(): you talk: 20 bytes go into the line.\n"
+        "                 0000  30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66"
+        "  0123456789abcdef\n"
+        "                 0010  0a 01 78 79                                    "
+        "  ..xy\n");
+    /* Data is shown only when asked for. */
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 0, buf, sizeof(buf));
+    assert_ptr_equal(strchr(buf, '\n'), buf + strlen(buf) - 1);
+}
+
+/* Like snprintf: the length the whole entry needs, whatever the room. */
+static void
+format_reports_needed_length(void **state)
+{
+    sf_trace_event ev = refused_event();
+    char full[512], small[20];
+    size_t n, m;
+
+    (void)state;
+    n = sf_trace_format(&ev, SF_TRACE_JSON, SF_TRACE_F_EXPLAIN, 0, full, sizeof(full));
+    assert_int_equal(n, strlen(full));
+    memset(small, 'x', sizeof(small));
+    m = sf_trace_format(&ev, SF_TRACE_JSON, SF_TRACE_F_EXPLAIN, 0, small, sizeof(small));
+    assert_int_equal(m, n);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    assert_memory_equal(small, full, sizeof(small) - 1);
+    assert_int_equal(sf_trace_format(&ev, SF_TRACE_TEXT, 0, 0, NULL, 0),
+                     sf_trace_format(&ev, SF_TRACE_TEXT, 0, 0, full, sizeof(full)));
+}
+
+static void
+explain_sentences(void **state)
+{
+    sf_trace_event ev = {
+        .side = "s", .call = "listen", .fd = 3, .args = "backlog=511", .proto = "tcp",
+        .tcp_state = SF_TCP_LISTEN, .accept_queue = 0,
+    };
+    char buf[512], tiny[8];
+
+    (void)state;
+    assert_ptr_equal(sf_trace_explain(&ev, buf, sizeof(buf)), buf);
+    assert_string_equal(buf, "listen(): the phone is switched on and can ring (LISTEN). "
+                        "From now on the kernel answers callers by itself (the three-way "
+                        "handshake) and keeps the finished calls waiting for accept() "
+                        "(backlog=511).");
+    ev = refused_event();
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_string_equal(buf, "connect(): nobody answers at that number (ECONNREFUSED): no "
+                        "phone is switched on there, and the kernel at the other end said "
+                        "so with a reset.");
+    ev = (sf_trace_event){ .side = "s", .call = "accept4", .fd = 3, .args = "peer=NULL",
+                           .result = -1, .err = EAGAIN, .proto = "tcp",
+                           .tcp_state = SF_TCP_LISTEN, .accept_queue = 0 };
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_string_equal(buf, "accept(): nobody is calling: no finished call waits in the "
+                        "queue and this phone does not wait (nonblocking), so accept() "
+                        "returns EAGAIN at once.");
+    ev = (sf_trace_event){ .side = "s", .call = "read", .fd = 3, .args = "len=1",
+                           .result = 0, .proto = "tcp", .tcp_state = SF_TCP_CLOSE_WAIT,
+                           .accept_queue = -1 };
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_string_equal(buf, "read() returned 0: the other side hung up (its FIN arrived). "
+                        "This side is now CLOSE_WAIT: it may still talk, and should hang "
+                        "up too.");
+    ev = (sf_trace_event){ .side = "s", .call = "close", .fd = 3, .args = "",
+                           .proto = "tcp", .tcp_state = SF_TCP_FIN_WAIT1,
+                           .tcp_state_before = SF_TCP_ESTABLISHED, .accept_queue = -1 };
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_string_equal(buf, "close(): you hang up first: a FIN goes out and the connection "
+                        "is now FIN_WAIT1. The other side will read() 0 and sit in "
+                        "CLOSE_WAIT until it hangs up too; this side ends in TIME_WAIT.");
+    ev = (sf_trace_event){ .side = "c", .call = "sendto", .fd = 3,
+                           .args = "len=4, to=127.0.0.1:9", .result = 4, .proto = "udp",
+                           .accept_queue = -1 };
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_string_equal(buf, "sendto(): a letter of 4 bytes is posted to 127.0.0.1:9: no "
+                        "dialling, no answer to wait for; it just goes.");
+    /* A short buffer is cut and terminated. */
+    sf_trace_explain(&ev, tiny, sizeof(tiny));
+    assert_string_equal(tiny, "sendto(");
+}
+
+/* ---- the FILE sink ---- */
+
+static size_t
+slurp(FILE *f, char *buf, size_t cap)
+{
+    size_t n;
+
+    fflush(f);
+    rewind(f);
+    n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    return n;
+}
+
+static void
+sink_writes_whole_lines(void **state)
+{
+    static char out[65536];
+    sf_trace_sink sink;
+    sf_trace t;
+    FILE *f = tmpfile();
+    sf_addr a = unit_loopback(AF_INET, 0);
+    char *line, *save = NULL;
+    int fd, n = 0;
+    sf_err err;
+
+    (void)state;
+    assert_non_null(f);
+    sf_trace_sink_init(&sink, f, SF_TRACE_JSON, SF_TRACE_F_DATA);
+    assert_ptr_equal(sink.tracer.ud, &sink);
+    assert_true(sink.tracer.with_data);
+    assert_true(sink.t0_ns > 0 && sink.t0_ns <= sf_now_ns());
+    t = (sf_trace){ .tracer = &sink.tracer, .side = "server" };
+    sf_trace_sink_note(&sink, "section", "step %d: \"listen\"", 1);
+    fd = sf_tcp_listen(&t, &a, NULL, &err);
+    assert_true(fd >= 0);
+    sf_close(&t, fd);
+    slurp(f, out, sizeof(out));
+    for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+        if (n == 0) {
+            assert_int_equal(strncmp(line, "{\"event\":\"section\",\"t_ns\":", 26), 0);
+            assert_non_null(strstr(line, ",\"text\":\"step 1: \\\"listen\\\"\"}"));
+            continue;
+        }
+        assert_int_equal(strncmp(line, "{\"event\":\"call\",", 16), 0);
+        assert_int_equal(line[strlen(line) - 1], '}');
+    }
+    assert_int_equal(n, 1 + 5);     /* socket setsockopt bind listen close */
+    fclose(f);
+
+    /* Text: notes as given; an entry longer than the sink's stack buffer whole. */
+    f = tmpfile();
+    assert_non_null(f);
+    sf_trace_sink_init(&sink, f, SF_TRACE_TEXT, SF_TRACE_F_DATA | SF_TRACE_F_EXPLAIN);
+    t = (sf_trace){ .tracer = &sink.tracer, .side = "client" };
+    sf_trace_sink_note(&sink, "ignored", "-- %s --", "part two");
+    {
+        static char big[3000];
+
+        memset(big, 'q', sizeof(big));
+        sf_trace_call(&t, "write", -1, (long)sizeof(big), 0, big, sizeof(big), "len=%zu",
+                      sizeof(big));
+    }
+    n = (int)slurp(f, out, sizeof(out));
+    assert_int_equal(strncmp(out, "-- part two --\n", 15), 0);
+    assert_non_null(strstr(out, " client     write        -      len=3000 "));
+    /* 3000 bytes: 188 dump lines of 16 (the last of 8) after the line and explanation */
+    assert_non_null(strstr(out, "                 0bb0  71 71 71 71 71 71 71 71"));
+    assert_int_equal(out[n - 1], '\n');
+    fclose(f);
+}
+
+typedef struct sink_writer {
+    sf_trace t;
+    int n;
+} sink_writer;
+
+static void *
+sink_writer_main(void *arg)
+{
+    sink_writer *w = arg;
+    char args[200];
+
+    memset(args, w->t.side[0], sizeof(args) - 1);
+    args[sizeof(args) - 1] = '\0';
+    for (int i = 0; i < w->n; i++)
+        sf_trace_call(&w->t, "write", -1, i, 0, NULL, 0, "%s", args);
+    return NULL;
+}
+
+/* Several threads tracing at once: every line whole, none mixed with another. */
+static void
+sink_lines_never_mix(void **state)
+{
+    static char out[1 << 20];
+    sf_trace_sink sink;
+    sink_writer w[3];
+    pthread_t th[3];
+    char *line, *save = NULL;
+    FILE *f = tmpfile();
+    int n = 0;
+
+    (void)state;
+    assert_non_null(f);
+    sf_trace_sink_init(&sink, f, SF_TRACE_TEXT, 0);
+    for (int i = 0; i < 3; i++) {
+        w[i] = (sink_writer){ .t = { .tracer = &sink.tracer, .side = i == 0 ? "a"
+                                      : i == 1 ? "b" : "c" }, .n = 300 };
+        assert_int_equal(pthread_create(&th[i], NULL, sink_writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(unit_join(th[i], 20000, NULL), 0);
+    slurp(f, out, sizeof(out));
+    for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+        char who = line[11], run[200];
+
+        assert_true(who == 'a' || who == 'b' || who == 'c');
+        memset(run, who, sizeof(run) - 1);
+        run[sizeof(run) - 1] = '\0';
+        assert_non_null(strstr(line, run));
+    }
+    assert_int_equal(n, 900);
+    fclose(f);
+}
+
+static void
+clock_is_monotonic(void **state)
+{
+    struct timespec ts;
+    uint64_t a, b, c;
+
+    (void)state;
+    a = sf_now_ns();
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unit_sleep_ms(20);
+    b = sf_now_ns();
+    c = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    assert_true(a <= c);
+    assert_true(b - a >= 20 * 1000000u);
+    assert_true(b - a < 2000 * 1000000u);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(state_names),
+        cmocka_unit_test(state_of_non_tcp),
+        cmocka_unit_test(states_through_the_flow),
+        cmocka_unit_test(state_lookup_by_addresses),
+        cmocka_unit_test(call_builds_event),
+        cmocka_unit_test(call_off_is_silent),
+        cmocka_unit_test(call_truncates_args),
+        cmocka_unit_test(sock_calls_are_traced),
+        cmocka_unit_test(accept_reports_new_socket),
+        cmocka_unit_test(close_reports_before_and_after),
+        cmocka_unit_test(udp_calls_are_traced),
+        cmocka_unit_test(data_is_traced_when_asked),
+        cmocka_unit_test(format_text_line),
+        cmocka_unit_test(format_json_line),
+        cmocka_unit_test(format_data_and_explain),
+        cmocka_unit_test(format_reports_needed_length),
+        cmocka_unit_test(explain_sentences),
+        cmocka_unit_test(sink_writes_whole_lines),
+        cmocka_unit_test(sink_lines_never_mix),
+        cmocka_unit_test(clock_is_monotonic),
+    };
+
+    alarm(UNIT_GUARD_SECS);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
