@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "addr.h"
+#include "trace.h"
 #include "err.h"
 #include "hist.h"
 
@@ -72,6 +73,7 @@ typedef struct sf_bench_opts {
     uint32_t interval_ms;   /* 0: no interval reports */
     void (*on_interval)(void *ud, const sf_bench_interval *iv);
     void *ud;
+    const sf_tracer *tracer;    /* every socket call as a "client" event; NULL: off */
 } sf_bench_opts;
 
 typedef struct sf_bench_result {

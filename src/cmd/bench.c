@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "traceopt.h"
 
 #define MAX_SRC 256
 
@@ -44,6 +45,7 @@ static const char bench_usage[] =
     "      --json           one JSON object at the end instead of the table\n"
     "      --json-stream    one JSON object per interval, then the result\n"
     "  -4 / -6              IPv4 / IPv6 only\n"
+    CMD_TRACE_USAGE
     "  -h, --help\n"
     "\n"
     "Exit status: 0 when every request was answered, and right; 1 when any was not\n"
@@ -67,6 +69,7 @@ static const struct option bench_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
     { "json-stream", no_argument, NULL, OPT_JSON_STREAM },
     { "help", no_argument, NULL, 'h' },
+    CMD_TRACE_LONGOPTS,
     { NULL, 0, NULL, 0 },
 };
 
@@ -74,6 +77,7 @@ static const char *const mode_names[] = { "echo", "connect", "stream", "udp" };
 
 typedef struct bench_conf {
     sf_bench_opts o;
+    cmd_trace trace;
     const char *src_text;
     sf_addr src[MAX_SRC];
     int src_default;
@@ -498,7 +502,8 @@ parse_opts(bench_conf *c, int argc, char **argv)
 
     c->interval_ms = -1;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:s:P:d:n:T:t:i:46h", bench_opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":c:s:P:d:n:T:t:i:46h", bench_opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             if ((v = cmd_parse_count(optarg, 1000000)) < 1)
@@ -548,7 +553,11 @@ parse_opts(bench_conf *c, int argc, char **argv)
         case '6': c->family_flags = SF_ADDR_V6ONLY; break;
         case 'h': fputs(bench_usage, stdout); return -1;
         default:
-            return cmd_usage_error("bench", "unknown option");
+            if ((v = cmd_trace_option(&c->trace, "bench", ch, optarg)) < 0)
+                return EXIT_USAGE;
+            if (v == 0)
+                return cmd_bad_option("bench", ch, argv);
+            break;
         }
     }
     if (argc - optind != 3)
@@ -655,6 +664,9 @@ cmd_bench(int argc, char **argv)
         }
     }
     c->o.src = c->src;
+    if ((rc = cmd_trace_open(&c->trace)) != 0)
+        goto out;
+    c->o.tracer = cmd_tracer(&c->trace);
     c->o.interval_ms = (uint32_t)c->interval_ms;
     c->o.on_interval = on_interval;
     c->o.ud = c;
@@ -685,6 +697,8 @@ cmd_bench(int argc, char **argv)
         print_table(c, r);
 out:
     sf_bench_free(b);
+    if (c)
+        cmd_trace_close(&c->trace);
     free(r);
     free(c);
     return rc;

@@ -239,12 +239,28 @@ pick_source(worker *w)
     return &b->src[(w->src_next++) % b->o.nsrc];
 }
 
+/* The trace of c's calls, or NULL when tracing is off: one branch then. Connections
+ * are numbered across the threads: loop index, then slot. */
+static const sf_trace *
+conn_trace(const worker *w, const conn *c, sf_trace *t)
+{
+    if (w->b->o.tracer == NULL)
+        return NULL;
+    t->tracer = w->b->o.tracer;
+    t->side = "client";
+    t->id = c ? (unsigned long)w->index * (unsigned long)w->nconns +
+                (unsigned long)(c - w->conns) + 1 : 0;
+    return t;
+}
+
 static void
 conn_close(worker *w, conn *c)
 {
     if (c->fd >= 0) {
+        sf_trace t;
+
         sf_loop_unwatch(w->loop, c->fd);
-        close(c->fd);
+        sf_close(conn_trace(w, c, &t), c->fd);
     }
     c->fd = -1;
     c->state = C_DOWN;
@@ -288,7 +304,8 @@ conn_flush(worker *w, conn *c)
     while (c->sent_off < want) {
         uint64_t left = want - c->sent_off;
         size_t len = left < WINDOW ? (size_t)left : WINDOW;
-        ssize_t n = sf_write(NULL, c->fd, pat_at(b, c->sent_off + c->seed), len);
+        sf_trace t;
+        ssize_t n = sf_write(conn_trace(w, c, &t), c->fd, pat_at(b, c->sent_off + c->seed), len);
 
         if (n == SF_EAGAIN) {
             c->want_write = 1;
@@ -349,11 +366,12 @@ conn_start(worker *w, conn *c)
 {
     sf_bench *b = w->b;
     sf_err err;
+    sf_trace t;
     int fd, one = 1;
 
     if (w->stopping)
         return;
-    fd = sf_tcp_connect_start(NULL, &b->o.target, pick_source(w), &err);
+    fd = sf_tcp_connect_start(conn_trace(w, c, &t), &b->o.target, pick_source(w), &err);
     if (fd < 0) {
         count_error(w, fd);
         return;
@@ -405,8 +423,10 @@ echo_read(worker *w, conn *c)
 static void
 cycle_done(worker *w, conn *c)
 {
+    sf_trace t;
+
     sf_loop_unwatch(w->loop, c->fd);
-    close(c->fd);
+    sf_close(conn_trace(w, c, &t), c->fd);
     c->fd = -1;
     c->state = C_DOWN;
     c->issued = c->done = 0;
@@ -428,12 +448,15 @@ cycle_start(worker *w, conn *c)
     conn_start(w, c);
 }
 
-/* sf_read without its trace hook, and recv() rather than read(): a socket is all it
- * ever sees, and the shorter path shows at a million requests a second. */
+/* sf_read when tracing; else recv() rather than read(): a socket is all it ever sees,
+ * and the shorter path shows at a million requests a second. */
 static ssize_t
-recv_some(int fd, void *buf, size_t len)
+recv_some(const sf_trace *t, int fd, void *buf, size_t len)
 {
     ssize_t n;
+
+    if (t)
+        return sf_read(t, fd, buf, len);
 
     do {
         n = recv(fd, buf, len, 0);
@@ -451,7 +474,8 @@ tcp_readable(worker *w, conn *c)
 
     for (int round = 0; round < IO_ROUNDS; round++) {
         size_t cap = mode == SF_BENCH_STREAM ? w->rbuflen : WINDOW;
-        ssize_t n = recv_some(c->fd, w->rbuf, cap);
+        sf_trace t;
+        ssize_t n = recv_some(conn_trace(w, c, &t), c->fd, w->rbuf, cap);
 
         if (n == SF_EAGAIN)
             return 0;
@@ -501,7 +525,8 @@ stream_write(worker *w, conn *c)
     const sf_bench *b = w->b;
 
     for (int round = 0; round < IO_ROUNDS && !w->stopping; round++) {
-        ssize_t n = sf_write(NULL, c->fd, b->sbuf, b->o.size);
+        sf_trace t;
+        ssize_t n = sf_write(conn_trace(w, c, &t), c->fd, b->sbuf, b->o.size);
 
         if (n == SF_EAGAIN)
             return 0;
@@ -612,6 +637,12 @@ udp_flush(worker *w)
             m[j].msg_hdr.msg_iovlen = 2;
         }
         n = sendmmsg(w->ufd, m, (unsigned)k, MSG_DONTWAIT);
+        if (b->o.tracer) {
+            sf_trace t;
+
+            sf_trace_call(conn_trace(w, NULL, &t), "sendmmsg", w->ufd, n, n < 0 ? errno : 0,
+                          NULL, 0, "vlen=%d, len=%zu each", k, b->o.size);
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS))
@@ -682,6 +713,12 @@ udp_read(worker *w)
             m[j].msg_hdr.msg_iovlen = 1;
         }
         n = recvmmsg(w->ufd, m, (unsigned)k, MSG_DONTWAIT, NULL);
+        if (w->b->o.tracer) {
+            sf_trace t;
+
+            sf_trace_call(conn_trace(w, NULL, &t), "recvmmsg", w->ufd, n, n < 0 ? errno : 0,
+                          NULL, 0, "vlen=%d", k);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -718,7 +755,9 @@ udp_start(worker *w)
     sf_err err;
     int fd;
 
-    fd = sf_udp_connect(NULL, &b->o.target, pick_source(w), 1, &err);
+    sf_trace t;
+
+    fd = sf_udp_connect(conn_trace(w, NULL, &t), &b->o.target, pick_source(w), 1, &err);
     if (fd < 0) {
         count_error(w, fd);
         return;

@@ -308,3 +308,39 @@ def test_udp_trace_has_letters_not_calls(tmp_path):
     assert "letter" in rx["explain"] and "return address" in rx["explain"]
     assert [e["call"] for e in client] == ["socket", "connect", "sendto", "read", "close"]
     assert all(e["state"] is None and e["proto"] == "udp" for e in client)
+
+
+def bench_events(serve, mode, *args):
+    srv = serve("-q", "-4", "--udp-rate", "0", "echo:0")
+    proto = "udp" if mode == "udp" else "tcp"
+    r = run_sockflow(["bench", mode, "127.0.0.1", str(srv.port(proto)), "-T", "1", *args,
+                      "--trace=json"], timeout=30)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(l) for l in r.stderr.decode().splitlines() if l.startswith("{")]
+
+
+def test_bench_echo_trace_is_the_client_flow(serve):
+    """bench traces each connection's calls as the client side: the flow in order."""
+    evs = bench_events(serve, "echo", "-c", "1", "-n", "2", "-s", "16")
+    calls = [e["call"] for e in evs]
+    assert calls == ["socket", "connect", "write", "read", "write", "read", "close"], calls
+    assert {e["side"] for e in evs} == {"client"}
+    assert {e["id"] for e in evs} == {1}
+    assert [e["result"] for e in evs if e["call"] in ("write", "read")] == [16, 16, 16, 16]
+    assert evs[2]["state"] == "ESTABLISHED"
+
+
+def test_bench_connect_trace_numbers_connections(serve):
+    evs = bench_events(serve, "connect", "-c", "2", "-n", "4", "--src", "none")
+    sockets = [e for e in evs if e["call"] == "socket"]
+    assert len(sockets) >= 4
+    assert {e["id"] for e in evs} == {1, 2}
+    assert sum(e["call"] == "close" for e in evs) == len(sockets)
+
+
+def test_bench_udp_trace_shows_the_batches(serve):
+    evs = bench_events(serve, "udp", "-c", "1", "-n", "3")
+    calls = [e["call"] for e in evs]
+    assert calls[:2] == ["socket", "connect"]
+    assert "sendmmsg" in calls and "recvmmsg" in calls
+    assert all(e["proto"] == "udp" for e in evs)
