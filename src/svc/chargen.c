@@ -27,6 +27,13 @@ typedef struct chargen_conn {
     unsigned line;
 } chargen_conn;
 
+/* Per loop: the lines in order, one ring and one batch long, so that the batch starting
+ * at any line is one slice, sent as it is (nothing built per write). */
+typedef struct chargen_state {
+    unsigned next;          /* UDP: the next line */
+    char lines[(SF_CHARGEN_RING + LINES_PER_DRAIN) * SF_CHARGEN_LINE];
+} chargen_state;
+
 static void
 chargen_open(sf_conn *c)
 {
@@ -39,13 +46,14 @@ static void
 chargen_drain(sf_conn *c)
 {
     chargen_conn *g = sf_conn_data(c);
-    char batch[LINES_PER_DRAIN * SF_CHARGEN_LINE];
+    const chargen_state *st = sf_conn_state(c);
 
-    for (int i = 0; i < LINES_PER_DRAIN; i++)
-        sf_chargen_line(g->line++ % SF_CHARGEN_RING, batch + i * SF_CHARGEN_LINE);
-    g->line %= SF_CHARGEN_RING;
-    if (sf_conn_send(c, batch, sizeof(batch)) < 0)
+    if (sf_conn_send(c, st->lines + (size_t)g->line * SF_CHARGEN_LINE,
+                     LINES_PER_DRAIN * SF_CHARGEN_LINE) < 0) {
         sf_conn_close(c, "output queue full");
+        return;
+    }
+    g->line = (g->line + LINES_PER_DRAIN) % SF_CHARGEN_RING;
 }
 
 /* The client's half-close does not end the stream (inetd does not read at all); the
@@ -59,21 +67,24 @@ chargen_eof(sf_conn *c)
 static void *
 chargen_state_new(void)
 {
-    return calloc(1, sizeof(unsigned));
+    chargen_state *st = calloc(1, sizeof(*st));
+
+    if (st == NULL)
+        return NULL;
+    for (unsigned i = 0; i < SF_CHARGEN_RING + LINES_PER_DRAIN; i++)
+        sf_chargen_line(i, st->lines + (size_t)i * SF_CHARGEN_LINE);
+    return st;
 }
 
 /* UDP: one line per datagram, the ring of this loop advancing one step per reply. */
 static void
 chargen_datagram(sf_dgram *d)
 {
-    unsigned *next = d->state;
+    chargen_state *st = d->state;
 
-    if (d->outcap < SF_CHARGEN_LINE)
-        return;
-    sf_chargen_line(*next, d->out);
-    *next = (*next + 1) % SF_CHARGEN_RING;
-    d->reply = d->out;
+    d->reply = st->lines + (size_t)st->next * SF_CHARGEN_LINE;
     d->reply_len = SF_CHARGEN_LINE;
+    st->next = (st->next + 1) % SF_CHARGEN_RING;
 }
 
 const sf_service sf_svc_chargen = {
