@@ -231,9 +231,11 @@ wait_connected(int fd, int timeout_ms)
     return 0;
 }
 
-int
-sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int timeout_ms,
-               int nonblock, sf_err *err)
+/* socket → [bind src] → nonblocking connect. *pending is set while the handshake is
+ * still under way (EINPROGRESS). Returns the fd or a negative code with err set. */
+static int
+start_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int *pending,
+              sf_err *err)
 {
     char where[SF_ADDR_STRLEN];
     int fd, rc;
@@ -241,15 +243,42 @@ sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int time
     fd = open_socket(t, sf_addr_family(a), SOCK_STREAM, 0);
     if (fd < 0)
         return fail_close(t, -1, err, "socket", a);
+    /* Without it, bind(port 0) reserves a port for every destination at once and one
+     * source runs out of ports at a few tens of thousands of sockets. */
+    if (src && sf_addr_port(src) == 0)
+        set_option(t, fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT", 1);
     if (src && bind_source(t, fd, src) < 0)
         return fail_close(t, fd, err, "bind", src);
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
     TRACE(t, "connect", fd, rc, NULL, 0, "%s", sf_addr_format(a, where, sizeof(where)));
     if (rc < 0 && errno != EINPROGRESS)
         return fail_close(t, fd, err, "connect", a);
-    if (rc < 0) {
+    *pending = rc < 0;
+    return fd;
+}
+
+int
+sf_tcp_connect_start(const sf_trace *t, const sf_addr *a, const sf_addr *src, sf_err *err)
+{
+    int pending;
+
+    return start_connect(t, a, src, &pending, err);
+}
+
+int
+sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int timeout_ms,
+               int nonblock, sf_err *err)
+{
+    char where[SF_ADDR_STRLEN];
+    int fd, rc, pending;
+
+    fd = start_connect(t, a, src, &pending, err);
+    if (fd < 0)
+        return fd;
+    if (pending) {
         rc = wait_connected(fd, timeout_ms);
-        TRACE(t, "connect-done", fd, rc, NULL, 0, "%s", where);
+        TRACE(t, "connect-done", fd, rc, NULL, 0, "%s",
+              sf_addr_format(a, where, sizeof(where)));
         if (rc < 0)
             return fail_close(t, fd, err, "connect", a);
     }
@@ -274,27 +303,6 @@ sf_tcp_connect_list(const sf_trace *t, const sf_addr_list *list, const sf_addr *
     return fd;
 }
 
-int
-sf_tcp_connect_start(const sf_trace *t, const sf_addr *a, const sf_addr *src, sf_err *err)
-{
-    char where[SF_ADDR_STRLEN];
-    int fd, rc;
-
-    fd = open_socket(t, sf_addr_family(a), SOCK_STREAM, 0);
-    if (fd < 0)
-        return fail_close(t, -1, err, "socket", a);
-    /* Without it, bind(port 0) reserves a port for every destination at once and one
-     * source runs out of ports at a few tens of thousands of sockets. */
-    if (src && sf_addr_port(src) == 0)
-        set_option(t, fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT", 1);
-    if (src && bind_source(t, fd, src) < 0)
-        return fail_close(t, fd, err, "bind", src);
-    rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
-    TRACE(t, "connect", fd, rc, NULL, 0, "%s", sf_addr_format(a, where, sizeof(where)));
-    if (rc < 0 && errno != EINPROGRESS)
-        return fail_close(t, fd, err, "connect", a);
-    return fd;
-}
 
 int
 sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_err *err)

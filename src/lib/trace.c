@@ -362,46 +362,53 @@ tracing(const sf_trace *t)
     return t != NULL && t->tracer != NULL && t->tracer->fn != NULL;
 }
 
+/* One event for a call made on fd, describing subject_fd (the same socket, or the new
+ * one accept returned; then the queue is still the listener's). */
+static void
+trace_va(const sf_trace *t, const char *call, int fd, int subject_fd, long result, int err,
+         const void *data, size_t datalen, const char *args_fmt, va_list ap)
+{
+    char args[256];
+    subject s;
+    int saved = errno;
+
+    vsnprintf(args, sizeof(args), args_fmt, ap);
+    read_subject(subject_fd, &s);
+    if (subject_fd != fd) {
+        int32_t queue;
+
+        sf_tcp_state(fd, NULL, &queue);
+        s.queue = queue;
+    }
+    emit(t, call, fd, result, err, &s, data, datalen, args);
+    errno = saved;
+}
+
 void
 sf_trace_call(const sf_trace *t, const char *call, int fd, long result, int err,
               const void *data, size_t datalen, const char *args_fmt, ...)
 {
-    char args[256];
-    subject s;
     va_list ap;
-    int saved = errno;
 
     if (!tracing(t))
         return;
     va_start(ap, args_fmt);
-    vsnprintf(args, sizeof(args), args_fmt, ap);
+    trace_va(t, call, fd, fd, result, err, data, datalen, args_fmt, ap);
     va_end(ap);
-    read_subject(fd, &s);
-    emit(t, call, fd, result, err, &s, data, datalen, args);
-    errno = saved;
 }
 
 void
 sf__trace_call_on(const sf_trace *t, const char *call, int fd, int subject_fd, long result,
                   int err, const char *args_fmt, ...)
 {
-    char args[256];
-    subject s;
-    int32_t queue;
     va_list ap;
-    int saved = errno;
 
     if (!tracing(t))
         return;
     va_start(ap, args_fmt);
-    vsnprintf(args, sizeof(args), args_fmt, ap);
+    trace_va(t, call, fd, subject_fd >= 0 ? subject_fd : fd, result, err, NULL, 0,
+             args_fmt, ap);
     va_end(ap);
-    /* accept: the new socket's state and addresses, the listener's queue. */
-    read_subject(subject_fd >= 0 ? subject_fd : fd, &s);
-    sf_tcp_state(fd, NULL, &queue);
-    s.queue = queue;
-    emit(t, call, fd, result, err, &s, NULL, 0, args);
-    errno = saved;
 }
 
 void
