@@ -69,8 +69,8 @@ $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(SHARED): $(PIC_OBJ)
-	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(SHARED): $(PIC_OBJ) src/lib/libsockflow.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/lib/libsockflow.map $(LDFLAGS) -o $@ $(PIC_OBJ) $(LDLIBS)
 	@ln -sf libsockflow.so.$(VERSION) $(BUILD)/$(SONAME)
 	@ln -sf $(SONAME) $(BUILD)/libsockflow.so
 

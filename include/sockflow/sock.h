@@ -84,6 +84,16 @@ ssize_t sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *f
                     int *truncated);
 ssize_t sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr *to);
 
+/* A batch of datagrams in one call: recvmmsg / sendmmsg of up to vlen messages the caller
+ * has set up (buffers, and msg_name for the source or destination when the socket is
+ * not connected). Nonblocking (MSG_DONTWAIT; sending adds MSG_NOSIGNAL); EINTR is
+ * retried. Traced as one event per datagram (its length, source or destination and
+ * payload), or one event when the call fails. Returns the number of datagrams,
+ * SF_EAGAIN when none was ready or the send buffer is full, or a negative errno. */
+struct mmsghdr;
+int sf_recvmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen);
+int sf_sendmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen);
+
 /* shutdown(SHUT_WR): send FIN, keep reading. */
 int sf_shutdown_write(const sf_trace *t, int fd);
 

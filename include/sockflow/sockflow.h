@@ -17,4 +17,8 @@
 #include "hist.h"
 #include "bench.h"
 
+/* The version of the library the program runs with, "0.1.0"; SOCKFLOW_VERSION is the
+ * one it was compiled against. */
+const char *sf_version(void);
+
 #endif

@@ -34,7 +34,7 @@ main(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("sockflow %s\n", SOCKFLOW_VERSION);
+        printf("sockflow %s\n", sf_version());
         return EXIT_OK;
     }
     if (strcmp(cmd, "serve") == 0)

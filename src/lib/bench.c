@@ -619,6 +619,7 @@ udp_flush(worker *w)
 {
     const sf_bench *b = w->b;
     struct mmsghdr m[UDP_BATCH];
+    sf_trace t;
     struct iovec iov[UDP_BATCH][2];
     int done = 0;
 
@@ -636,21 +637,13 @@ udp_flush(worker *w)
             m[j].msg_hdr.msg_iov = iov[j];
             m[j].msg_hdr.msg_iovlen = 2;
         }
-        n = sendmmsg(w->ufd, m, (unsigned)k, MSG_DONTWAIT);
-        if (b->o.tracer) {
-            sf_trace t;
-
-            sf_trace_call(conn_trace(w, NULL, &t), "sendmmsg", w->ufd, n, n < 0 ? errno : 0,
-                          NULL, 0, "vlen=%d, len=%zu each", k, b->o.size);
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS))
+        n = sf_sendmmsg(conn_trace(w, NULL, &t), w->ufd, m, (unsigned)k);
+        if (n == SF_EAGAIN || n == -ENOBUFS)
             break;  /* the rest go when the socket is writable */
         if (n < 0) {
             /* This datagram is lost (ECONNREFUSED from an earlier ICMP error, ...): its
              * slot times out and goes again. */
-            count_error(w, -errno);
+            count_error(w, n);
             w->slots[w->pending[done]].queued = 0;
             done++;
             continue;
@@ -698,6 +691,7 @@ static void
 udp_read(worker *w)
 {
     struct mmsghdr m[UDP_BATCH];
+    sf_trace t;
     struct iovec iov[UDP_BATCH];
     size_t slotlen = w->b->o.size + 1;     /* one more: a longer reply shows */
     int k = w->udp_batch;
@@ -712,18 +706,10 @@ udp_read(worker *w)
             m[j].msg_hdr.msg_iov = &iov[j];
             m[j].msg_hdr.msg_iovlen = 1;
         }
-        n = recvmmsg(w->ufd, m, (unsigned)k, MSG_DONTWAIT, NULL);
-        if (w->b->o.tracer) {
-            sf_trace t;
-
-            sf_trace_call(conn_trace(w, NULL, &t), "recvmmsg", w->ufd, n, n < 0 ? errno : 0,
-                          NULL, 0, "vlen=%d", k);
-        }
+        n = sf_recvmmsg(conn_trace(w, NULL, &t), w->ufd, m, (unsigned)k);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                count_error(w, -errno);
+            if (n != SF_EAGAIN)
+                count_error(w, n);
             return;
         }
         for (int j = 0; j < n; j++)

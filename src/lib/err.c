@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sockflow/err.h"
+#include "sockflow/sockflow.h"
 
 int
 sf_err_set(sf_err *err, int code, const char *fmt, ...)
@@ -65,4 +65,10 @@ sf_errname(int code)
 #undef SF_ERRNO_CASE
     default: return "E?";
     }
+}
+
+const char *
+sf_version(void)
+{
+    return SOCKFLOW_VERSION;
 }

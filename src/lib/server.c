@@ -939,25 +939,6 @@ tcp_accept_batch(worker *w, lsock *ls, int lfd)
 
 /* ---- UDP ---- */
 
-/* One event per datagram of a batch call (n < 0: the call failed, one event). */
-static void
-trace_batch(worker *w, const char *call, int fd, const struct mmsghdr *m, int n, int err)
-{
-    sf_trace t, *tp = conn_trace(w->s, &t, 0);
-    int in = call[0] == 'r';
-    char who[SF_ADDR_STRLEN];
-
-    if (n < 0)
-        sf_trace_call(tp, call, fd, -1, err, NULL, 0, "vlen=%d", DGRAM_BATCH);
-    for (int i = 0; i < n; i++) {
-        const struct msghdr *h = &m[i].msg_hdr;
-
-        sf_trace_call(tp, call, fd, (long)m[i].msg_len, 0, h->msg_iov->iov_base,
-                      m[i].msg_len, "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
-                      sf_addr_format_sa(h->msg_name, h->msg_namelen, who, sizeof(who)));
-    }
-}
-
 static const char *const drop_what[NDROP] = {
     "from a service port", "from a port below 1024", "to or from a broadcast, "
     "multicast or unspecified address", "over the per-source budget", "with a reply "
@@ -1053,6 +1034,7 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
     struct iovec oiov[DGRAM_BATCH];
     char *outp = w->dgram_out;
     uint64_t now = sf_loop_now_ms(l);
+    sf_trace t;
     int n, nout = 0;
 
     (void)events;
@@ -1067,11 +1049,7 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
         w->msgs[i].msg_hdr.msg_control = w->cmsgs + (size_t)i * CMSG_ROOM;
         w->msgs[i].msg_hdr.msg_controllen = CMSG_ROOM;
     }
-    do {
-        n = recvmmsg(fd, w->msgs, DGRAM_BATCH, MSG_DONTWAIT, NULL);
-    } while (n < 0 && errno == EINTR);
-    if (SF_TRACING(w->s->o.tracer))
-        trace_batch(w, "recvmmsg", fd, w->msgs, n, errno);
+    n = sf_recvmmsg(conn_trace(w->s, &t, 0), fd, w->msgs, DGRAM_BATCH);
     if (n <= 0)
         return;
     for (int i = 0; i < n; i++) {
@@ -1124,12 +1102,8 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
         nout++;
     }
     for (int sent = 0; sent < nout;) {
-        int m = sendmmsg(fd, out + sent, (unsigned)(nout - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
+        int m = sf_sendmmsg(conn_trace(w->s, &t, 0), fd, out + sent, (unsigned)(nout - sent));
 
-        if (m < 0 && errno == EINTR)
-            continue;
-        if (SF_TRACING(w->s->o.tracer))
-            trace_batch(w, "sendmmsg", fd, out + sent, m, errno);
         if (m <= 0) {
             /* A full send buffer or an error for one peer: that datagram is lost. */
             w->st.dgrams_dropped++;

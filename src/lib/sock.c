@@ -440,6 +440,54 @@ sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr 
     return io_result(n);
 }
 
+/* One event per datagram of a batch, so a batch reads like the recvfrom/sendto calls it
+ * replaces; a failed call is one event. */
+static void
+trace_batch(const sf_trace *t, const char *call, int fd, const struct mmsghdr *m, int n,
+            int err, unsigned vlen)
+{
+    int in = call[0] == 'r';
+    char who[SF_ADDR_STRLEN];
+
+    if (n < 0)
+        sf_trace_call(t, call, fd, -1, err, NULL, 0, "vlen=%u", vlen);
+    for (int i = 0; i < n; i++) {
+        const struct msghdr *h = &m[i].msg_hdr;
+
+        sf_trace_call(t, call, fd, (long)m[i].msg_len, 0, h->msg_iov->iov_base,
+                      m[i].msg_len, "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
+                      h->msg_name ? sf_addr_format_sa(h->msg_name, h->msg_namelen, who,
+                                                      sizeof(who))
+                                  : "(connected)");
+    }
+}
+
+int
+sf_recvmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
+{
+    int n;
+
+    do {
+        n = recvmmsg(fd, msgs, vlen, MSG_DONTWAIT, NULL);
+    } while (n < 0 && errno == EINTR);
+    if (SF_TRACING(t))
+        trace_batch(t, "recvmmsg", fd, msgs, n, n < 0 ? errno : 0, vlen);
+    return (int)io_result(n);
+}
+
+int
+sf_sendmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
+{
+    int n;
+
+    do {
+        n = sendmmsg(fd, msgs, vlen, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (SF_TRACING(t))
+        trace_batch(t, "sendmmsg", fd, msgs, n, n < 0 ? errno : 0, vlen);
+    return (int)io_result(n);
+}
+
 int
 sf_shutdown_write(const sf_trace *t, int fd)
 {

@@ -38,3 +38,20 @@ def test_install_and_build_against_it(tmp_path):
         assert out == b"installed"
     finally:
         assert srv.stop() == 0
+
+
+def test_shared_library_exports_only_the_public_api():
+    lib = os.path.join(os.path.dirname(os.environ["SOCKFLOW"]), "libsockflow.so")
+    out = subprocess.run(["nm", "-D", "--defined-only", lib], stdout=subprocess.PIPE, text=True,
+                         check=True, timeout=30).stdout
+    names = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert "sf_tcp_listen" in names and "sf_version" in names
+    assert [n for n in names if not n.startswith("sf_") or n.startswith("sf__")] == []
+
+
+def test_version_of_the_command_is_the_library_version():
+    out = subprocess.run([os.environ["SOCKFLOW"], "--version"], stdout=subprocess.PIPE, text=True,
+                         check=True, timeout=10).stdout
+    hdr = open(os.path.join(ROOT, "include/sockflow/sockflow.h")).read()
+    version = hdr.split('#define SOCKFLOW_VERSION "')[1].split('"')[0]
+    assert out == f"sockflow {version}\n"
