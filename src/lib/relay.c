@@ -2,6 +2,7 @@
  * at once and queues only what its destination did not take (libuv's stream.c does the
  * same), then stops reading its source until the queue drains; the directions end apart. */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -191,10 +192,10 @@ input_done(relay *r)
     if (!r->o->no_half_close) {
         rc = sf_shutdown_write(r->o->trace, r->o->sock_fd);
         if (rc < 0) {
-            /* ENOTCONN after a reset: the reset is the news */
+            /* ENOTCONN after a reset: the reset is the news, named as sock_hung_up does */
             int e = sf_sock_error(r->o->sock_fd);
 
-            fail(r, e < 0 ? e : rc, "send");
+            fail(r, e < 0 ? e : rc, r->sock_eof ? "send" : "recv");
             return;
         }
     }
@@ -441,27 +442,36 @@ sock_read(relay *r)
         set_timer(r, &r->quit_timer, r->o->udp_wait_ms, on_quit_timer);
 }
 
+/* Woken with nothing wanted: an error or a hang-up. A reset after the peer's FIN, while
+ * input still goes on, means the peer is gone and the rest of the input cannot arrive. */
+static void
+sock_hung_up(relay *r, int fd)
+{
+    struct pollfd p = { .fd = fd, .events = 0 };
+    int e = sf_sock_error(fd);
+
+    if (e == 0 && (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLHUP | POLLERR))))
+        return;     /* nothing wrong after all */
+    fail(r, e < 0 ? e : -EPIPE, r->sock_eof ? "send" : "recv");
+}
+
 static void
 sock_ready(sf_loop *l, int fd, int events, void *ud)
 {
     relay *r = ud;
-    int e;
+    int flushed = 0;
 
     (void)l;
-    if ((events & SF_WRITE) && sf_buf_len(&r->q) > 0)
+    if ((events & SF_WRITE) && sf_buf_len(&r->q) > 0) {
         flush_input(r);
+        flushed = 1;
+    }
     if (r->finished)
         return;
-    if ((events & SF_READ) && !r->sock_eof && sf_buf_len(&r->oq) == 0) {
+    if ((events & SF_READ) && !r->sock_eof && sf_buf_len(&r->oq) == 0)
         sock_read(r);
-        return;
-    }
-    if (sf_buf_len(&r->q) > 0 || !(events & (SF_READ | SF_WRITE)))
-        return;
-    /* Woken with nothing wanted: an error or a hang-up. A reset after the peer's FIN,
-     * while input still goes on, means the peer is gone and the rest cannot arrive. */
-    e = sf_sock_error(fd);
-    fail(r, e < 0 ? e : -EPIPE, r->sock_eof ? "send" : "recv");
+    else if (!flushed && sf_buf_len(&r->q) == 0)
+        sock_hung_up(r, fd);
 }
 
 /* ---- the end ---- */
