@@ -2,7 +2,6 @@
  * at once and queues only what its destination did not take (libuv's stream.c does the
  * same), then stops reading its source until the queue drains; the directions end apart. */
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -33,7 +32,8 @@ typedef struct relay {
     int out_polled;         /* out_fd is watched for room */
     int fin_sent;           /* input direction done (FIN sent, or not wanted) */
     int sock_eof;           /* the peer's FIN was read */
-    int sock_watched;
+    int sock_used;          /* the relay still reads or writes the socket */
+    int sock_in_set;        /* the socket is in the epoll set */
     long in_timer, quit_timer, idle_timer, drain_timer;
     int drain_ms;
     uint64_t last_io_ms;
@@ -165,18 +165,31 @@ want_input(relay *r, int on)
     }
 }
 
+static void sock_ready(sf_loop *l, int fd, int events, void *ud);
+
+/* What the socket is watched for. With nothing wanted it leaves the epoll set: after a
+ * hang-up epoll would report EPOLLHUP on every pass while, say, output drains. A reset
+ * meanwhile is found by the next send or the shutdown. */
 static void
 sock_events(relay *r)
 {
-    int ev = 0;
+    int ev = 0, rc = 0;
 
-    if (!r->sock_watched)
+    if (!r->sock_used)
         return;
     if (!r->sock_eof && sf_buf_len(&r->oq) == 0)
         ev |= SF_READ;
     if (sf_buf_len(&r->q) > 0)
         ev |= SF_WRITE;
-    sf_loop_set_events(r->loop, r->o->sock_fd, ev);
+    if (ev == 0 && r->sock_in_set)
+        sf_loop_unwatch(r->loop, r->o->sock_fd);
+    else if (ev != 0 && !r->sock_in_set)
+        rc = sf_loop_watch(r->loop, r->o->sock_fd, ev, sock_ready, r);
+    else if (ev != 0)
+        rc = sf_loop_set_events(r->loop, r->o->sock_fd, ev);
+    r->sock_in_set = ev != 0 && rc == 0;
+    if (rc < 0)
+        fail(r, rc, "epoll_ctl");
 }
 
 /* End of input and the socket has taken all of it: FIN (unless not wanted). */
@@ -192,7 +205,7 @@ input_done(relay *r)
     if (!r->o->no_half_close) {
         rc = sf_shutdown_write(r->o->trace, r->o->sock_fd);
         if (rc < 0) {
-            /* ENOTCONN after a reset: the reset is the news, named as sock_hung_up does */
+            /* ENOTCONN after a reset: the reset is the news */
             int e = sf_sock_error(r->o->sock_fd);
 
             fail(r, e < 0 ? e : rc, r->sock_eof ? "send" : "recv");
@@ -442,36 +455,19 @@ sock_read(relay *r)
         set_timer(r, &r->quit_timer, r->o->udp_wait_ms, on_quit_timer);
 }
 
-/* Woken with nothing wanted: an error or a hang-up. A reset after the peer's FIN, while
- * input still goes on, means the peer is gone and the rest of the input cannot arrive. */
-static void
-sock_hung_up(relay *r, int fd)
-{
-    struct pollfd p = { .fd = fd, .events = 0 };
-    int e = sf_sock_error(fd);
-
-    if (e == 0 && (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLHUP | POLLERR))))
-        return;     /* nothing wrong after all */
-    fail(r, e < 0 ? e : -EPIPE, r->sock_eof ? "send" : "recv");
-}
-
 static void
 sock_ready(sf_loop *l, int fd, int events, void *ud)
 {
     relay *r = ud;
-    int flushed = 0;
 
     (void)l;
-    if ((events & SF_WRITE) && sf_buf_len(&r->q) > 0) {
+    (void)fd;
+    if ((events & SF_WRITE) && sf_buf_len(&r->q) > 0)
         flush_input(r);
-        flushed = 1;
-    }
     if (r->finished)
         return;
     if ((events & SF_READ) && !r->sock_eof && sf_buf_len(&r->oq) == 0)
         sock_read(r);
-    else if (!flushed && sf_buf_len(&r->q) == 0)
-        sock_hung_up(r, fd);
 }
 
 /* ---- the end ---- */
@@ -516,10 +512,10 @@ check_done(relay *r)
     if (!r->fin_sent || !r->sock_eof || sf_buf_len(&r->oq) > 0)
         return;
     /* Both sides shut: epoll would report EPOLLHUP on every pass from now on. */
-    if (r->sock_watched) {
+    r->sock_used = 0;
+    if (r->sock_in_set)
         sf_loop_unwatch(r->loop, r->o->sock_fd);
-        r->sock_watched = 0;
-    }
+    r->sock_in_set = 0;
     drain(r);
 }
 
@@ -537,7 +533,7 @@ start(relay *r)
     rc = sf_loop_watch(r->loop, o->sock_fd, SF_READ, sock_ready, r);
     if (rc < 0)
         return sf_err_set(r->err, rc, "epoll_ctl %s", o->peer ? o->peer : "");
-    r->sock_watched = 1;
+    r->sock_used = r->sock_in_set = 1;
     touch(r);
     if (o->idle_ms > 0)
         set_timer(r, &r->idle_timer, o->idle_ms, on_idle_timer);
