@@ -180,6 +180,35 @@ decide_error(scan *s, int i, int e)
         decide(s, i, s->o->udp ? SF_PORT_OPEN_FILTERED : SF_PORT_FILTERED, e, 1);
 }
 
+/* A TCP connection to ourselves: with nothing listening on a port of a local address,
+ * a connect whose ephemeral source port happens to be that very port meets its own SYN
+ * (simultaneous open) and succeeds. Nobody listens there: it is a closed port. */
+static int
+connected_to_itself(int fd, const sf_addr *dst)
+{
+    sf_addr me;
+    const struct sockaddr_in *a4 = (const void *)&me.ss, *d4 = (const void *)&dst->ss;
+    const struct sockaddr_in6 *a6 = (const void *)&me.ss, *d6 = (const void *)&dst->ss;
+
+    me.len = sizeof(me.ss);
+    if (getsockname(fd, (struct sockaddr *)&me.ss, &me.len) < 0 ||
+        me.ss.ss_family != dst->ss.ss_family)
+        return 0;
+    if (me.ss.ss_family == AF_INET)
+        return a4->sin_port == d4->sin_port && a4->sin_addr.s_addr == d4->sin_addr.s_addr;
+    return a6->sin6_port == d6->sin6_port &&
+           memcmp(&a6->sin6_addr, &d6->sin6_addr, sizeof(a6->sin6_addr)) == 0;
+}
+
+static void
+decide_connected(scan *s, int i, int fd, const sf_addr *dst)
+{
+    if (connected_to_itself(fd, dst))
+        decide(s, i, SF_PORT_CLOSED, ECONNREFUSED, 0);
+    else
+        decide(s, i, SF_PORT_OPEN, 0, 0);
+}
+
 /* A socket for slot k, in the epoll set. Returns 0 or a negative code with err set. */
 static int
 open_slot(scan *s, int k)
@@ -236,7 +265,7 @@ start_probe(scan *s, int i)
                           sf_addr_format(&a, where, sizeof(where)));
     }
     if (rc == 0 && !s->o->udp)
-        decide(s, i, SF_PORT_OPEN, 0, 0);
+        decide_connected(s, i, s->slots[k].fd, &a);
     else if (rc < 0 && errno != EINPROGRESS)
         decide_error(s, i, errno);
     return 0;
@@ -263,7 +292,7 @@ answer(scan *s, int k)
     sf_addr_set_port(&a, s->o->ports[i]);
     if (connect(s->slots[k].fd, (const struct sockaddr *)&a.ss, a.len) == 0 ||
         errno == EISCONN)
-        decide(s, i, SF_PORT_OPEN, 0, 0);
+        decide_connected(s, i, s->slots[k].fd, &a);
     else if (errno != EALREADY && errno != EINPROGRESS && errno != EINTR)
         decide_error(s, i, errno);
 }
