@@ -1,6 +1,7 @@
 /* connect: `sockflow connect [OPTIONS] HOST PORT` — standard input to the socket, the
  * socket to standard output, like nc; `-z HOST PORTS` scans ports instead (scan.c). */
 #include <getopt.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,6 +145,10 @@ check_args(connect_args *a)
     if (!a->scan && a->port[0] >= '0' && a->port[0] <= '9' &&
         sf_addr_parse_port(a->port, NULL) < 0)
         return cmd_usage_error("connect", "port %s: not a number from 0 to 65535", a->port);
+    if (!a->scan && (a->port[0] < '0' || a->port[0] > '9') &&
+        getservbyname(a->port, a->udp ? "udp" : "tcp") == NULL)
+        return cmd_usage_error("connect", "port %s: not a number from 0 to 65535 nor a "
+                               "service in /etc/services", a->port);
     if (!a->scan && (a->json || a->parallel))
         return cmd_usage_error("connect", "--json and --parallel go with -z");
     if (a->scan && a->ct.on)

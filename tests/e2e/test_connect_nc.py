@@ -293,9 +293,26 @@ def test_bracketed_ipv6_host_is_not_bracketed_twice():
     (["-i", "soon"], "-i soon: a number of seconds"),
     (["--parallel", "4"], "--json and --parallel go with -z"),
     (["-s", "127.0.0.1:5", "-p", "6"], "-s 127.0.0.1:5 and -p 6: two source ports"),
+    (["-s", "[::1"], "-s address [::1: missing ']'"),
 ])
 def test_bad_arguments_exit_2(args, message):
     r = run_sockflow(["connect", *args, "127.0.0.1", "7"])
     assert r.returncode == 2 and r.stdout == b""
     assert r.stderr.decode() == (f"sockflow connect: {message}\n"
                                  "Try 'sockflow connect --help'.\n")
+
+
+def test_unknown_service_name_exits_2():
+    r = run_sockflow(["connect", "127.0.0.1", "nosuchservice"])
+    assert (r.returncode, r.stdout) == (2, b"")
+    assert r.stderr.decode() == ("sockflow connect: port nosuchservice: not a number from 0 "
+                                 "to 65535 nor a service in /etc/services\n"
+                                 "Try 'sockflow connect --help'.\n")
+
+
+def test_service_name_port(serve):
+    # A name from /etc/services still works as the port (here: echo, port 7, refused
+    # or answered — either way not a usage error).
+    r = run_sockflow(["connect", "-w", "1", "127.0.0.1", "echo"], input=b"")
+    assert r.returncode in (0, 1)
+    assert r.stderr in (b"", b"sockflow: connect 127.0.0.1:7: Connection refused\n")
