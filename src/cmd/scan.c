@@ -78,7 +78,8 @@ probe(const connect_args *a, sf_scan_opts *so, sf_scan_result **res)
     so->src = rc ? &src : NULL;
     so->host = dst.a[0];
     so->udp = a->udp;
-    so->parallel = (int)a->parallel;
+    /* one source port is one probe at a time (a refused socket keeps its port) */
+    so->parallel = rc && sf_addr_port(&src) != 0 ? 1 : (int)a->parallel;
     so->timeout_ms = a->wait_ms > 0 ? (int)a->wait_ms : 0;
     *res = calloc((size_t)n, sizeof(**res));
     if (*res == NULL)

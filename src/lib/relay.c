@@ -100,8 +100,9 @@ on_quit_timer(sf_loop *l, void *ud)
 {
     relay *r = ud;
 
-    /* Set only once the socket has taken all input: what the peer sent until now was
-     * written out, and the kernel goes on delivering ours after we close. */
+    /* TCP: set only once the socket has taken all input; what the peer sent until now
+     * was written out, and the kernel goes on delivering ours after we close. UDP: the
+     * silence after the end of input. */
     (void)l;
     r->quit_timer = 0;
     finish(r, 0);

@@ -220,3 +220,19 @@ def test_no_answer_is_filtered_after_the_timeout():
     assert all(280_000 <= p["us"] < 5_000_000 for p in silent["ports"])
     assert [(p["state"], p["error"]) for p in unreachable["ports"]] == \
         [("filtered", "EHOSTUNREACH")]
+
+
+def test_fixed_source_port_scans_one_port_at_a_time():
+    # -p: every probe leaves from the same port, so they go one after another (a refused
+    # socket keeps its port; an open one is reset, which leaves no TIME_WAIT to wait out).
+    (s,) = listeners(1)
+    port = s.getsockname()[1]
+    src = free_port()
+    try:
+        rc, out, err = scan(["-v", "-p", str(src), "127.0.0.1",
+                             f"{free_port()},{port},{free_port()}"])
+    finally:
+        s.close()
+    assert rc == 0, err
+    states = [l.split()[2] for l in out.splitlines()]
+    assert states == ["closed", "open", "closed"]
