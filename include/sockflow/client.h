@@ -20,7 +20,7 @@ typedef struct sf_relay_stats {
 
 typedef struct sf_relay_opts {
     int in_fd;              /* usually 0; any fd, regular files included */
-    int out_fd;             /* usually 1 */
+    int out_fd;             /* usually 1; not the same descriptor as in_fd (dup() it) */
     int sock_fd;            /* a connected TCP or UDP socket (any stream socket works) */
     int udp;                /* sock_fd is a UDP socket: each read of in_fd is one datagram */
     int quit_after_eof_ms;  /* TCP: quit this long after end of input; < 0: wait for the

@@ -526,6 +526,10 @@ start(relay *r)
     const sf_relay_opts *o = r->o;
     int rc;
 
+    /* one watcher per descriptor in the loop: one fd cannot be watched both ways */
+    if (o->in_fd == o->out_fd && o->in_fd >= 0)
+        return sf_err_set(r->err, SF_EUSAGE, "relay: input and output are the same "
+                          "descriptor %d (dup() one of them)", o->in_fd);
     r->chunk = malloc(CHUNK);
     r->crlf = o->crlf ? malloc(2 * CHUNK) : NULL;
     if (r->chunk == NULL || (o->crlf && r->crlf == NULL))

@@ -623,6 +623,7 @@ tcp_crlf(void **state)
 typedef struct trickle_peer {
     int fd;
     int count, gap_ms;
+    uint64_t last_ms;       /* when the last byte was written */
 } trickle_peer;
 
 static void *
@@ -634,6 +635,7 @@ trickle_main(void *arg)
         unit_sleep_ms(p->gap_ms);
         if (write(p->fd, ".", 1) != 1)
             break;
+        p->last_ms = unit_now_ms();
     }
     return NULL;
 }
@@ -641,8 +643,9 @@ trickle_main(void *arg)
 static void
 tcp_idle_timeout(void **state)
 {
-    fixture f = { .o.idle_ms = 150 };
-    trickle_peer tp = { .count = 4, .gap_ms = 60 };
+    fixture f = { .o.idle_ms = 400 };
+    trickle_peer tp = { .count = 4, .gap_ms = 50 };
+    uint64_t end;
     char out[16];
     int p[2];
 
@@ -650,10 +653,12 @@ tcp_idle_timeout(void **state)
     assert_int_equal(pipe(p), 0);   /* input that stays open and quiet */
     fx_start(&f, 0, p[0], trickle_main, &tp, &tp.fd);
     assert_int_equal(fx_run(&f), -ETIMEDOUT);
-    /* four bytes 60 ms apart kept it alive, then 150 ms of quiet ended it */
-    assert_true(f.took_ms >= 4 * 60 + 140 && f.took_ms < 3000);
-    assert_string_equal(f.err.msg, "idle peer after 150 ms: Connection timed out");
+    end = unit_now_ms();
+    /* the bytes 50 ms apart kept it alive; 400 ms of quiet after the last ended it */
     assert_int_equal(file_content(f.o.out_fd, out, sizeof(out)), 4);
+    assert_true(end >= tp.last_ms + 390);
+    assert_true(f.took_ms < 5000);
+    assert_string_equal(f.err.msg, "idle peer after 400 ms: Connection timed out");
     close(p[1]);
     close(tp.fd);
     fx_close(&f);
@@ -689,6 +694,24 @@ bad_socket(void **state)
     assert_int_equal(sf_relay(&o, &err), -EBADF);
     assert_string_equal(err.msg, "epoll_ctl 127.0.0.1:9: Bad file descriptor");
     assert_int_equal(unit_count_fds(), before);
+}
+
+static void
+same_fd_both_ways(void **state)
+{
+    int sv[2];
+    sf_relay_opts o = { .quit_after_eof_ms = -1, .udp_wait_ms = -1, .peer = "peer" };
+    sf_err err;
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    o.in_fd = o.out_fd = 5;
+    o.sock_fd = sv[0];
+    assert_int_equal(sf_relay(&o, &err), SF_EUSAGE);
+    assert_string_equal(err.msg, "relay: input and output are the same descriptor 5 "
+                                 "(dup() one of them)");
+    close(sv[0]);
+    close(sv[1]);
 }
 
 /* ---- UDP ---- */
@@ -805,6 +828,7 @@ main(void)
         cmocka_unit_test(tcp_idle_timeout),
         cmocka_unit_test(tcp_no_half_close),
         cmocka_unit_test(bad_socket),
+        cmocka_unit_test(same_fd_both_ways),
         cmocka_unit_test(udp_through_echo_server),
         cmocka_unit_test(udp_file_input),
         cmocka_unit_test(udp_refused),
