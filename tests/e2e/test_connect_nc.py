@@ -1,21 +1,19 @@
 """`sockflow connect` as an nc user expects it: nothing lost when the server closes its
 side first (against nc -N, ncat, socat and Python servers), failures reported exactly,
 and nc's flags (-v -n -p -N -C -i, `sockflow HOST PORT`)."""
-import os
 import re
 import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import SOCKFLOW, assert_no_sanitizer_report, free_port, run_sockflow, \
     wait_listening
+from test_connect import PyServer
 
-needs = lambda tool: pytest.mark.skipif(shutil.which(tool) is None, reason=f"no {tool}")
 
 
 def client_late_input(port, size, delay, timeout=30):
@@ -74,26 +72,15 @@ def test_server_closing_first_gets_all_input(tool, size, delay, tmp_path):
 
 @pytest.mark.parametrize("size, delay", SIZES_DELAYS)
 def test_python_server_closing_first_gets_all_input(size, delay):
-    got = bytearray()
-    with socket.socket() as l:
-        l.bind(("127.0.0.1", 0))
-        l.listen(1)
-        l.settimeout(20)
-
-        def serve():
-            c, _ = l.accept()
-            with c:
-                c.settimeout(20)
-                c.sendall(b"banner\n")
-                c.shutdown(socket.SHUT_WR)
-                while chunk := c.recv(65536):
-                    got.extend(chunk)
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        r = client_late_input(l.getsockname()[1], size, delay)
-        t.join(20)
+    def handler(conn, srv):
+        conn.sendall(b"banner\n")
+        conn.shutdown(socket.SHUT_WR)
+        srv.read_to_eof(conn)
+    srv = PyServer(handler)
+    r = client_late_input(srv.port, size, delay)
+    srv.join()
     assert (r.returncode, r.stdout, r.stderr) == (0, b"banner\n", b"")
-    assert len(got) == size
+    assert len(srv.received) == size
 
 
 def test_server_gone_before_input_is_a_failure():
@@ -199,23 +186,11 @@ def test_verbose_names_both_addresses_and_counts(serve):
 
 def test_source_port_p():
     src = free_port()
-    peers = []
-    with socket.socket() as l:
-        l.bind(("127.0.0.1", 0))
-        l.listen(1)
-        l.settimeout(10)
-
-        def serve():
-            c, peer = l.accept()
-            peers.append(peer)
-            c.close()
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        r = run_sockflow(["connect", "-p", str(src), "127.0.0.1", str(l.getsockname()[1])],
-                         input=b"")
-        t.join(10)
+    srv = PyServer(lambda conn, srv: None)
+    r = run_sockflow(["connect", "-p", str(src), "127.0.0.1", str(srv.port)], input=b"")
+    srv.join()
     assert r.returncode == 0, r.stderr
-    assert peers == [("127.0.0.1", src)]
+    assert srv.peers == [("127.0.0.1", src)]
 
 
 def test_host_port_without_connect(serve):
@@ -228,24 +203,11 @@ def test_host_port_without_connect(serve):
 
 
 def test_crlf():
-    got = bytearray()
-    with socket.socket() as l:
-        l.bind(("127.0.0.1", 0))
-        l.listen(1)
-        l.settimeout(10)
-
-        def serve():
-            c, _ = l.accept()
-            with c:
-                while chunk := c.recv(100):
-                    got.extend(chunk)
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        r = run_sockflow(["connect", "-C", "127.0.0.1", str(l.getsockname()[1])],
-                         input=b"GET / HTTP/1.0\n\n")
-        t.join(10)
+    srv = PyServer(lambda conn, srv: srv.read_to_eof(conn))
+    r = run_sockflow(["connect", "-C", "127.0.0.1", str(srv.port)], input=b"GET / HTTP/1.0\n\n")
+    srv.join()
     assert r.returncode == 0, r.stderr
-    assert bytes(got) == b"GET / HTTP/1.0\r\n\r\n"
+    assert bytes(srv.received) == b"GET / HTTP/1.0\r\n\r\n"
 
 
 def test_idle_timeout():
