@@ -15,7 +15,6 @@ from conftest import SOCKFLOW, assert_no_sanitizer_report, free_port, run_sockfl
 from test_connect import PyServer
 
 
-
 def client_late_input(port, size, delay, timeout=30):
     """`(sleep DELAY; head -c SIZE /dev/zero) | sockflow connect 127.0.0.1 PORT`."""
     cmd = f"(sleep {delay}; head -c {size} /dev/zero) | exec {SOCKFLOW} connect 127.0.0.1 {port}"
