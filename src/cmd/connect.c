@@ -151,6 +151,8 @@ check_args(connect_args *a)
                                "service in /etc/services", a->port);
     if (!a->scan && (a->json || a->parallel))
         return cmd_usage_error("connect", "--json and --parallel go with -z");
+    if (a->scan && (a->quit_ms >= 0 || a->idle_ms > 0 || a->crlf))
+        return cmd_usage_error("connect", "-q, -i and -C are for a connection, not -z");
     if (a->scan && a->ct.on)
         return cmd_usage_error("connect", "-z does not trace: its probes are many "
                                "connects at once");

@@ -167,9 +167,13 @@ def test_held_under_the_descriptor_limit():
     ("25-20", "ports 25-20: the range runs backwards"),
     ("22,,80", "ports '': not a port or a range LOW-HIGH"),
     ("ssh", "ports ssh: not a port from 1 to 65535 or a range of them"),
+    ("-q 1 22", "-q, -i and -C are for a connection, not -z"),
+    ("-C 22", "-q, -i and -C are for a connection, not -z"),
+    ("--trace 22", "-z does not trace: its probes are many connects at once"),
 ])
 def test_bad_ports_exit_2(ports, message):
-    rc, out, err = scan(["127.0.0.1", ports])
+    *opts, ports = ports.split()
+    rc, out, err = scan([*opts, "127.0.0.1", ports])
     assert (rc, out) == (2, "")
     assert err == f"sockflow connect: {message}\nTry 'sockflow connect --help'.\n"
 
