@@ -14,6 +14,7 @@
 #include "server.h"
 #include "svc.h"
 #include "client.h"
+#include "scan.h"
 #include "hist.h"
 #include "bench.h"
 

@@ -24,5 +24,10 @@ long cmd_parse_count(const char *s, long max);
 long cmd_parse_secs_ms(const char *s);
 /* "64k", "1m", "512" as bytes, or -1. */
 long cmd_parse_size(const char *s);
+/* At the end of a command: flush standard output, and if it could not be written
+ * (`> /dev/full`) say so on standard error and turn a status of 0 into 1. Returns the
+ * status to exit with. main() calls it for every subcommand; a command that exits
+ * some other way must call it first. */
+int cmd_finish_output(int rc);
 
 #endif

@@ -103,3 +103,19 @@ cmd_parse_size(const char *s)
         return -1;
     return v * unit;
 }
+
+int
+cmd_finish_output(int rc)
+{
+    int failed = fflush(stdout) == EOF;
+    int e = errno;
+
+    if (!failed && !ferror(stdout))
+        return rc;
+    /* A reader that went away (EPIPE) is not an error of ours, as in the relay. */
+    if (failed && e == EPIPE)
+        return rc;
+    fprintf(stderr, "sockflow: write standard output: %s\n",
+            failed ? strerror(e) : "write error");
+    return rc == EXIT_OK ? EXIT_FAIL : rc;
+}

@@ -25,15 +25,24 @@ def failed(r, message):
 
 # ---- runtime failures: exit 1 ----
 
+def usage_failed(r, cmd, message):
+    """r ended with exit status 2: the message naming the argument, then the hint."""
+    assert r.stdout == b""
+    assert r.stderr.decode() == (f"sockflow {cmd}: {message}\n"
+                                 f"Try 'sockflow {cmd} --help'.\n")
+    assert r.returncode == USAGE
+
+
+# A bad port is a bad argument: a usage error (exit 2), not a runtime failure.
 @pytest.mark.parametrize("port", ["99999", "65536", "1x"])
 def test_connect_bad_port(port):
     r = run_sockflow(["connect", "127.0.0.1", port])
-    failed(r, f"port {port}: not a number from 0 to 65535")
+    usage_failed(r, "connect", f"port {port}: not a number from 0 to 65535")
 
 
 def test_connect_udp_bad_port():
-    failed(run_sockflow(["connect", "-u", "127.0.0.1", "99999"]),
-           "port 99999: not a number from 0 to 65535")
+    usage_failed(run_sockflow(["connect", "-u", "127.0.0.1", "99999"]), "connect",
+                 "port 99999: not a number from 0 to 65535")
 
 
 def test_serve_bad_port():
