@@ -203,6 +203,26 @@ const sf_trace *sf__bench_conn_trace(const sf__bench_worker *w, const sf__bench_
 
 /* ---- UDP (bench_udp.c; here for the tests) ---- */
 
+typedef struct sf__bench_uslot {
+    uint32_t hdr[2];        /* slot, sequence: the first 8 bytes of the datagram */
+    int busy;
+    int queued;             /* in the pending list, not yet handed to the kernel */
+    uint64_t sent_ns;
+} sf__bench_uslot;
+
+/* A worker's UDP state: its socket and slots. */
+typedef struct sf__bench_udp_state {
+    int fd;
+    sf__bench_uslot *slots;
+    int nslots;
+    uint32_t next_seq;
+    int *pending;           /* slots waiting to be sent */
+    int npending;
+    int batch;
+    char *rbuf;
+} sf__bench_udp_state;
+
+
 /* A reply of len bytes came: matched to its slot, checked, counted. */
 void sf__bench_udp_reply(sf__bench_worker *w, const char *p, size_t len);
 

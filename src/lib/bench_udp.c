@@ -11,32 +11,14 @@
 
 #define UDP_BATCH 64
 
-typedef struct uslot {
-    uint32_t hdr[2];        /* slot, sequence: the first 8 bytes of the datagram */
-    int busy;
-    int queued;             /* in the pending list, not yet handed to the kernel */
-    uint64_t sent_ns;
-} uslot;
-
-typedef struct udp_state {
-    int fd;
-    uslot *slots;
-    int nslots;
-    uint32_t next_seq;
-    int *pending;           /* slots waiting to be sent */
-    int npending;
-    int batch;
-    char *rbuf;
-} udp_state;
-
-static udp_state *
+static sf__bench_udp_state *
 udp_of(const sf__bench_worker *w)
 {
     return w->m;
 }
 
 static uint64_t
-udp_off(const uslot *s)
+udp_off(const sf__bench_uslot *s)
 {
     return (uint64_t)s->hdr[1] * 13u + (uint64_t)s->hdr[0] * 7u;
 }
@@ -44,8 +26,8 @@ udp_off(const uslot *s)
 static void
 issue(sf__bench_worker *w, int i)
 {
-    udp_state *u = udp_of(w);
-    uslot *s = &u->slots[i];
+    sf__bench_udp_state *u = udp_of(w);
+    sf__bench_uslot *s = &u->slots[i];
 
     if (!sf__bench_can_issue(w) || u->fd < 0)
         return;
@@ -64,14 +46,14 @@ static int
 send_batch(sf__bench_worker *w, int done)
 {
     const sf_bench *b = w->b;
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
     struct mmsghdr m[UDP_BATCH];
     struct iovec iov[UDP_BATCH][2];
     int k = u->npending - done < UDP_BATCH ? u->npending - done : UDP_BATCH;
     sf_trace t;
 
     for (int j = 0; j < k; j++) {
-        uslot *s = &u->slots[u->pending[done + j]];
+        sf__bench_uslot *s = &u->slots[u->pending[done + j]];
 
         iov[j][0].iov_base = s->hdr;
         iov[j][0].iov_len = sizeof(s->hdr);
@@ -87,7 +69,7 @@ send_batch(sf__bench_worker *w, int done)
 static void
 flush(sf__bench_worker *w)
 {
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
     int done = 0;
 
     while (done < u->npending) {
@@ -118,9 +100,9 @@ void
 sf__bench_udp_reply(sf__bench_worker *w, const char *p, size_t len)
 {
     const sf_bench *b = w->b;
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
     uint32_t hdr[2];
-    uslot *s;
+    sf__bench_uslot *s;
 
     if (len < sizeof(hdr)) {
         w->cur.mismatches++;
@@ -146,7 +128,7 @@ sf__bench_udp_reply(sf__bench_worker *w, const char *p, size_t len)
 static void
 read_replies(sf__bench_worker *w)
 {
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
     struct mmsghdr m[UDP_BATCH];
     struct iovec iov[UDP_BATCH];
     size_t slotlen = w->b->o.size + 1;     /* one more: a longer reply shows */
@@ -194,7 +176,7 @@ udp_io(sf_loop *l, int fd, int events, void *ud)
 static void
 start(sf__bench_worker *w)
 {
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
     sf_err err;
     sf_trace t;
     int fd;
@@ -221,7 +203,7 @@ start(sf__bench_worker *w)
 static void
 sweep(sf__bench_worker *w)
 {
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
     uint64_t limit = (uint64_t)w->b->o.timeout_ms * 1000000u;
 
     if (u->fd < 0) {
@@ -229,7 +211,7 @@ sweep(sf__bench_worker *w)
         return;
     }
     for (int i = 0; i < u->nslots; i++) {
-        uslot *s = &u->slots[i];
+        sf__bench_uslot *s = &u->slots[i];
 
         if (s->busy && !s->queued && w->now - s->sent_ns > limit) {
             w->cur.lost++;
@@ -246,7 +228,7 @@ sweep(sf__bench_worker *w)
 static void
 finish(sf__bench_worker *w)
 {
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
 
     if (u->fd >= 0) {
         sf_loop_unwatch(w->loop, u->fd);
@@ -259,7 +241,7 @@ static int
 init(sf__bench_worker *w, sf_err *err)
 {
     size_t slotlen = w->b->o.size + 1;
-    udp_state *u = calloc(1, sizeof(*u));
+    sf__bench_udp_state *u = calloc(1, sizeof(*u));
 
     if (u == NULL)
         return sf_err_set(err, -ENOMEM, "bench: memory for %d datagrams", w->share);
@@ -283,7 +265,7 @@ init(sf__bench_worker *w, sf_err *err)
 static void
 free_state(sf__bench_worker *w)
 {
-    udp_state *u = udp_of(w);
+    sf__bench_udp_state *u = udp_of(w);
 
     if (u == NULL)
         return;
