@@ -148,6 +148,8 @@ on_stop_signal(int signo)
 
 /* ---- options ---- */
 
+/* "A-B", IPv4, appended to c->src: 0, -1 when it is not a range, -2 when the table has
+ * no room for it. */
 static int
 parse_range(const char *text, bench_conf *c)
 {
@@ -166,6 +168,9 @@ parse_range(const char *text, bench_conf *c)
     y = ntohl(hi.s_addr);
     if (y < x || y - x >= MAX_SRC)
         return -1;
+    /* the room left, not only the range's own size: several ranges share the table */
+    if (y - x >= (uint32_t)(MAX_SRC - c->o.nsrc))
+        return -2;
     for (uint32_t v = x; v <= y; v++) {
         struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(v) };
 
@@ -190,7 +195,11 @@ parse_sources(bench_conf *c, const char *text)
         sf_err err;
 
         if (strchr(item, '-')) {
-            if (parse_range(item, c) < 0)
+            int rc = parse_range(item, c);
+
+            if (rc == -2)
+                return cmd_usage_error("bench", "--src: at most %d addresses", MAX_SRC);
+            if (rc < 0)
                 return cmd_usage_error("bench", "--src %s: a range of at most %d IPv4 "
                                        "addresses, such as 127.0.0.2-127.0.0.9", item, MAX_SRC);
             continue;

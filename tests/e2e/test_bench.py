@@ -254,6 +254,26 @@ def test_usage_errors():
     assert r.returncode == 0 and b"echo" in r.stdout and b"--json" in r.stdout
 
 
+def test_src_ranges_that_add_up_past_the_limit_are_refused():
+    """Two ranges of 200 addresses each: more sources than there is room for. Refused with
+    a usage error before anything is written past the table (it once overflowed it)."""
+    port = free_port()
+    for src in ("127.0.0.1-127.0.0.200,127.0.1.1-127.0.1.200",
+                "127.0.1.1-127.0.1.200,127.0.0.1,127.0.0.2-127.0.0.80"):
+        r = bench("echo", "127.0.0.1", port, "-d", "1", "--src", src)
+        assert_no_sanitizer_report(r.stderr, "sockflow bench --src")
+        assert r.returncode == 2, r
+        assert b"--src: at most 256 addresses" in r.stderr, r.stderr
+    # up to the limit is fine: 200 + 56 = 256 sources, all in the result
+    srv = PyServer(discard)
+    try:
+        rc, d, _ = bench_json("stream", "127.0.0.1", srv.port, "-d", "0.3", "-c", "1",
+                              "--src", "127.0.0.1-127.0.0.200,127.0.1.1-127.0.1.56")
+    finally:
+        srv.close()
+    assert len(d["sources"]) == 256 and d["sources"][-1] == "127.0.1.56", d["sources"][-3:]
+
+
 # ---- failures are counted, never fatal, always bounded -----------------------------------------
 
 def test_refused_is_counted():
