@@ -36,6 +36,8 @@ typedef struct sf_bench_mode_info {
     int can_recv;           /* recv is allowed: read instead of write */
     int churns_ports;       /* a connection per request: one source address runs out of
                                ephemeral ports, several are worth spreading over */
+    int fds_per_conn;       /* descriptors held per unit of conns (UDP: none, one per
+                               thread) */
     /* defaults for the fields of sf_bench_opts left 0 */
     int conns;
     size_t size;            /* bytes per request */
@@ -126,6 +128,12 @@ int sf_bench_check(const sf_bench_opts *o, sf_err *err);
  * 64-byte requests, 1 in flight on each" (defaults applied to a copy). Returns the
  * length written (truncated to len - 1), or SF_EUSAGE for an unknown mode. */
 int sf_bench_describe(const sf_bench_opts *o, char *buf, size_t len);
+
+/* The most descriptors a run of o holds at once: its connections, and each thread's
+ * loop and sockets, with room for the standard streams and a trace file. sf_bench_new()
+ * refuses (SF_EUSAGE) when this passes the RLIMIT_NOFILE soft limit: a run that cannot
+ * open its connections would only count EMFILE. */
+unsigned long sf_bench_fds_needed(const sf_bench_opts *o);
 
 typedef struct sf_bench_result {
     int threads;            /* loops actually used */

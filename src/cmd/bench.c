@@ -316,6 +316,26 @@ default_sources(bench_conf *c)
     c->src_default = 1;
 }
 
+/* Raise the soft descriptor limit as far as the run needs and the hard limit allows;
+ * refuse -c when even that is too little, rather than count EMFILE all run long. */
+static int
+fit_fd_limit(const bench_conf *c)
+{
+    unsigned long need = sf_bench_fds_needed(&c->o);
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+        return 0;
+    if (rl.rlim_max == RLIM_INFINITY || need <= rl.rlim_max) {
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return 0;
+    }
+    return cmd_usage_error("bench", "-c %d: needs %lu descriptors, and the limit is %lu "
+                           "(ulimit -n; hard limit %lu)", c->o.conns, need,
+                           (unsigned long)rl.rlim_cur, (unsigned long)rl.rlim_max);
+}
+
 static int
 exit_status(const bench_conf *c, const sf_bench_result *r)
 {
@@ -347,6 +367,8 @@ cmd_bench(int argc, char **argv)
         goto out;
     }
     apply_defaults(c);
+    if ((rc = fit_fd_limit(c)) != 0)
+        goto out;
     if (sf_addr_resolve(argv[optind + 1], argv[optind + 2],
                         c->family_flags | (bench_mode(c)->dgram ? SF_ADDR_DGRAM : 0),
                         &dst, &err) < 0) {

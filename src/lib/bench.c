@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,8 @@
 
 #define SWEEP_MS 50                 /* timeouts and reconnects are looked at this often */
 #define MAX_THREADS 256
+#define FDS_FIXED 16                /* standard streams, a trace file, the odd library fd */
+#define FDS_PER_THREAD 4            /* epoll, its eventfd and timer, a UDP socket */
 
 /* ---- counting ---- */
 
@@ -364,6 +367,32 @@ pick_threads(const sf_bench_opts *o)
     return threads > MAX_THREADS ? MAX_THREADS : threads;
 }
 
+unsigned long
+sf_bench_fds_needed(const sf_bench_opts *opts)
+{
+    sf_bench_opts o = *opts;
+    const sf_bench_mode_info *mi;
+
+    if (sf_bench_defaults(&o) < 0)
+        return 0;
+    mi = sf_bench_mode_get(o.mode);
+    return (unsigned long)o.conns * (unsigned long)mi->fds_per_conn + FDS_FIXED +
+           (unsigned long)pick_threads(&o) * FDS_PER_THREAD;
+}
+
+static int
+check_fds(const sf_bench_opts *o, sf_err *err)
+{
+    unsigned long need = sf_bench_fds_needed(o);
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+        need <= rl.rlim_cur)
+        return 0;
+    return sf_err_set(err, SF_EUSAGE, "conns %d: needs %lu descriptors, and the limit is "
+                      "%lu (RLIMIT_NOFILE)", o->conns, need, (unsigned long)rl.rlim_cur);
+}
+
 static int
 make_workers(sf_bench *b, sf_err *err)
 {
@@ -403,7 +432,8 @@ sf_bench_new(const sf_bench_opts *opts, sf_err *err)
     b->o = *opts;
     b->mode = sf__bench_mode_of(opts->mode);
     sf_bench_defaults(&b->o);
-    if (copy_sources(b, opts, err) < 0 || make_pattern(b, err) < 0)
+    if (check_fds(&b->o, err) < 0 || copy_sources(b, opts, err) < 0 ||
+        make_pattern(b, err) < 0)
         goto fail;
     if (b->mode->setup && b->mode->setup(b, err) < 0)
         goto fail;

@@ -88,6 +88,7 @@ const sf__bench_mode sf__bench_connect = {
                    "close; -c cycles at once: connections per second and their latency",
         .what = "connections", .unit = "conn/s",
         .checked = 1, .churns_ports = 1,
+        .fds_per_conn = 1,
         .conns = 50, .size = 64, .timeout_ms = 2000,
         .min_size = 1, .max_size = 64u << 20,
     },

@@ -75,6 +75,7 @@ const sf__bench_mode sf__bench_echo = {
                    "every byte that comes back is checked",
         .what = "requests", .unit = "req/s",
         .checked = 1, .pipelines = 1,
+        .fds_per_conn = 1,
         .conns = 50, .size = 64, .timeout_ms = 2000,
         .min_size = 1, .max_size = 64u << 20,
     },

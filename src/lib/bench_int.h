@@ -174,6 +174,7 @@ struct sf__bench_tcp {
     char *rbuf;
     size_t rbuflen;
     uint64_t cycles;        /* connect: cycles begun, for their pattern offsets */
+    int starved;            /* out of descriptors: no more opening until the next sweep */
 };
 
 /* A TCP mode's table entry uses these, its init passing its own ops. */

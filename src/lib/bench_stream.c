@@ -135,6 +135,7 @@ const sf__bench_mode sf__bench_stream = {
         .summary = "bulk bytes to a discard server (--recv: from a chargen server)",
         .what = "writes", .unit = "writes/s",
         .bulk = 1, .can_recv = 1,
+        .fds_per_conn = 1,
         .conns = 1, .size = 128 * 1024, .timeout_ms = 2000,
         .min_size = 1, .max_size = 64u << 20,
     },

@@ -144,6 +144,10 @@ sf__bench_conn_start(sf__bench_worker *w, sf__bench_conn *c)
                               sf__bench_pick_source(w), &err);
     if (fd < 0) {
         sf__bench_count_error(w, fd);
+        /* Out of descriptors: opening the other slots now would fail alike, thousands of
+         * times a second; wait for the next sweep. */
+        if (fd == -EMFILE || fd == -ENFILE)
+            tcp_of(w)->starved = 1;
         return;
     }
     if (ops->nodelay)
@@ -301,7 +305,7 @@ sf__bench_tcp_start(sf__bench_worker *w)
 {
     sf__bench_tcp *tc = tcp_of(w);
 
-    for (int i = 0; i < tc->nconns; i++)
+    for (int i = 0; i < tc->nconns && !tc->starved; i++)
         tc->ops->open(w, &tc->conns[i]);
 }
 
@@ -312,11 +316,13 @@ sf__bench_tcp_sweep(sf__bench_worker *w)
     sf__bench_tcp *tc = tcp_of(w);
     uint64_t limit = (uint64_t)w->b->o.timeout_ms * 1000000u;
 
+    tc->starved = 0;
     for (int i = 0; i < tc->nconns; i++) {
         sf__bench_conn *c = &tc->conns[i];
 
         if (c->state == SF__C_DOWN) {
-            tc->ops->open(w, c);
+            if (!tc->starved)
+                tc->ops->open(w, c);
             continue;
         }
         if (w->now - tc->ops->since(w, c) > limit) {

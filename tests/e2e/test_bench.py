@@ -3,6 +3,7 @@ a stopped server, a corrupting server and a closed port. Speed is measured in be
 never here: these runs only check that the figures are sane and every wait is bounded."""
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -272,6 +273,31 @@ def test_src_ranges_that_add_up_past_the_limit_are_refused():
     finally:
         srv.close()
     assert len(d["sources"]) == 256 and d["sources"][-1] == "127.0.1.56", d["sources"][-3:]
+
+
+def nofile(soft, hard):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_conns_past_the_descriptor_limit_are_refused(tcp_echo):
+    """-c 1000000 under a hard limit of 256 descriptors: refused at once (it ran past its
+    deadline counting millions of EMFILE)."""
+    t0 = time.monotonic()
+    r = subprocess.run([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()),
+                        "-c", "1000000", "-d", "1"], capture_output=True, timeout=30,
+                       preexec_fn=nofile(256, 256))
+    assert r.returncode == 2, r
+    assert b"-c 1000000: needs 1000024 descriptors, and the limit is 256" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 1
+
+
+def test_conns_past_the_soft_limit_raise_it(tcp_echo):
+    """The soft limit is raised as far as the run needs when the hard limit allows."""
+    r = subprocess.run([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()),
+                        "-c", "300", "-T", "1", "-d", "1", "--json"], capture_output=True,
+                       timeout=30, preexec_fn=nofile(256, 4096))
+    d = json.loads(r.stdout.decode().splitlines()[-1])
+    assert r.returncode == 0 and d["connects"] == 300 and no_errors(d), (r.stderr, d)
 
 
 # ---- failures are counted, never fatal, always bounded -----------------------------------------

@@ -1,6 +1,8 @@
 /* test_bench: the load generator — error classification, merging counters and
  * histograms, the interval clock and its accounting, mismatch counting on TCP and UDP,
  * the modes table, and a short run whose intervals add up to its result. */
+#include <sys/resource.h>
+
 #include "unit.h"
 #include "lib/bench_int.h"
 
@@ -441,6 +443,52 @@ a_run_adds_its_intervals_up_to_its_result(void **state)
     free(r);
 }
 
+/* Out of descriptors half-way through opening: EMFILE is counted once per sweep, not
+ * once per slot and sweep, and the run ends at its deadline. */
+static void
+out_of_descriptors_backs_off_until_the_next_sweep(void **state)
+{
+    struct rlimit old, rl;
+    sf_bench_opts o;
+    sf_bench_result *r = malloc(sizeof(*r));
+    int spare[256], nspare = 0, lfd, port;
+    uint64_t t0;
+    sf_err err;
+    sf_bench *b;
+
+    (void)state;
+    /* a listener that never accepts: connections hold their descriptors */
+    lfd = unit_tcp_listener(AF_INET, 512, &port);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    rl = old;
+    rl.rlim_cur = (rlim_t)unit_count_fds() + 200;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    memset(&o, 0, sizeof(o));
+    o.mode = SF_BENCH_ECHO;
+    o.target = unit_loopback(AF_INET, port);
+    o.conns = 100;
+    o.threads = 1;
+    o.duration_ms = 1000;
+    b = sf_bench_new(&o, &err);
+    assert_non_null(b);
+    /* leave room for about 30 of the 100 connections */
+    while (nspare < 256 && unit_count_fds() < (int)rl.rlim_cur - 30 &&
+           (spare[nspare] = dup(0)) >= 0)
+        nspare++;
+    t0 = unit_now_ms();
+    assert_int_equal(sf_bench_run(b, r, &err), 0);
+    for (int i = 0; i < nspare; i++)
+        close(spare[i]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    close(lfd);
+    assert_true(unit_now_ms() - t0 < 1400);
+    assert_int_equal(r->st.err.last_other, -EMFILE);
+    /* the start once, then at most once a sweep (20 a second), not 70 each time */
+    assert_in_range(r->st.err.other, 1, 40);
+    sf_bench_free(b);
+    free(r);
+}
+
 int
 main(void)
 {
@@ -454,6 +502,7 @@ main(void)
         cmocka_unit_test(udp_replies_are_matched_checked_and_late_ones_told_apart),
         cmocka_unit_test(modes_come_with_names_units_and_defaults),
         cmocka_unit_test(a_run_adds_its_intervals_up_to_its_result),
+        cmocka_unit_test(out_of_descriptors_backs_off_until_the_next_sweep),
     };
 
     alarm(UNIT_GUARD_SECS);
