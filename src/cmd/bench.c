@@ -1,6 +1,7 @@
 /* bench: `sockflow bench echo|connect|stream|udp HOST PORT [OPTIONS]` — drives a server
  * with sf_bench and prints a live line, a table or JSON. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,19 +20,20 @@ static const char bench_usage[] =
     "\n"
     "  -c, --conns N        connections (connect: cycles at once; udp: datagrams in\n"
     "                       flight). Default: %s\n"
-    "  -s, --size SIZE      bytes per request or datagram (stream: per write).\n"
+    "      --size SIZE      bytes per request or datagram (stream: per write).\n"
     "                       Default: %s\n"
     "  -P, --pipeline N     echo: requests in flight on each connection (default 1)\n"
     "  -d, --duration SECS  measure this long (default 10; with -n, at most 60)\n"
     "  -n, --requests N     stop after N requests\n"
     "  -T, --threads N      threads, one event loop each (default: one per CPU)\n"
     "      --warmup SECS    run this long first, outside the figures (default 0)\n"
-    "  -t, --timeout SECS   a request unanswered this long is a timeout (udp: lost;\n"
+    "  -w, --timeout SECS   a request unanswered this long is a timeout (udp: lost;\n"
     "                       stream: no progress).\n"
     "                       Default: %s\n"
     "      --src LIST       source addresses used round-robin: A, A-B (IPv4 range) or\n"
     "                       A,B,...; 'none' for the kernel's choice. Default for connect\n"
     "                       to 127.x: 127.0.0.2-127.0.0.9 (one source runs out of ports)\n"
+    "  -s ADDR              one source address (the same as --src ADDR)\n"
     "      --recv           stream: read what the server sends instead of writing\n"
     "  -i, --interval SECS  a live line every SECS on stderr (default: 1 on a terminal;\n"
     "                       0: none)\n"
@@ -43,18 +45,20 @@ static const char bench_usage[] =
     "\n"
     "Exit status: 0 when every request was answered, and right; 1 when any was not\n"
     "(errors, timeouts, mismatches, lost datagrams, nothing answered, -n not reached);\n"
-    "2 for a usage error.\n";
+    "2 for a usage error. udp: when replies keep coming at a steady rate while\n"
+    "datagrams are lost throughout, the table says the server may be rate limiting\n"
+    "(sockflow serve answers a source at most --udp-rate times a second).\n";
 
-enum { OPT_WARMUP = 256, OPT_SRC, OPT_RECV, OPT_JSON, OPT_JSON_STREAM };
+enum { OPT_WARMUP = 256, OPT_SRC, OPT_SIZE, OPT_RECV, OPT_JSON, OPT_JSON_STREAM };
 
 static const struct option bench_opts[] = {
     { "conns", required_argument, NULL, 'c' },
-    { "size", required_argument, NULL, 's' },
+    { "size", required_argument, NULL, OPT_SIZE },
     { "pipeline", required_argument, NULL, 'P' },
     { "duration", required_argument, NULL, 'd' },
     { "requests", required_argument, NULL, 'n' },
     { "threads", required_argument, NULL, 'T' },
-    { "timeout", required_argument, NULL, 't' },
+    { "timeout", required_argument, NULL, 'w' },
     { "interval", required_argument, NULL, 'i' },
     { "warmup", required_argument, NULL, OPT_WARMUP },
     { "src", required_argument, NULL, OPT_SRC },
@@ -213,74 +217,120 @@ parse_sources(bench_conf *c, const char *text)
     return 0;
 }
 
+/* -s: one source address. A size there is the old spelling: say where it went. */
+static int
+parse_source_flag(bench_conf *c, const char *arg)
+{
+    if (cmd_parse_size(arg) >= 0)
+        return cmd_usage_error("bench", "-s %s: -s is the source address; the size is "
+                               "--size %s", arg, arg);
+    if (strchr(arg, ',') || strchr(arg, '-'))
+        return cmd_usage_error("bench", "-s %s: one address; several go in --src", arg);
+    if (c->src_text && strcmp(c->src_text, arg) != 0)
+        return cmd_usage_error("bench", "-s %s: the sources are already --src %s", arg,
+                               c->src_text);
+    c->src_text = arg;
+    return 0;
+}
+
+/* -d, -w, -i, --warmup: seconds, fractions allowed. */
+static int
+parse_secs(bench_conf *c, int ch, const char *arg)
+{
+    long v = cmd_parse_secs_ms(arg);
+
+    if (v < 0 || v > 86400000L || ((ch == 'd' || ch == 'w') && v == 0))
+        return cmd_usage_error("bench", "%s %s: a number of seconds%s",
+                               ch == 'd' ? "-d" : ch == 'w' ? "-w" : ch == 'i' ? "-i" : "--warmup",
+                               arg, ch == 'd' || ch == 'w' ? ", more than 0" : "");
+    if (ch == 'd')
+        c->o.duration_ms = (uint64_t)v;
+    else if (ch == 'w')
+        c->o.timeout_ms = (uint32_t)v;
+    else if (ch == 'i')
+        c->interval_ms = v;
+    else
+        c->o.warmup_ms = (uint64_t)v;
+    return 0;
+}
+
+/* -c, -P, -n, -T and --size: whole numbers in their range. */
+static int
+parse_number(bench_conf *c, int ch, const char *arg)
+{
+    long v;
+
+    switch (ch) {
+    case 'c':
+        if ((v = cmd_parse_count(arg, 1000000)) < 1)
+            return cmd_usage_error("bench", "-c %s: a number from 1 to 1000000", arg);
+        c->o.conns = (int)v;
+        return 0;
+    case 'P':
+        if ((v = cmd_parse_count(arg, 4096)) < 1)
+            return cmd_usage_error("bench", "-P %s: a number from 1 to 4096", arg);
+        c->o.pipeline = (int)v;
+        return 0;
+    case 'n':
+        if ((v = cmd_parse_count(arg, 1L << 50)) < 1)
+            return cmd_usage_error("bench", "-n %s: a positive number", arg);
+        c->o.requests = (uint64_t)v;
+        return 0;
+    case 'T':
+        if ((v = cmd_parse_count(arg, 256)) < 1)
+            return cmd_usage_error("bench", "-T %s: a number from 1 to 256", arg);
+        c->o.threads = (int)v;
+        return 0;
+    default:
+        if ((v = cmd_parse_size(arg)) < 1 || v > (64L << 20))
+            return cmd_usage_error("bench", "--size %s: a size from 1 to 64m", arg);
+        c->o.size = (size_t)v;
+        return 0;
+    }
+}
+
+/* One option: 0, EXIT_USAGE, or -1 when it was --help (printed). */
+static int
+parse_one(bench_conf *c, int ch, char **argv)
+{
+    long v;
+
+    switch (ch) {
+    case 'c': case 'P': case 'n': case 'T': case OPT_SIZE:
+        return parse_number(c, ch, optarg);
+    case 'd': case 'w': case 'i': case OPT_WARMUP:
+        return parse_secs(c, ch, optarg);
+    case 's': return parse_source_flag(c, optarg);
+    case 't':
+        return cmd_usage_error("bench", "-t: -t means TCP in sockflow; the timeout is "
+                               "-w SECS (--timeout)");
+    case OPT_SRC: c->src_text = optarg; return 0;
+    case OPT_RECV: c->o.recv = 1; return 0;
+    case OPT_JSON: c->json = 1; return 0;
+    case OPT_JSON_STREAM: c->json_stream = 1; return 0;
+    case '4': c->family_flags = SF_ADDR_V4ONLY; return 0;
+    case '6': c->family_flags = SF_ADDR_V6ONLY; return 0;
+    case 'h': print_usage(); return -1;
+    default:
+        if ((v = cmd_trace_option(&c->trace, "bench", ch, optarg)) < 0)
+            return EXIT_USAGE;
+        return v == 0 ? cmd_bad_option("bench", ch, argv) : 0;
+    }
+}
+
 static int
 parse_opts(bench_conf *c, int argc, char **argv)
 {
     char names[128];
     sf_err err;
-    int ch;
-    long v;
+    int ch, rc;
 
     c->interval_ms = -1;
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":c:s:P:d:n:T:t:i:46h", bench_opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            if ((v = cmd_parse_count(optarg, 1000000)) < 1)
-                return cmd_usage_error("bench", "-c %s: a number from 1 to 1000000", optarg);
-            c->o.conns = (int)v;
-            break;
-        case 's':
-            if ((v = cmd_parse_size(optarg)) < 1 || v > (64L << 20))
-                return cmd_usage_error("bench", "-s %s: a size from 1 to 64m", optarg);
-            c->o.size = (size_t)v;
-            break;
-        case 'P':
-            if ((v = cmd_parse_count(optarg, 4096)) < 1)
-                return cmd_usage_error("bench", "-P %s: a number from 1 to 4096", optarg);
-            c->o.pipeline = (int)v;
-            break;
-        case 'n':
-            if ((v = cmd_parse_count(optarg, 1L << 50)) < 1)
-                return cmd_usage_error("bench", "-n %s: a positive number", optarg);
-            c->o.requests = (uint64_t)v;
-            break;
-        case 'T':
-            if ((v = cmd_parse_count(optarg, 256)) < 1)
-                return cmd_usage_error("bench", "-T %s: a number from 1 to 256", optarg);
-            c->o.threads = (int)v;
-            break;
-        case 'd': case 't': case 'i': case OPT_WARMUP:
-            if ((v = cmd_parse_secs_ms(optarg)) < 0 || v > 86400000L ||
-                ((ch == 'd' || ch == 't') && v == 0))
-                return cmd_usage_error("bench", "%s: a number of seconds", optarg);
-            if (ch == 'd') {
-                c->o.duration_ms = (uint64_t)v;
-                c->duration_given = 1;
-            } else if (ch == 't') {
-                c->o.timeout_ms = (uint32_t)v;
-            } else if (ch == 'i') {
-                c->interval_ms = v;
-            } else {
-                c->o.warmup_ms = (uint64_t)v;
-            }
-            break;
-        case OPT_SRC: c->src_text = optarg; break;
-        case OPT_RECV: c->o.recv = 1; break;
-        case OPT_JSON: c->json = 1; break;
-        case OPT_JSON_STREAM: c->json_stream = 1; break;
-        case '4': c->family_flags = SF_ADDR_V4ONLY; break;
-        case '6': c->family_flags = SF_ADDR_V6ONLY; break;
-        case 'h': print_usage(); return -1;
-        default:
-            if ((v = cmd_trace_option(&c->trace, "bench", ch, optarg)) < 0)
-                return EXIT_USAGE;
-            if (v == 0)
-                return cmd_bad_option("bench", ch, argv);
-            break;
-        }
-    }
+    while ((ch = getopt_long(argc, argv, ":c:s:P:d:n:T:w:i:t46h", bench_opts, NULL)) != -1)
+        if ((rc = parse_one(c, ch, argv)) != 0)
+            return rc;
     if (argc - optind != 3)
         return cmd_usage_error("bench", "expected MODE HOST PORT (modes: %s)", mode_list(names,
                                sizeof(names)));
@@ -346,13 +396,76 @@ exit_status(const bench_conf *c, const sf_bench_result *r)
     return EXIT_OK;
 }
 
+/* The target, and the sources to reach it from: 0 or an exit status. */
+static int
+resolve(bench_conf *c, char **argv)
+{
+    sf_addr_list dst;
+    sf_err err;
+    int rc;
+
+    if (sf_addr_resolve(argv[optind + 1], argv[optind + 2],
+                        c->family_flags | (bench_mode(c)->dgram ? SF_ADDR_DGRAM : 0),
+                        &dst, &err) < 0)
+        return cmd_fail("%s", err.msg);
+    c->o.target = dst.a[0];
+    sf_addr_format(&c->o.target, c->target, sizeof(c->target));
+    if (c->src_text && (rc = parse_sources(c, c->src_text)) != 0)
+        return rc;
+    default_sources(c);
+    for (int i = 0; i < c->o.nsrc; i++)
+        if (sf_addr_family(&c->src[i]) != sf_addr_family(&c->o.target))
+            return cmd_usage_error("bench", "--src: the sources and %s are not of one family",
+                                   c->target);
+    c->o.src = c->src;
+    return 0;
+}
+
+/* Run b with Ctrl-C (or SIGTERM) ending it early: the figures so far are still printed. */
+static int
+run(bench_conf *c, sf_bench *b, sf_bench_result *r)
+{
+    struct sigaction sa;
+    sf_err err;
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    running = b;
+    c->b = b;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = sf_bench_run(b, r, &err);
+    running = NULL;
+    if (rc < 0)
+        return cmd_fail("%s", err.msg);
+    return 0;
+}
+
+/* The figures on standard output; a write that failed there (a full disk, a closed pipe)
+ * is a failure of the run's one product: exit 1. */
+static int
+report(bench_conf *c, const sf_bench_result *r)
+{
+    int rc = exit_status(c, r);
+
+    if (c->json || c->json_stream)
+        bench_json_result(c, r, rc);
+    else
+        bench_print_table(c, r);
+    if (fflush(stdout) != 0 || ferror(stdout) || c->out_errno)
+        return cmd_fail("bench: standard output: %s", strerror(c->out_errno ? c->out_errno
+                                                                            : errno));
+    return rc;
+}
+
 int
 cmd_bench(int argc, char **argv)
 {
     bench_conf *c = calloc(1, sizeof(*c));
     sf_bench_result *r = malloc(sizeof(*r));
-    struct sigaction sa;
-    sf_addr_list dst;
     sf_bench *b = NULL;
     sf_err err;
     int rc;
@@ -362,36 +475,20 @@ cmd_bench(int argc, char **argv)
         goto out;
     }
     rc = parse_opts(c, argc, argv);
-    if (rc != 0) {
-        rc = rc < 0 ? EXIT_OK : rc;
+    if (rc < 0) {
+        rc = fflush(stdout) == 0 && !ferror(stdout) ? EXIT_OK
+             : cmd_fail("bench: standard output: %s", strerror(errno));
         goto out;
     }
     apply_defaults(c);
-    if ((rc = fit_fd_limit(c)) != 0)
-        goto out;
-    if (sf_addr_resolve(argv[optind + 1], argv[optind + 2],
-                        c->family_flags | (bench_mode(c)->dgram ? SF_ADDR_DGRAM : 0),
-                        &dst, &err) < 0) {
-        rc = cmd_fail("%s", err.msg);
-        goto out;
-    }
-    c->o.target = dst.a[0];
-    sf_addr_format(&c->o.target, c->target, sizeof(c->target));
-    if (c->src_text && (rc = parse_sources(c, c->src_text)) != 0)
-        goto out;
-    default_sources(c);
-    for (int i = 0; i < c->o.nsrc; i++) {
-        if (sf_addr_family(&c->src[i]) != sf_addr_family(&c->o.target)) {
-            rc = cmd_usage_error("bench", "--src: the sources and %s are not of one family",
-                                 c->target);
-            goto out;
-        }
-    }
-    c->o.src = c->src;
-    if ((rc = cmd_trace_open(&c->trace)) != 0)
+    if (rc != 0 || (rc = fit_fd_limit(c)) != 0 || (rc = resolve(c, argv)) != 0 ||
+        (rc = cmd_trace_open(&c->trace)) != 0)
         goto out;
     c->o.tracer = cmd_tracer(&c->trace);
     c->o.interval_ms = (uint32_t)c->interval_ms;
+    /* udp: intervals are counted even when not shown, to tell a steady rate limit */
+    if (c->o.interval_ms == 0 && bench_mode(c)->dgram)
+        c->o.interval_ms = 250;
     c->o.on_interval = bench_on_interval;
     c->o.ud = c;
     b = sf_bench_new(&c->o, &err);
@@ -400,25 +497,8 @@ cmd_bench(int argc, char **argv)
                                    : cmd_fail("%s", err.msg);
         goto out;
     }
-    /* Ctrl-C ends the run early; the figures so far are still printed. */
-    signal(SIGPIPE, SIG_IGN);
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    running = b;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    if (sf_bench_run(b, r, &err) < 0) {
-        running = NULL;
-        rc = cmd_fail("%s", err.msg);
-        goto out;
-    }
-    running = NULL;
-    rc = exit_status(c, r);
-    if (c->json || c->json_stream)
-        bench_json_result(c, r, rc);
-    else
-        bench_print_table(c, r);
+    if ((rc = run(c, b, r)) == 0)
+        rc = report(c, r);
 out:
     sf_bench_free(b);
     if (c)

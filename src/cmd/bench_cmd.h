@@ -17,8 +17,11 @@ typedef struct bench_conf {
     int family_flags;
     int json, json_stream;
     long interval_ms;       /* -1: not given */
-    int duration_given;
     char target[SF_ADDR_STRLEN];
+    sf_bench *b;            /* while it runs */
+    int out_errno;          /* standard output failed during the run */
+    /* the measured intervals after the first, for telling a steady rate limit */
+    int iv_seen, iv_counted, iv_replied, iv_lossy;
 } bench_conf;
 
 static inline const sf_bench_mode_info *
@@ -32,6 +35,10 @@ uint64_t bench_failures(const sf_bench_stats *st);
 
 /* sf_bench_opts.on_interval: a live line on stderr, or a JSON object (--json-stream). */
 void bench_on_interval(void *ud, const sf_bench_interval *iv);
+
+/* udp: replies kept coming in every interval while datagrams were lost in nearly every
+ * one — what a server's per-source rate limit looks like from here. */
+int bench_rate_limited(const bench_conf *c, const sf_bench_result *r);
 
 /* The result as the table, or as one JSON object with ok = (status == EXIT_OK). */
 void bench_print_table(const bench_conf *c, const sf_bench_result *r);

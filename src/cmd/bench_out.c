@@ -1,10 +1,14 @@
 /* bench_out: what `sockflow bench` prints — live lines, the table, JSON. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "bench_cmd.h"
+
+static const char *rate_note(char *buf, size_t len, const bench_conf *c,
+                             const sf_bench_result *r);
 
 /* ---- numbers for people ---- */
 
@@ -176,6 +180,7 @@ void
 bench_json_result(const bench_conf *c, const sf_bench_result *r, int status)
 {
     const sf_bench_opts *o = &c->o;
+    char note[512];
 
     printf("{\"type\": \"result\", \"mode\": \"%s\", \"target\": \"%s\", \"connections\": %d, "
            "\"size\": %zu, \"pipeline\": %d, \"threads\": %d, \"recv\": %s, "
@@ -186,26 +191,71 @@ bench_json_result(const bench_conf *c, const sf_bench_result *r, int status)
     fputs(", ", stdout);
     json_stats(stdout, bench_mode(c), &r->st, r->elapsed_s);
     printf(", \"requests_wanted\": %llu, \"reached\": %s, \"interrupted\": %s, "
-           "\"rss_max_kb\": %ld, \"ok\": %s}\n",
+           "\"rate_limit_suspected\": %s, \"rss_max_kb\": %ld, \"ok\": %s}\n",
            (unsigned long long)o->requests, r->reached ? "true" : "false",
-           r->interrupted ? "true" : "false", peak_rss_kb(), status == EXIT_OK ? "true" : "false");
+           r->interrupted ? "true" : "false", bench_rate_limited(c, r) ? "true" : "false",
+           peak_rss_kb(), status == EXIT_OK ? "true" : "false");
     fflush(stdout);
+    if (*rate_note(note, sizeof(note), c, r))
+        fprintf(stderr, "sockflow bench: %s\n", note);
 }
 
 /* ---- live lines ---- */
 
+/* Whole measured intervals after the first (which may hold the server's burst). */
+static void
+tally_interval(bench_conf *c, const sf_bench_interval *iv)
+{
+    if (iv->warmup || !bench_mode(c)->dgram ||
+        iv->len_s * 2000.0 < (double)c->o.interval_ms)
+        return;
+    if (c->iv_seen++ == 0)
+        return;
+    c->iv_counted++;
+    c->iv_replied += iv->st->requests > 0;
+    c->iv_lossy += iv->st->lost > 0;
+}
+
+int
+bench_rate_limited(const bench_conf *c, const sf_bench_result *r)
+{
+    return bench_mode(c)->dgram && r->st.lost > 0 && c->iv_counted >= 2 &&
+           c->iv_replied == c->iv_counted && c->iv_lossy * 4 >= c->iv_counted * 3;
+}
+
+/* The note for a steady rate limit, or "". */
+static const char *
+rate_note(char *buf, size_t len, const bench_conf *c, const sf_bench_result *r)
+{
+    char rate[32];
+
+    buf[0] = '\0';
+    if (bench_rate_limited(c, r))
+        snprintf(buf, len, "replies kept coming at a steady %s dgram/s while datagrams "
+                 "were lost throughout: the server may be rate limiting this source "
+                 "(sockflow serve: --udp-rate 0 lifts its per-source budget)",
+                 group(rate, sizeof(rate), (uint64_t)(per_sec(r->st.requests,
+                                                              r->elapsed_s) + 0.5)));
+    return buf;
+}
+
 void
 bench_on_interval(void *ud, const sf_bench_interval *iv)
 {
-    const bench_conf *c = ud;
+    bench_conf *c = ud;
     const sf_bench_stats *st = iv->st;
 
+    tally_interval(c, iv);
     if (c->json_stream) {
         printf("{\"type\": \"interval\", \"index\": %d, \"t\": %.3f, \"len\": %.3f, "
                "\"warmup\": %s, ", iv->index, iv->t_s, iv->len_s, iv->warmup ? "true" : "false");
         json_stats(stdout, bench_mode(c), st, iv->len_s);
         fputs("}\n", stdout);
-        fflush(stdout);
+        /* nobody reads the figures any more (a closed pipe, a full disk): stop */
+        if ((fflush(stdout) != 0 || ferror(stdout)) && c->out_errno == 0) {
+            c->out_errno = errno ? errno : EIO;
+            sf_bench_stop(c->b);
+        }
     }
     if (c->interval_ms > 0 && !c->json_stream) {
         char n[32], p50[32], p99[32];
@@ -255,7 +305,7 @@ bench_print_table(const bench_conf *c, const sf_bench_result *r)
     const sf_bench_mode_info *mi = bench_mode(c);
     const sf_bench_stats *st = &r->st;
     double secs = r->elapsed_s;
-    char n[32], rate[32], errs[256], what[256];
+    char n[32], rate[32], errs[512], what[256];
 
     sf_bench_describe(o, what, sizeof(what));
     printf("sockflow bench %s %s: %s, %d thread%s\n", mi->name, c->target, what, r->threads,
@@ -303,6 +353,8 @@ bench_print_table(const bench_conf *c, const sf_bench_result *r)
     if (o->requests)
         printf("  requests     %s of %llu wanted\n", r->reached ? "all" : "NOT all",
                (unsigned long long)o->requests);
+    if (*rate_note(errs, sizeof(errs), c, r))
+        printf("  note         %s\n", errs);
     fflush(stdout);
 }
 

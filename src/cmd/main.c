@@ -11,11 +11,11 @@ static const char usage[] =
     "                                                        chargen daytime time chat)\n"
     "  connect [-u] [-4|-6] [-w SECS] [-q SECS] [-s SRC[:PORT]] HOST PORT\n"
     "                                                        stdin -> socket -> stdout\n"
-    "  bench   echo|connect|stream|udp HOST PORT [-c N] [-s SIZE] [-d SECS] [--json]\n"
+    "  bench   echo|connect|stream|udp HOST PORT [-c N] [--size SIZE] [-d SECS] [--json]\n"
     "                                                        load generator, latency percentiles\n"
     "  demo    [--section N] [--json]                        the TCP and UDP flows, narrated\n"
     "\n"
-    "serve, connect and demo take --trace[=text|json], --explain, --trace-file FILE and\n"
+    "serve, connect, bench and demo take --trace[=text|json], --explain, --trace-file FILE and\n"
     "--trace-data: every socket call, its result and the TCP state after it.\n"
     "\n"
     "'sockflow COMMAND --help' for the options of one; 'man sockflow' for all.\n";

@@ -138,7 +138,7 @@ def test_echo(tcp_echo):
 
 def test_echo_pipelined_count_and_big_messages(tcp_echo):
     rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "4", "-P", "8",
-                          "-s", "16k", "-n", "2000", "-T", "2")
+                          "--size", "16k", "-n", "2000", "-T", "2")
     assert_sane(d, timed=False)
     assert rc == 0 and d["reached"] and d["requests"] == 2000
     assert d["threads"] == 2 and d["pipeline"] == 8
@@ -189,13 +189,13 @@ def test_udp(udp_echo):
 
 
 def test_udp_too_small_is_a_usage_error(udp_echo):
-    r = bench("udp", "127.0.0.1", udp_echo.port("udp"), "-s", "4", "-d", "1")
+    r = bench("udp", "127.0.0.1", udp_echo.port("udp"), "--size", "4", "-d", "1")
     assert r.returncode == 2 and b"8-byte" in r.stderr
 
 
 def test_stream_to_discard(serve):
     srv = serve("-q", "-4", "-t", "discard:0")
-    rc, d, _ = bench_json("stream", "127.0.0.1", srv.port(), "-d", "1", "-s", "64k")
+    rc, d, _ = bench_json("stream", "127.0.0.1", srv.port(), "-d", "1", "--size", "64k")
     assert_sane(d, latency=False)
     assert rc == 0 and no_errors(d)
     assert d["bytes_out"] >= d["requests"] * 65536 and d["bits_per_sec"] > 0
@@ -300,6 +300,75 @@ def test_conns_past_the_soft_limit_raise_it(tcp_echo):
     assert r.returncode == 0 and d["connects"] == 300 and no_errors(d), (r.stderr, d)
 
 
+# ---- one meaning per flag; what is said when ---------------------------------------------------
+
+def test_s_is_the_source_and_size_is_spelled_out(tcp_echo):
+    """-s is the source address in every subcommand; the size is --size, and the old
+    spelling is refused with the new one named."""
+    port = tcp_echo.port()
+    r = bench("echo", "127.0.0.1", port, "-s", "16", "-d", "1")
+    assert r.returncode == 2 and b"--size 16" in r.stderr, r.stderr
+    r = bench("echo", "127.0.0.1", port, "-s", "64k", "-d", "1")
+    assert r.returncode == 2 and b"--size 64k" in r.stderr, r.stderr
+    r = bench("echo", "127.0.0.1", port, "-s", "127.0.0.2,127.0.0.3", "-d", "1")
+    assert r.returncode == 2 and b"--src" in r.stderr, r.stderr
+    rc, d, _ = bench_json("connect", "127.0.0.1", port, "-s", "127.0.0.5", "-c", "2", "-d", "0.5")
+    assert rc == 0 and d["sources"] == ["127.0.0.5"], d
+    rc, d, _ = bench_json("echo", "127.0.0.1", port, "--size", "100", "-c", "1", "-d", "0.5")
+    assert rc == 0 and d["size"] == 100 and d["bytes_in"] == d["requests"] * 100
+
+
+def test_t_is_tcp_and_the_timeout_is_w(tcp_echo):
+    r = bench("echo", "127.0.0.1", tcp_echo.port(), "-t", "0.5", "-d", "1")
+    assert r.returncode == 2 and b"-w SECS" in r.stderr, r.stderr
+    for flag in ("-w", "--timeout"):
+        rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), flag, "0.7", "-c", "1",
+                              "-d", "0.5")
+        assert rc == 0 and d["timeout_s"] == 0.7, d
+
+
+def test_udp_against_a_rate_limited_server_says_so(serve):
+    """A default serve answers one source about 1,000 times a second: the loss is the
+    server's budget, and the report says so (it only said "loss", and exited 1)."""
+    srv = serve("-4", "-u", "echo:0")
+    r = bench("udp", "127.0.0.1", srv.port("udp"), "-d", "2")
+    out = r.stdout.decode()
+    assert r.returncode == 1, out
+    assert "may be rate limiting" in out and "--udp-rate 0" in out, out
+    rc, d, err = bench_json("udp", "127.0.0.1", srv.port("udp"), "-d", "1.5")
+    assert rc == 1 and d["lost"] > 0 and d["rate_limit_suspected"], d
+    assert "--udp-rate 0" in err
+
+
+def test_udp_with_no_loss_suspects_nothing(udp_echo):
+    r = bench("udp", "127.0.0.1", udp_echo.port("udp"), "-c", "4", "-d", "1")
+    if r.returncode == 0:       # a loaded machine may lose a datagram; then nothing to check
+        assert "rate limiting" not in r.stdout.decode()
+
+
+def test_output_that_cannot_be_written_fails(tcp_echo):
+    """The figures are the product: a full disk or a closed pipe is exit 1, not 0."""
+    port = str(tcp_echo.port())
+    with open("/dev/full", "wb") as full:
+        for args in (["echo", "127.0.0.1", port, "-c", "1", "-d", "0.3"],
+                     ["echo", "127.0.0.1", port, "-c", "1", "-d", "0.3", "--json"],
+                     ["--help"]):
+            r = subprocess.run([SOCKFLOW, "bench", *args], stdout=full, stderr=subprocess.PIPE,
+                               timeout=30)
+            assert r.returncode == 1 and b"standard output" in r.stderr, (args, r.stderr)
+    # --json-stream into a pipe closed after the first line: the run ends there
+    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", port, "-c", "1", "-d", "20",
+                          "-i", "0.2", "--json-stream"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    assert p.stdout.readline().startswith(b"{")
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait(timeout=10)
+    assert p.returncode == 1 and b"standard output" in err, err
+    assert time.monotonic() - t0 < 5
+
+
 # ---- failures are counted, never fatal, always bounded -----------------------------------------
 
 def test_refused_is_counted():
@@ -327,7 +396,7 @@ def test_stopped_server_times_out_at_the_deadline(tcp_echo):
     """RELIABILITY: load generator against a stopped server — memory bounded, timeouts
     reported, non-zero exit at the deadline."""
     p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()), "-c", "20",
-                          "-P", "4", "-s", "4k", "-d", "3", "-t", "0.5", "--json"],
+                          "-P", "4", "--size", "4k", "-d", "3", "-w", "0.5", "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     t0 = time.monotonic()
     time.sleep(0.8)
@@ -350,7 +419,7 @@ def test_server_stopped_from_the_start(tcp_echo):
     try:
         t0 = time.monotonic()
         rc, d, _ = bench_json("connect", "127.0.0.1", tcp_echo.port(), "-c", "4", "-d", "1.5",
-                              "-t", "0.3")
+                              "-w", "0.3")
         took = time.monotonic() - t0
     finally:
         os.kill(tcp_echo.pid, signal.SIGCONT)
@@ -362,10 +431,11 @@ def test_udp_server_stopped_counts_lost(udp_echo):
     os.kill(udp_echo.pid, signal.SIGSTOP)
     try:
         rc, d, _ = bench_json("udp", "127.0.0.1", udp_echo.port("udp"), "-c", "4", "-d", "1",
-                              "-t", "0.1")
+                              "-w", "0.1")
     finally:
         os.kill(udp_echo.pid, signal.SIGCONT)
     assert rc == 1 and d["requests"] == 0 and d["lost"] > 0
+    assert not d["rate_limit_suspected"]       # nothing came back: not a rate limit
 
 
 def test_interrupt_prints_what_was_measured(tcp_echo):
