@@ -102,8 +102,10 @@ typedef struct sf_bench_opts {
                                when requests is given */
     uint64_t requests;      /* stop after this many measured requests; 0: no count */
     uint64_t warmup_ms;     /* run this long first, outside the figures */
-    int threads;            /* loops, one thread each; 0: one per CPU; never more than
-                               conns */
+    int threads;            /* loops, one thread each; 0: one per CPU, or half of them
+                               (at least one) when the target is an address of this host,
+                               so that a local server keeps CPUs to answer with; never more
+                               than conns */
     int recv;               /* stream: read what the server sends (chargen) */
     uint32_t timeout_ms;    /* a request unanswered this long is a timeout (UDP: lost;
                                stream: no progress); 0: the mode's default */
@@ -137,6 +139,8 @@ unsigned long sf_bench_fds_needed(const sf_bench_opts *o);
 
 typedef struct sf_bench_result {
     int threads;            /* loops actually used */
+    int local_target;       /* the target is an address of this host */
+    int threads_halved;     /* threads was 0 and the target local: half the CPUs taken */
     double elapsed_s;       /* the measured window */
     double warmup_s;
     int interrupted;        /* sf_bench_stop() ended it early */

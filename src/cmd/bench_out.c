@@ -183,9 +183,11 @@ bench_json_result(const bench_conf *c, const sf_bench_result *r, int status)
     char note[512];
 
     printf("{\"type\": \"result\", \"mode\": \"%s\", \"target\": \"%s\", \"connections\": %d, "
-           "\"size\": %zu, \"pipeline\": %d, \"threads\": %d, \"recv\": %s, "
+           "\"size\": %zu, \"pipeline\": %d, \"threads\": %d, \"local_target\": %s, "
+           "\"threads_halved\": %s, \"recv\": %s, "
            "\"duration_s\": %.3f, \"warmup_s\": %.3f, \"timeout_s\": %.3f, \"sources\": ",
            bench_mode(c)->name, c->target, o->conns, o->size, o->pipeline, r->threads,
+           r->local_target ? "true" : "false", r->threads_halved ? "true" : "false",
            o->recv ? "true" : "false", r->elapsed_s, r->warmup_s, o->timeout_ms / 1000.0);
     json_sources(stdout, c);
     fputs(", ", stdout);
@@ -308,8 +310,9 @@ bench_print_table(const bench_conf *c, const sf_bench_result *r)
     char n[32], rate[32], errs[512], what[256];
 
     sf_bench_describe(o, what, sizeof(what));
-    printf("sockflow bench %s %s: %s, %d thread%s\n", mi->name, c->target, what, r->threads,
-           plural(r->threads));
+    printf("sockflow bench %s %s: %s, %d thread%s%s\n", mi->name, c->target, what, r->threads,
+           plural(r->threads), r->threads_halved ? " (the target is on this host: half the "
+           "CPUs are left to its server; -T to choose)" : "");
     print_sources(c);
     printf("  measured     %.2f s", secs);
     if (r->warmup_s > 0)

@@ -369,6 +369,37 @@ def test_output_that_cannot_be_written_fails(tcp_echo):
     assert time.monotonic() - t0 < 5
 
 
+# ---- a local server keeps its CPUs ------------------------------------------------------------
+
+def test_a_local_target_gets_half_the_cpus(tcp_echo):
+    """The generator on the server's host leaves the server half the CPUs by default (one
+    thread per CPU took the server's core: 0.67-0.90x the figures), and says so."""
+    cpus = len(os.sched_getaffinity(0))
+    rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "8", "-d", "0.5")
+    assert rc == 0 and d["local_target"], d
+    assert d["threads"] == max(1, cpus // 2) and d["threads_halved"] == (cpus > 1), d
+    r = bench("echo", "127.0.0.1", tcp_echo.port(), "-c", "8", "-d", "0.5")
+    if cpus > 1:
+        assert b"the target is on this host: half the CPUs" in r.stdout, r.stdout
+    # -T is obeyed as given
+    rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "8", "-d", "0.5", "-T", "2")
+    assert d["threads"] == 2 and not d["threads_halved"], d
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private network namespace")
+def test_an_interface_address_is_local_and_a_neighbour_is_not():
+    """Not only loopback: an address of one of this host's interfaces is local too. In a
+    private namespace: 10.9.0.1 is ours, 10.9.0.2 (same subnet) is not."""
+    script = ("ip link set lo up && ip addr add 10.9.0.1/24 dev lo && "
+              "for a in 10.9.0.1 10.9.0.2; do %s bench echo $a 9 -c 4 -d 0.3 -w 0.2 --json "
+              "| tail -1; done" % SOCKFLOW)
+    r = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    lines = [json.loads(l) for l in r.stdout.decode().splitlines() if l.startswith("{")]
+    assert len(lines) == 2, (r.stdout, r.stderr)
+    assert lines[0]["local_target"] and not lines[1]["local_target"], lines
+
+
 # ---- failures are counted, never fatal, always bounded -----------------------------------------
 
 def test_refused_is_counted():
