@@ -220,6 +220,32 @@ def test_stream_to_a_python_discard():
     assert rc == 0 and d["connects"] == 2
 
 
+def stream_trace(serve, service, *args):
+    srv = serve("-4", "-t", service + ":0")
+    r = bench("stream", "127.0.0.1", srv.port(), "-T", "1", "-c", "1", "--size", "1k", *args,
+              "--trace=json")
+    assert r.returncode == 0, r.stderr
+    return [json.loads(l) for l in r.stderr.decode().splitlines() if l.startswith("{")]
+
+
+def test_stream_trace_shows_the_writes(serve):
+    """--trace works in every mode: echo, connect and udp in test_trace.py, stream here."""
+    evs = stream_trace(serve, "discard", "-n", "3")
+    calls = [e["call"] for e in evs]
+    assert calls[:2] == ["socket", "connect"] and calls[-1] == "close", calls
+    writes = [e for e in evs if e["call"] == "write"]
+    assert len(writes) >= 3 and all(e["result"] == 1024 for e in writes[:3]), writes
+    assert {e["side"] for e in evs} == {"client"} and {e["id"] for e in evs} == {1}
+
+
+def test_stream_recv_trace_shows_the_reads(serve):
+    evs = stream_trace(serve, "chargen", "-n", "2", "--recv")
+    calls = [e["call"] for e in evs]
+    assert calls[:2] == ["socket", "connect"] and calls[-1] == "close", calls
+    assert "write" not in calls
+    assert sum(e["result"] for e in evs if e["call"] == "read") >= 2048
+
+
 # ---- output ---------------------------------------------------------------------------------
 
 def test_json_stream_has_intervals(tcp_echo):
