@@ -7,24 +7,17 @@
  * and handed to the reporting thread under a mutex taken once per interval. Nothing else
  * is shared while the load runs. */
 #include <errno.h>
-#include <ifaddrs.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench_int.h"
 
 #define SWEEP_MS 50                 /* timeouts and reconnects are looked at this often */
-#define MAX_THREADS 256
-#define FDS_FIXED 16                /* standard streams, a trace file, the odd library fd */
-#define FDS_PER_THREAD 4            /* epoll, its eventfd and timer, a UDP socket */
 
 /* ---- counting ---- */
 
@@ -287,18 +280,6 @@ worker_main(void *arg)
     return NULL;
 }
 
-static int
-cpu_count(void)
-{
-    cpu_set_t set;
-    long n;
-
-    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 static void
 fill_pattern(char *p, size_t len)
 {
@@ -360,92 +341,10 @@ make_pattern(sf_bench *b, sf_err *err)
 }
 
 static int
-same_host(const struct sockaddr *a, const struct sockaddr *b)
-{
-    if (a->sa_family != b->sa_family)
-        return 0;
-    if (a->sa_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
-}
-
-/* Is a an address of this host: loopback, or one of its interfaces' addresses? */
-static int
-is_local(const sf_addr *a)
-{
-    const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-    struct ifaddrs *ifs, *i;
-    int found = 0;
-
-    if (sa->sa_family == AF_INET)
-        found = (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    else if (sa->sa_family == AF_INET6)
-        found = IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr) ||
-                (IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr) &&
-                 ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12] == 127);
-    else
-        return 0;
-    if (found || getifaddrs(&ifs) < 0)
-        return found;
-    for (i = ifs; i && !found; i = i->ifa_next)
-        found = i->ifa_addr && same_host(sa, i->ifa_addr);
-    freeifaddrs(ifs);
-    return found;
-}
-
-/* The threads a run of o uses. By default one per CPU, but half of them (at least one)
- * for a target on this host: the server measured needs CPUs too, and a generator that
- * takes them measures itself (on 2 CPUs: 0.67-0.90x a one-thread generator's figures,
- * p99 six times worse). */
-static int
-pick_threads(const sf_bench_opts *o)
-{
-    int threads = o->threads;
-
-    if (threads <= 0) {
-        threads = cpu_count();
-        if (is_local(&o->target))
-            threads = threads / 2 > 1 ? threads / 2 : 1;
-    }
-
-    if (threads > o->conns)
-        threads = o->conns;
-    return threads > MAX_THREADS ? MAX_THREADS : threads;
-}
-
-unsigned long
-sf_bench_fds_needed(const sf_bench_opts *opts)
-{
-    sf_bench_opts o = *opts;
-    const sf_bench_mode_info *mi;
-
-    if (sf_bench_defaults(&o) < 0)
-        return 0;
-    mi = sf_bench_mode_get(o.mode);
-    return (unsigned long)o.conns * (unsigned long)mi->fds_per_conn + FDS_FIXED +
-           (unsigned long)pick_threads(&o) * FDS_PER_THREAD;
-}
-
-static int
-check_fds(const sf_bench_opts *o, sf_err *err)
-{
-    unsigned long need = sf_bench_fds_needed(o);
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
-        need <= rl.rlim_cur)
-        return 0;
-    return sf_err_set(err, SF_EUSAGE, "conns %d: needs %lu descriptors, and the limit is "
-                      "%lu (RLIMIT_NOFILE)", o->conns, need, (unsigned long)rl.rlim_cur);
-}
-
-static int
 make_workers(sf_bench *b, sf_err *err)
 {
     const sf_bench_opts *o = &b->o;
-    int threads = pick_threads(o);
+    int threads = sf__bench_threads(o);
 
     b->w = calloc((size_t)threads, sizeof(*b->w));
     if (b->w == NULL)
@@ -480,7 +379,7 @@ sf_bench_new(const sf_bench_opts *opts, sf_err *err)
     b->o = *opts;
     b->mode = sf__bench_mode_of(opts->mode);
     sf_bench_defaults(&b->o);
-    if (check_fds(&b->o, err) < 0 || copy_sources(b, opts, err) < 0 ||
+    if (sf__bench_check_fds(&b->o, err) < 0 || copy_sources(b, opts, err) < 0 ||
         make_pattern(b, err) < 0)
         goto fail;
     if (b->mode->setup && b->mode->setup(b, err) < 0)
@@ -679,8 +578,8 @@ sf_bench_run(sf_bench *b, sf_bench_result *r, sf_err *err)
     }
     r->reached = b->o.requests && r->reached == b->nw;
     r->threads = b->nw;
-    r->local_target = is_local(&b->o.target);
-    r->threads_halved = b->o.threads <= 0 && r->local_target && cpu_count() > 1;
+    r->local_target = sf__bench_is_local(&b->o.target);
+    r->threads_halved = b->o.threads <= 0 && r->local_target && sf__bench_cpus() > 1;
     r->interrupted = atomic_load(&b->stop);
     r->warmup_s = (double)b->o.warmup_ms / 1000.0;
     if (finish > b->end_ns)

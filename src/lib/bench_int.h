@@ -113,6 +113,20 @@ const sf_addr *sf__bench_pick_source(sf__bench_worker *w);
  * tracing is off: one branch then. */
 const sf_trace *sf__bench_trace(const sf__bench_worker *w, unsigned long id, sf_trace *t);
 
+/* ---- the host (bench_host.c) ---- */
+
+/* CPUs this process may run on. */
+int sf__bench_cpus(void);
+
+/* Is a an address of this host: loopback, or one of its interfaces' addresses? */
+int sf__bench_is_local(const sf_addr *a);
+
+/* The threads a run of o uses (o with its defaults). */
+int sf__bench_threads(const sf_bench_opts *o);
+
+/* 0, or SF_EUSAGE when a run of o needs more descriptors than RLIMIT_NOFILE allows. */
+int sf__bench_check_fds(const sf_bench_opts *o, sf_err *err);
+
 /* ---- the interval clock (bench.c; here for the tests) ---- */
 
 /* Boundary k (1, 2, ...) in ns on the monotonic clock, or UINT64_MAX when it falls at or
