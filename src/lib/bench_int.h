@@ -61,8 +61,8 @@ struct sf_bench {
 };
 
 /* A mode: what it is called and its defaults (public through sf_bench_mode_get), and
- * what it does. The core calls these and nothing else; every one runs in the worker's
- * thread except setup/teardown/describe. NULL entries do nothing. */
+ * what it does. The core calls these and nothing else. start, sweep and finish run in
+ * the worker's thread; the others in the caller's. setup, teardown and free may be NULL. */
 struct sf__bench_mode {
     sf_bench_mode_info info;
     /* Once per generator, before the workers: state shared read-only by them. */
