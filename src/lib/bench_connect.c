@@ -51,20 +51,12 @@ got(sf__bench_worker *w, sf__bench_conn *c, const char *p, size_t n)
     return 0;
 }
 
-static uint64_t
-since(const sf__bench_worker *w, const sf__bench_conn *c)
-{
-    (void)w;
-    return c->start_ns;
-}
-
 static const sf__bench_tcp_ops ops = {
     .write_first = 1,
     .open = cycle_start,
     .opened = opened,
     .got = got,
     .writable = sf__bench_conn_flush,
-    .since = since,
 };
 
 static int

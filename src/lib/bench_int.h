@@ -173,7 +173,8 @@ typedef struct sf__bench_tcp_ops {
     int (*got)(sf__bench_worker *w, sf__bench_conn *c, const char *p, size_t n);
     /* The socket is writable, or requests wait to be written: 0 or a negative errno. */
     int (*writable)(sf__bench_worker *w, sf__bench_conn *c);
-    /* Since when c waits for an answer or progress (its timeout counts from there). */
+    /* Since when c waits for an answer or progress (its timeout counts from there).
+     * NULL: c->start_ns (connect: the cycle's start; stream: the last progress). */
     uint64_t (*since)(const sf__bench_worker *w, const sf__bench_conn *c);
     /* Read buffer for this mode; NULL: SF__BENCH_WINDOW. */
     size_t (*rbuflen)(const sf_bench_opts *o);

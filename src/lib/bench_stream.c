@@ -63,13 +63,6 @@ got(sf__bench_worker *w, sf__bench_conn *c, const char *p, size_t n)
     return 0;
 }
 
-static uint64_t
-since(const sf__bench_worker *w, const sf__bench_conn *c)
-{
-    (void)w;
-    return c->start_ns;
-}
-
 static size_t
 rbuflen(const sf_bench_opts *o)
 {
@@ -81,7 +74,6 @@ static const sf__bench_tcp_ops writer = {
     .open = sf__bench_conn_start,
     .got = got,
     .writable = write_some,
-    .since = since,
     .rbuflen = rbuflen,
 };
 
@@ -89,7 +81,6 @@ static const sf__bench_tcp_ops reader = {
     .open = sf__bench_conn_start,
     .got = got,
     .writable = writable_reader,
-    .since = since,
     .rbuflen = rbuflen,
 };
 

@@ -325,7 +325,7 @@ sf__bench_tcp_sweep(sf__bench_worker *w)
                 tc->ops->open(w, c);
             continue;
         }
-        if (w->now - tc->ops->since(w, c) > limit) {
+        if (w->now - (tc->ops->since ? tc->ops->since(w, c) : c->start_ns) > limit) {
             w->cur.err.timeout++;
             conn_fail(w, c, 0);
         }
