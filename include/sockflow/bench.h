@@ -127,8 +127,9 @@ int sf_bench_defaults(sf_bench_opts *o);
 int sf_bench_check(const sf_bench_opts *o, sf_err *err);
 
 /* The load of o in words, for the first line of a report, such as "50 connections,
- * 64-byte requests, 1 in flight on each" (defaults applied to a copy). Returns the
- * length written (truncated to len - 1), or SF_EUSAGE for an unknown mode. */
+ * 64-byte requests, 1 in flight on each" (defaults applied to a copy), cut to fit len
+ * with its '\0'. Returns the length of the whole text, as snprintf does, or SF_EUSAGE
+ * for an unknown mode. */
 int sf_bench_describe(const sf_bench_opts *o, char *buf, size_t len);
 
 /* The most descriptors a run of o holds at once: its connections, and each thread's
