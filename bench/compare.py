@@ -228,15 +228,15 @@ def error_note(r):
 # ---- the sections -------------------------------------------------------------------
 
 TCP_TESTS = [
-    ("echo, 1 conn, 64 B", "echo", ["-c", "1", "-s", "64"]),
-    ("echo, 50 conns, 64 B", "echo", ["-c", "50", "-s", "64"]),
-    ("echo, 500 conns, 64 B", "echo", ["-c", "500", "-s", "64"]),
-    ("echo, 50 conns × 16 in flight, 64 B", "echo", ["-c", "50", "-P", "16", "-s", "64"]),
-    ("echo, 50 conns, 16 KiB", "echo", ["-c", "50", "-s", "16k"]),
-    ("connect rate, 50 at once, 64 B", "connect", ["-c", "50", "-s", "64"]),
+    ("echo, 1 conn, 64 B", "echo", ["-c", "1", "--size", "64"]),
+    ("echo, 50 conns, 64 B", "echo", ["-c", "50", "--size", "64"]),
+    ("echo, 500 conns, 64 B", "echo", ["-c", "500", "--size", "64"]),
+    ("echo, 50 conns × 16 in flight, 64 B", "echo", ["-c", "50", "-P", "16", "--size", "64"]),
+    ("echo, 50 conns, 16 KiB", "echo", ["-c", "50", "--size", "16k"]),
+    ("connect rate, 50 at once, 64 B", "connect", ["-c", "50", "--size", "64"]),
 ]
 UDP_TESTS = [
-    ("UDP, 32 in flight, 64 B", "udp", ["-c", "32", "-s", "64"]),
+    ("UDP, 32 in flight, 64 B", "udp", ["-c", "32", "--size", "64"]),
 ]
 
 
@@ -304,7 +304,7 @@ def run_stream(a, rows):
                     continue
                 target.start()
                 try:
-                    ours.append(bench("stream", target.port, ["-c", "1", "-s", "128k"] +
+                    ours.append(bench("stream", target.port, ["-c", "1", "--size", "128k"] +
                                       ours_args, a.secs, a.warmup, 1))
                 finally:
                     target.stop()
@@ -488,7 +488,7 @@ def gencheck(a):
             port = udp.port if mode == "udp" else tcp.port
             ours, theirs = [], []
             for rnd in range(a.gen_rounds):
-                args = ["-c", str(conns), "-s", "64"] + (["-P", str(pipeline)]
+                args = ["-c", str(conns), "--size", "64"] + (["-P", str(pipeline)]
                                                           if mode == "echo" else [])
                 for which in ((0, 1) if rnd % 2 == 0 else (1, 0)):
                     if which == 0:

@@ -1,6 +1,7 @@
 /* bench: `sockflow bench echo|connect|stream|udp HOST PORT [OPTIONS]` — drives a server
  * with sf_bench and prints a live line, a table or JSON. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,36 +10,31 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "cmd.h"
-#include "traceopt.h"
-
-#define MAX_SRC 256
+#include "bench_cmd.h"
 
 static const char bench_usage[] =
     "usage: sockflow bench MODE HOST PORT [OPTIONS]\n"
     "\n"
     "Modes:\n"
-    "  echo     requests to an echo server on -c connections, -P in flight on each;\n"
-    "           every byte that comes back is checked\n"
-    "  connect  the whole flow per request: socket, connect, write, read the echo,\n"
-    "           close; -c cycles at once: connections per second and their latency\n"
-    "  stream   bulk bytes to a discard server (--recv: from a chargen server)\n"
-    "  udp      datagrams to an echo server, -c in flight; lost ones are counted\n"
+    "%s"
     "\n"
     "  -c, --conns N        connections (connect: cycles at once; udp: datagrams in\n"
-    "                       flight). Default: echo 50, connect 50, stream 1, udp 32\n"
-    "  -s, --size SIZE      bytes per request or datagram (stream: per write);\n"
-    "                       default 64, stream 128k\n"
+    "                       flight). Default: %s\n"
+    "      --size SIZE      bytes per request or datagram (stream: per write).\n"
+    "                       Default: %s\n"
     "  -P, --pipeline N     echo: requests in flight on each connection (default 1)\n"
     "  -d, --duration SECS  measure this long (default 10; with -n, at most 60)\n"
     "  -n, --requests N     stop after N requests\n"
-    "  -T, --threads N      threads, one event loop each (default: one per CPU)\n"
+    "  -T, --threads N      threads, one event loop each (default: one per CPU; half\n"
+    "                       of them when the target is on this host)\n"
     "      --warmup SECS    run this long first, outside the figures (default 0)\n"
-    "  -t, --timeout SECS   a request unanswered this long is a timeout (udp: lost;\n"
-    "                       stream: no progress). Default 2, udp 0.2\n"
+    "  -w, --timeout SECS   a request unanswered this long is a timeout (udp: lost;\n"
+    "                       stream: no progress).\n"
+    "                       Default: %s\n"
     "      --src LIST       source addresses used round-robin: A, A-B (IPv4 range) or\n"
     "                       A,B,...; 'none' for the kernel's choice. Default for connect\n"
     "                       to 127.x: 127.0.0.2-127.0.0.9 (one source runs out of ports)\n"
+    "  -s ADDR              one source address (the same as --src ADDR)\n"
     "      --recv           stream: read what the server sends instead of writing\n"
     "  -i, --interval SECS  a live line every SECS on stderr (default: 1 on a terminal;\n"
     "                       0: none)\n"
@@ -50,18 +46,20 @@ static const char bench_usage[] =
     "\n"
     "Exit status: 0 when every request was answered, and right; 1 when any was not\n"
     "(errors, timeouts, mismatches, lost datagrams, nothing answered, -n not reached);\n"
-    "2 for a usage error.\n";
+    "2 for a usage error. udp: when replies keep coming at a steady rate while\n"
+    "datagrams are lost throughout, the table says the server may be rate limiting\n"
+    "(sockflow serve answers a source at most --udp-rate times a second).\n";
 
-enum { OPT_WARMUP = 256, OPT_SRC, OPT_RECV, OPT_JSON, OPT_JSON_STREAM };
+enum { OPT_WARMUP = 256, OPT_SRC, OPT_SIZE, OPT_RECV, OPT_JSON, OPT_JSON_STREAM };
 
 static const struct option bench_opts[] = {
     { "conns", required_argument, NULL, 'c' },
-    { "size", required_argument, NULL, 's' },
+    { "size", required_argument, NULL, OPT_SIZE },
     { "pipeline", required_argument, NULL, 'P' },
     { "duration", required_argument, NULL, 'd' },
     { "requests", required_argument, NULL, 'n' },
     { "threads", required_argument, NULL, 'T' },
-    { "timeout", required_argument, NULL, 't' },
+    { "timeout", required_argument, NULL, 'w' },
     { "interval", required_argument, NULL, 'i' },
     { "warmup", required_argument, NULL, OPT_WARMUP },
     { "src", required_argument, NULL, OPT_SRC },
@@ -73,22 +71,77 @@ static const struct option bench_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-static const char *const mode_names[] = { "echo", "connect", "stream", "udp" };
-
-typedef struct bench_conf {
-    sf_bench_opts o;
-    cmd_trace trace;
-    const char *src_text;
-    sf_addr src[MAX_SRC];
-    int src_default;
-    int family_flags;
-    int json, json_stream;
-    long interval_ms;       /* -1: not given */
-    int duration_given;
-    char target[SF_ADDR_STRLEN];
-} bench_conf;
 
 static sf_bench *volatile running;
+
+/* "echo connect stream udp" */
+static const char *
+mode_list(char *buf, size_t len)
+{
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < sf_bench_mode_count() && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? " " : "", sf_bench_mode_get(i)->name);
+    return buf;
+}
+
+/* One default of every mode, from the library: "echo 50, connect 50, ...". */
+static const char *
+mode_defaults(char *buf, size_t len, int which)
+{
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < sf_bench_mode_count() && o < len; i++) {
+        const sf_bench_mode_info *mi = sf_bench_mode_get(i);
+        char v[32];
+
+        if (which == 0)
+            snprintf(v, sizeof(v), "%d", mi->conns);
+        else if (which == 1)
+            snprintf(v, sizeof(v), mi->size % 1024 ? "%zu" : "%zuk",
+                     mi->size % 1024 ? mi->size : mi->size / 1024);
+        else
+            snprintf(v, sizeof(v), "%g", mi->timeout_ms / 1000.0);
+        o += (size_t)snprintf(buf + o, len - o, "%s%s %s", i ? ", " : "", mi->name, v);
+    }
+    return buf;
+}
+
+/* Each mode's summary, its lines indented under its name. */
+static const char *
+mode_summaries(char *buf, size_t len)
+{
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < sf_bench_mode_count() && o < len; i++) {
+        const sf_bench_mode_info *mi = sf_bench_mode_get(i);
+        const char *p = mi->summary;
+
+        o += (size_t)snprintf(buf + o, len - o, "  %-8s ", mi->name);
+        while (*p && o < len) {
+            size_t n = strcspn(p, "\n");
+
+            o += (size_t)snprintf(buf + o, len - o, "%.*s\n", (int)n, p);
+            p += n + (p[n] == '\n');
+            if (*p && o < len)
+                o += (size_t)snprintf(buf + o, len - o, "%11s", "");
+        }
+    }
+    return buf;
+}
+
+static void
+print_usage(void)
+{
+    char modes[2048], conns[128], size[128], timeout[128];
+
+    printf(bench_usage, mode_summaries(modes, sizeof(modes)),
+           mode_defaults(conns, sizeof(conns), 0),
+           mode_defaults(size, sizeof(size), 1), mode_defaults(timeout, sizeof(timeout), 2));
+}
 
 static void
 on_stop_signal(int signo)
@@ -98,337 +151,10 @@ on_stop_signal(int signo)
         sf_bench_stop(running);
 }
 
-/* ---- numbers for people ---- */
-
-/* 1234567 → "1,234,567" */
-static char *
-group(char *buf, size_t len, uint64_t v)
-{
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v), o = 0;
-
-    for (int i = 0; i < n && (size_t)o + 2 < len; i++) {
-        if (i > 0 && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = tmp[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-/* Nanoseconds as microseconds: one decimal below 100 µs. */
-static char *
-usec(char *buf, size_t len, uint64_t ns)
-{
-    if (ns < 100000)
-        snprintf(buf, len, "%.1f", (double)ns / 1000.0);
-    else
-        group(buf, len, (ns + 500) / 1000);
-    return buf;
-}
-
-static const char *
-plural(long n)
-{
-    return n == 1 ? "" : "s";
-}
-
-static double
-per_sec(uint64_t n, double secs)
-{
-    return secs > 0 ? (double)n / secs : 0.0;
-}
-
-static const char *
-unit_of(int mode)
-{
-    switch (mode) {
-    case SF_BENCH_CONNECT: return "conn/s";
-    case SF_BENCH_UDP: return "dgram/s";
-    default: return "req/s";
-    }
-}
-
-/* Requests that did not come back right: errors, timeouts, mismatches, lost. */
-static uint64_t
-failures(const sf_bench_stats *st)
-{
-    return sf_bench_error_total(&st->err) + st->mismatches + st->lost;
-}
-
-static void
-format_errors(char *buf, size_t len, const sf_bench_errors *e)
-{
-    size_t o = 0;
-
-#define ADD(field, name) \
-    if (e->field && o < len) \
-        o += (size_t)snprintf(buf + o, len - o, "%s%s %llu", o ? ", " : "", name, \
-                              (unsigned long long)e->field)
-    buf[0] = '\0';
-    ADD(refused, "refused");
-    ADD(reset, "reset");
-    ADD(timeout, "timeout");
-    ADD(closed, "closed by server");
-    ADD(no_port, "no local port");
-    ADD(other, "other");
-#undef ADD
-    if (e->other && e->last_other && o < len)
-        snprintf(buf + o, len - o, " (last %s)", sf_errname(e->last_other));
-    if (o == 0)
-        snprintf(buf, len, "none");
-}
-
-/* ---- JSON ---- */
-
-static void
-json_latency(FILE *f, const sf_hist *h)
-{
-    static const struct { const char *name; double pct; } p[] = {
-        { "p50", 50 }, { "p90", 90 }, { "p99", 99 }, { "p999", 99.9 },
-    };
-
-    if (h->count == 0) {
-        fputs("null", f);
-        return;
-    }
-    fprintf(f, "{\"min\": %.1f", (double)h->min / 1000.0);
-    for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
-        fprintf(f, ", \"%s\": %.1f", p[i].name, (double)sf_hist_percentile(h, p[i].pct) / 1000.0);
-    fprintf(f, ", \"max\": %.1f, \"mean\": %.1f}", (double)h->max / 1000.0,
-            sf_hist_mean(h) / 1000.0);
-}
-
-static void
-json_errors(FILE *f, const sf_bench_errors *e)
-{
-    fprintf(f, "{\"refused\": %llu, \"reset\": %llu, \"timeout\": %llu, \"closed\": %llu, "
-            "\"no_port\": %llu, \"other\": %llu, \"last_other\": ",
-            (unsigned long long)e->refused, (unsigned long long)e->reset,
-            (unsigned long long)e->timeout, (unsigned long long)e->closed,
-            (unsigned long long)e->no_port, (unsigned long long)e->other);
-    if (e->last_other)
-        fprintf(f, "\"%s\"}", sf_errname(e->last_other));
-    else
-        fputs("null}", f);
-}
-
-/* The counters every JSON object carries. */
-static void
-json_stats(FILE *f, int mode, const sf_bench_stats *st, double secs)
-{
-    fprintf(f, "\"requests\": %llu, \"rps\": %.1f, \"bytes_out\": %llu, \"bytes_in\": %llu, "
-            "\"bits_per_sec\": %.0f, \"connects\": %llu, \"mismatches\": %llu, ",
-            (unsigned long long)st->requests, per_sec(st->requests, secs),
-            (unsigned long long)st->bytes_out, (unsigned long long)st->bytes_in,
-            8.0 * per_sec(st->bytes_out + st->bytes_in, secs),
-            (unsigned long long)st->connects, (unsigned long long)st->mismatches);
-    if (mode == SF_BENCH_UDP)
-        fprintf(f, "\"sent\": %llu, \"lost\": %llu, \"late\": %llu, \"loss_pct\": %.3f, ",
-                (unsigned long long)st->sent, (unsigned long long)st->lost,
-                (unsigned long long)st->late,
-                st->sent ? 100.0 * (double)st->lost / (double)st->sent : 0.0);
-    fputs("\"errors\": ", f);
-    json_errors(f, &st->err);
-    fputs(", \"latency_us\": ", f);
-    json_latency(f, &st->lat);
-}
-
-static void
-json_sources(FILE *f, const bench_conf *c)
-{
-    char a[SF_ADDR_STRLEN];
-
-    fputc('[', f);
-    for (int i = 0; i < c->o.nsrc; i++) {
-        sf_addr_format(&c->src[i], a, sizeof(a));
-        /* the address alone: the port is the kernel's choice */
-        if (strrchr(a, ':'))
-            *strrchr(a, ':') = '\0';
-        fprintf(f, "%s\"%s\"", i ? ", " : "", a);
-    }
-    fputc(']', f);
-}
-
-/* Peak resident memory of this program, KiB: VmHWM. getrusage's ru_maxrss would also
- * hold the peak of the process image before exec() (a big parent that forked us). */
-static long
-peak_rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-
-    if (f != NULL) {
-        while (fgets(line, sizeof(line), f))
-            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-                break;
-        fclose(f);
-    }
-    if (kb < 0) {
-        struct rusage ru;
-
-        getrusage(RUSAGE_SELF, &ru);
-        kb = ru.ru_maxrss;
-    }
-    return kb;
-}
-
-static void
-json_result(const bench_conf *c, const sf_bench_result *r, int status)
-{
-    const sf_bench_opts *o = &c->o;
-
-    printf("{\"type\": \"result\", \"mode\": \"%s\", \"target\": \"%s\", \"connections\": %d, "
-           "\"size\": %zu, \"pipeline\": %d, \"threads\": %d, \"recv\": %s, "
-           "\"duration_s\": %.3f, \"warmup_s\": %.3f, \"timeout_s\": %.3f, \"sources\": ",
-           mode_names[o->mode], c->target, o->conns, o->size, o->pipeline, r->threads,
-           o->recv ? "true" : "false", r->elapsed_s, r->warmup_s, o->timeout_ms / 1000.0);
-    json_sources(stdout, c);
-    fputs(", ", stdout);
-    json_stats(stdout, o->mode, &r->st, r->elapsed_s);
-    printf(", \"requests_wanted\": %llu, \"reached\": %s, \"interrupted\": %s, "
-           "\"rss_max_kb\": %ld, \"ok\": %s}\n",
-           (unsigned long long)o->requests, r->reached ? "true" : "false",
-           r->interrupted ? "true" : "false", peak_rss_kb(), status == EXIT_OK ? "true" : "false");
-    fflush(stdout);
-}
-
-/* ---- live lines ---- */
-
-static void
-on_interval(void *ud, const sf_bench_interval *iv)
-{
-    const bench_conf *c = ud;
-    const sf_bench_stats *st = iv->st;
-
-    if (c->json_stream) {
-        printf("{\"type\": \"interval\", \"index\": %d, \"t\": %.3f, \"len\": %.3f, "
-               "\"warmup\": %s, ", iv->index, iv->t_s, iv->len_s, iv->warmup ? "true" : "false");
-        json_stats(stdout, c->o.mode, st, iv->len_s);
-        fputs("}\n", stdout);
-        fflush(stdout);
-    }
-    if (c->interval_ms > 0 && !c->json_stream) {
-        char n[32], p50[32], p99[32];
-
-        if (c->o.mode == SF_BENCH_STREAM) {
-            fprintf(stderr, "%s%6.1fs  %8.2f Gbit/s\n", iv->warmup ? "warmup " : "", iv->t_s,
-                    8.0 * per_sec(st->bytes_out + st->bytes_in, iv->len_s) / 1e9);
-            return;
-        }
-        group(n, sizeof(n), (uint64_t)(per_sec(st->requests, iv->len_s) + 0.5));
-        fprintf(stderr, "%s%6.1fs  %12s %-7s  p50 %8s µs  p99 %8s µs  failed %llu\n",
-                iv->warmup ? "warmup " : "", iv->t_s, n, unit_of(c->o.mode),
-                usec(p50, sizeof(p50), sf_hist_percentile(&st->lat, 50)),
-                usec(p99, sizeof(p99), sf_hist_percentile(&st->lat, 99)),
-                (unsigned long long)failures(st));
-    }
-}
-
-/* ---- the table ---- */
-
-static void
-print_sources(const bench_conf *c)
-{
-    char a[SF_ADDR_STRLEN], z[SF_ADDR_STRLEN];
-
-    if (c->o.nsrc == 0) {
-        if (c->o.mode == SF_BENCH_CONNECT)
-            printf("  sources      the kernel's choice (one address: its ephemeral ports and "
-                   "TIME_WAIT cap the rate)\n");
-        return;
-    }
-    sf_addr_format(&c->src[0], a, sizeof(a));
-    sf_addr_format(&c->src[c->o.nsrc - 1], z, sizeof(z));
-    *strrchr(a, ':') = '\0';
-    *strrchr(z, ':') = '\0';
-    if (c->o.nsrc == 1)
-        printf("  sources      %s\n", a);
-    else
-        printf("  sources      %s .. %s (%d addresses, round-robin%s)\n", a, z, c->o.nsrc,
-               c->src_default ? ", spread so that one address's ports do not cap the rate" : "");
-}
-
-static void
-print_table(const bench_conf *c, const sf_bench_result *r)
-{
-    const sf_bench_opts *o = &c->o;
-    const sf_bench_stats *st = &r->st;
-    double secs = r->elapsed_s;
-    char n[32], rate[32], errs[256];
-
-    switch (o->mode) {
-    case SF_BENCH_ECHO:
-        printf("sockflow bench echo %s: %d connection%s, %zu-byte requests, %d in flight on "
-               "each, %d thread%s\n", c->target, o->conns, plural(o->conns), o->size, o->pipeline,
-               r->threads, plural(r->threads));
-        break;
-    case SF_BENCH_CONNECT:
-        printf("sockflow bench connect %s: %d at once, each socket, connect, write %zu bytes, "
-               "read the echo, close (the client closes first: TIME_WAIT is on this side); "
-               "%d thread%s\n", c->target, o->conns, o->size, r->threads, plural(r->threads));
-        break;
-    case SF_BENCH_STREAM:
-        printf("sockflow bench stream %s: %d connection%s, %s %zu-byte %s, %d thread%s\n",
-               c->target, o->conns, plural(o->conns), o->recv ? "reading" : "writing", o->size,
-               o->recv ? "reads" : "writes", r->threads, plural(r->threads));
-        break;
-    default:
-        printf("sockflow bench udp %s: %d datagram%s of %zu bytes in flight, lost after "
-               "%.3g s, %d thread%s\n", c->target, o->conns, plural(o->conns), o->size,
-               o->timeout_ms / 1000.0, r->threads, plural(r->threads));
-        break;
-    }
-    print_sources(c);
-    printf("  measured     %.2f s", secs);
-    if (r->warmup_s > 0)
-        printf(" (after %.1f s of warm-up)", r->warmup_s);
-    printf("%s\n", r->interrupted ? ", interrupted" : "");
-    if (o->mode == SF_BENCH_STREAM) {
-        uint64_t bytes = st->bytes_out + st->bytes_in;
-
-        printf("  throughput   %.2f Gbit/s  (%.1f MiB/s; %s bytes)\n",
-               8.0 * per_sec(bytes, secs) / 1e9, per_sec(bytes, secs) / 1048576.0,
-               group(n, sizeof(n), bytes));
-    } else {
-        group(rate, sizeof(rate), (uint64_t)(per_sec(st->requests, secs) + 0.5));
-        printf("  %-12s %s  (%s %s)\n", o->mode == SF_BENCH_CONNECT ? "connections" :
-               o->mode == SF_BENCH_UDP ? "datagrams" : "requests",
-               group(n, sizeof(n), st->requests), rate, unit_of(o->mode));
-        printf("  throughput   %.1f MB/s out, %.1f MB/s in\n",
-               per_sec(st->bytes_out, secs) / 1e6, per_sec(st->bytes_in, secs) / 1e6);
-    }
-    if (st->lat.count) {
-        char a[32], b[32], d[32], e[32], f[32], g[32];
-
-        printf("  latency µs   min %s  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-               usec(a, sizeof(a), st->lat.min), usec(b, sizeof(b), sf_hist_percentile(&st->lat, 50)),
-               usec(d, sizeof(d), sf_hist_percentile(&st->lat, 90)),
-               usec(e, sizeof(e), sf_hist_percentile(&st->lat, 99)),
-               usec(f, sizeof(f), sf_hist_percentile(&st->lat, 99.9)),
-               usec(g, sizeof(g), st->lat.max));
-    }
-    if (o->mode == SF_BENCH_UDP) {
-        char sent[32], lost[32], late[32];
-
-        printf("  sent         %s, lost %s (%.3f %%), late replies %s\n",
-               group(sent, sizeof(sent), st->sent), group(lost, sizeof(lost), st->lost),
-               st->sent ? 100.0 * (double)st->lost / (double)st->sent : 0.0,
-               group(late, sizeof(late), st->late));
-    }
-    if (o->mode != SF_BENCH_STREAM)
-        printf("  mismatches   %llu\n", (unsigned long long)st->mismatches);
-    format_errors(errs, sizeof(errs), &st->err);
-    printf("  errors       %s\n", errs);
-    if (o->requests)
-        printf("  requests     %s of %llu wanted\n", r->reached ? "all" : "NOT all",
-               (unsigned long long)o->requests);
-    fflush(stdout);
-}
-
 /* ---- options ---- */
 
+/* "A-B", IPv4, appended to c->src: 0, -1 when it is not a range, -2 when the table has
+ * no room for it. */
 static int
 parse_range(const char *text, bench_conf *c)
 {
@@ -447,6 +173,9 @@ parse_range(const char *text, bench_conf *c)
     y = ntohl(hi.s_addr);
     if (y < x || y - x >= MAX_SRC)
         return -1;
+    /* the room left, not only the range's own size: several ranges share the table */
+    if (y - x >= (uint32_t)(MAX_SRC - c->o.nsrc))
+        return -2;
     for (uint32_t v = x; v <= y; v++) {
         struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(v) };
 
@@ -471,7 +200,11 @@ parse_sources(bench_conf *c, const char *text)
         sf_err err;
 
         if (strchr(item, '-')) {
-            if (parse_range(item, c) < 0)
+            int rc = parse_range(item, c);
+
+            if (rc == -2)
+                return cmd_usage_error("bench", "--src: at most %d addresses", MAX_SRC);
+            if (rc < 0)
                 return cmd_usage_error("bench", "--src %s: a range of at most %d IPv4 "
                                        "addresses, such as 127.0.0.2-127.0.0.9", item, MAX_SRC);
             continue;
@@ -485,116 +218,136 @@ parse_sources(bench_conf *c, const char *text)
     return 0;
 }
 
+/* -s: one source address. A size there is the old spelling: say where it went. */
 static int
-parse_mode(const char *s)
+parse_source_flag(bench_conf *c, const char *arg)
 {
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, mode_names[i]) == 0)
-            return i;
-    return -1;
+    if (cmd_parse_size(arg) >= 0)
+        return cmd_usage_error("bench", "-s %s: -s is the source address; the size is "
+                               "--size %s", arg, arg);
+    if (strchr(arg, ',') || strchr(arg, '-'))
+        return cmd_usage_error("bench", "-s %s: one address; several go in --src", arg);
+    if (c->src_text && strcmp(c->src_text, arg) != 0)
+        return cmd_usage_error("bench", "-s %s: the sources are already --src %s", arg,
+                               c->src_text);
+    c->src_text = arg;
+    return 0;
+}
+
+/* -d, -w, -i, --warmup: seconds, fractions allowed. */
+static int
+parse_secs(bench_conf *c, int ch, const char *arg)
+{
+    long v = cmd_parse_secs_ms(arg);
+
+    if (v < 0 || v > 86400000L || ((ch == 'd' || ch == 'w') && v == 0))
+        return cmd_usage_error("bench", "%s %s: a number of seconds%s",
+                               ch == 'd' ? "-d" : ch == 'w' ? "-w" : ch == 'i' ? "-i" : "--warmup",
+                               arg, ch == 'd' || ch == 'w' ? ", more than 0" : "");
+    if (ch == 'd')
+        c->o.duration_ms = (uint64_t)v;
+    else if (ch == 'w')
+        c->o.timeout_ms = (uint32_t)v;
+    else if (ch == 'i')
+        c->interval_ms = v;
+    else
+        c->o.warmup_ms = (uint64_t)v;
+    return 0;
+}
+
+/* -c, -P, -n, -T and --size: whole numbers in their range. */
+static int
+parse_number(bench_conf *c, int ch, const char *arg)
+{
+    long v;
+
+    switch (ch) {
+    case 'c':
+        if ((v = cmd_parse_count(arg, 1000000)) < 1)
+            return cmd_usage_error("bench", "-c %s: a number from 1 to 1000000", arg);
+        c->o.conns = (int)v;
+        return 0;
+    case 'P':
+        if ((v = cmd_parse_count(arg, 4096)) < 1)
+            return cmd_usage_error("bench", "-P %s: a number from 1 to 4096", arg);
+        c->o.pipeline = (int)v;
+        return 0;
+    case 'n':
+        if ((v = cmd_parse_count(arg, 1L << 50)) < 1)
+            return cmd_usage_error("bench", "-n %s: a positive number", arg);
+        c->o.requests = (uint64_t)v;
+        return 0;
+    case 'T':
+        if ((v = cmd_parse_count(arg, 256)) < 1)
+            return cmd_usage_error("bench", "-T %s: a number from 1 to 256", arg);
+        c->o.threads = (int)v;
+        return 0;
+    default:
+        if ((v = cmd_parse_size(arg)) < 1 || v > (64L << 20))
+            return cmd_usage_error("bench", "--size %s: a size from 1 to 64m", arg);
+        c->o.size = (size_t)v;
+        return 0;
+    }
+}
+
+/* One option: 0, EXIT_USAGE, or -1 when it was --help (printed). */
+static int
+parse_one(bench_conf *c, int ch, char **argv)
+{
+    long v;
+
+    switch (ch) {
+    case 'c': case 'P': case 'n': case 'T': case OPT_SIZE:
+        return parse_number(c, ch, optarg);
+    case 'd': case 'w': case 'i': case OPT_WARMUP:
+        return parse_secs(c, ch, optarg);
+    case 's': return parse_source_flag(c, optarg);
+    case 't':
+        return cmd_usage_error("bench", "-t: -t means TCP in sockflow; the timeout is "
+                               "-w SECS (--timeout)");
+    case OPT_SRC: c->src_text = optarg; return 0;
+    case OPT_RECV: c->o.recv = 1; return 0;
+    case OPT_JSON: c->json = 1; return 0;
+    case OPT_JSON_STREAM: c->json_stream = 1; return 0;
+    case '4': c->family_flags = SF_ADDR_V4ONLY; return 0;
+    case '6': c->family_flags = SF_ADDR_V6ONLY; return 0;
+    case 'h': print_usage(); return -1;
+    default:
+        if ((v = cmd_trace_option(&c->trace, "bench", ch, optarg)) < 0)
+            return EXIT_USAGE;
+        return v == 0 ? cmd_bad_option("bench", ch, argv) : 0;
+    }
 }
 
 static int
 parse_opts(bench_conf *c, int argc, char **argv)
 {
-    int ch;
-    long v;
+    char names[128];
+    sf_err err;
+    int ch, rc;
 
     c->interval_ms = -1;
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":c:s:P:d:n:T:t:i:46h", bench_opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            if ((v = cmd_parse_count(optarg, 1000000)) < 1)
-                return cmd_usage_error("bench", "-c %s: a number from 1 to 1000000", optarg);
-            c->o.conns = (int)v;
-            break;
-        case 's':
-            if ((v = cmd_parse_size(optarg)) < 1 || v > (64L << 20))
-                return cmd_usage_error("bench", "-s %s: a size from 1 to 64m", optarg);
-            c->o.size = (size_t)v;
-            break;
-        case 'P':
-            if ((v = cmd_parse_count(optarg, 4096)) < 1)
-                return cmd_usage_error("bench", "-P %s: a number from 1 to 4096", optarg);
-            c->o.pipeline = (int)v;
-            break;
-        case 'n':
-            if ((v = cmd_parse_count(optarg, 1L << 50)) < 1)
-                return cmd_usage_error("bench", "-n %s: a positive number", optarg);
-            c->o.requests = (uint64_t)v;
-            break;
-        case 'T':
-            if ((v = cmd_parse_count(optarg, 256)) < 1)
-                return cmd_usage_error("bench", "-T %s: a number from 1 to 256", optarg);
-            c->o.threads = (int)v;
-            break;
-        case 'd': case 't': case 'i': case OPT_WARMUP:
-            if ((v = cmd_parse_secs_ms(optarg)) < 0 || v > 86400000L ||
-                ((ch == 'd' || ch == 't') && v == 0))
-                return cmd_usage_error("bench", "%s: a number of seconds", optarg);
-            if (ch == 'd') {
-                c->o.duration_ms = (uint64_t)v;
-                c->duration_given = 1;
-            } else if (ch == 't') {
-                c->o.timeout_ms = (uint32_t)v;
-            } else if (ch == 'i') {
-                c->interval_ms = v;
-            } else {
-                c->o.warmup_ms = (uint64_t)v;
-            }
-            break;
-        case OPT_SRC: c->src_text = optarg; break;
-        case OPT_RECV: c->o.recv = 1; break;
-        case OPT_JSON: c->json = 1; break;
-        case OPT_JSON_STREAM: c->json_stream = 1; break;
-        case '4': c->family_flags = SF_ADDR_V4ONLY; break;
-        case '6': c->family_flags = SF_ADDR_V6ONLY; break;
-        case 'h': fputs(bench_usage, stdout); return -1;
-        default:
-            if ((v = cmd_trace_option(&c->trace, "bench", ch, optarg)) < 0)
-                return EXIT_USAGE;
-            if (v == 0)
-                return cmd_bad_option("bench", ch, argv);
-            break;
-        }
-    }
+    while ((ch = getopt_long(argc, argv, ":c:s:P:d:n:T:w:i:t46h", bench_opts, NULL)) != -1)
+        if ((rc = parse_one(c, ch, argv)) != 0)
+            return rc;
     if (argc - optind != 3)
-        return cmd_usage_error("bench", "expected MODE HOST PORT (modes: echo connect "
-                               "stream udp)");
-    if ((c->o.mode = parse_mode(argv[optind])) < 0)
-        return cmd_usage_error("bench", "%s: no such mode (echo connect stream udp)",
-                               argv[optind]);
-    if (c->o.recv && c->o.mode != SF_BENCH_STREAM)
-        return cmd_usage_error("bench", "--recv is for stream mode");
-    if (c->o.pipeline > 1 && c->o.mode != SF_BENCH_ECHO)
-        return cmd_usage_error("bench", "-P is for echo mode");
-    if (c->o.mode == SF_BENCH_UDP && c->o.size && c->o.size < 8)
-        return cmd_usage_error("bench", "-s %zu: a UDP datagram here carries an 8-byte "
-                               "header, so at least 8", c->o.size);
-    if (c->o.mode == SF_BENCH_UDP && c->o.size > 65507)
-        return cmd_usage_error("bench", "-s %zu: a UDP datagram is at most 65507 bytes",
-                               c->o.size);
+        return cmd_usage_error("bench", "expected MODE HOST PORT (modes: %s)", mode_list(names,
+                               sizeof(names)));
+    if ((c->o.mode = sf_bench_mode_find(argv[optind])) < 0)
+        return cmd_usage_error("bench", "%s: no such mode (%s)", argv[optind],
+                               mode_list(names, sizeof(names)));
+    if (sf_bench_check(&c->o, &err) < 0)
+        return cmd_usage_error("bench", "%s", err.msg);
     return 0;
 }
 
-/* Defaults that depend on the mode and the target. */
+/* The defaults of the library, and when to print live lines. */
 static void
 apply_defaults(bench_conf *c)
 {
-    sf_bench_opts *o = &c->o;
-
-    if (o->conns == 0)
-        o->conns = o->mode == SF_BENCH_STREAM ? 1 : o->mode == SF_BENCH_UDP ? 32 : 50;
-    if (o->size == 0)
-        o->size = o->mode == SF_BENCH_STREAM ? 128 * 1024 : 64;
-    if (o->pipeline == 0)
-        o->pipeline = 1;
-    if (o->timeout_ms == 0)
-        o->timeout_ms = o->mode == SF_BENCH_UDP ? 200 : 2000;
-    if (!c->duration_given)
-        o->duration_ms = o->requests ? 60000 : 10000;
+    sf_bench_defaults(&c->o);
     if (c->interval_ms < 0)
         c->interval_ms = isatty(2) || c->json_stream ? 1000 : 0;
     if (c->json_stream && c->interval_ms == 0)
@@ -606,7 +359,7 @@ default_sources(bench_conf *c)
 {
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&c->o.target.ss;
 
-    if (c->src_text || c->o.mode != SF_BENCH_CONNECT || sf_addr_family(&c->o.target) != AF_INET)
+    if (c->src_text || !bench_mode(c)->churns_ports || sf_addr_family(&c->o.target) != AF_INET)
         return;
     if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
         return;
@@ -614,14 +367,99 @@ default_sources(bench_conf *c)
     c->src_default = 1;
 }
 
+/* Raise the soft descriptor limit as far as the run needs and the hard limit allows;
+ * refuse -c when even that is too little, rather than count EMFILE all run long. */
+static int
+fit_fd_limit(const bench_conf *c)
+{
+    unsigned long need = sf_bench_fds_needed(&c->o);
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+        return 0;
+    if (rl.rlim_max == RLIM_INFINITY || need <= rl.rlim_max) {
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return 0;
+    }
+    return cmd_usage_error("bench", "-c %d: needs %lu descriptors, and the limit is %lu "
+                           "(ulimit -n; hard limit %lu)", c->o.conns, need,
+                           (unsigned long)rl.rlim_cur, (unsigned long)rl.rlim_max);
+}
+
 static int
 exit_status(const bench_conf *c, const sf_bench_result *r)
 {
-    if (r->st.requests == 0 || failures(&r->st) > 0)
+    if (r->st.requests == 0 || bench_failures(&r->st) > 0)
         return EXIT_FAIL;
     if (c->o.requests && !r->reached)
         return EXIT_FAIL;
     return EXIT_OK;
+}
+
+/* The target, and the sources to reach it from: 0 or an exit status. */
+static int
+resolve(bench_conf *c, char **argv)
+{
+    sf_addr_list dst;
+    sf_err err;
+    int rc;
+
+    if (sf_addr_resolve(argv[optind + 1], argv[optind + 2],
+                        c->family_flags | (bench_mode(c)->dgram ? SF_ADDR_DGRAM : 0),
+                        &dst, &err) < 0)
+        return cmd_fail("%s", err.msg);
+    c->o.target = dst.a[0];
+    sf_addr_format(&c->o.target, c->target, sizeof(c->target));
+    if (c->src_text && (rc = parse_sources(c, c->src_text)) != 0)
+        return rc;
+    default_sources(c);
+    for (int i = 0; i < c->o.nsrc; i++)
+        if (sf_addr_family(&c->src[i]) != sf_addr_family(&c->o.target))
+            return cmd_usage_error("bench", "--src: the sources and %s are not of one family",
+                                   c->target);
+    c->o.src = c->src;
+    return 0;
+}
+
+/* Run b with Ctrl-C (or SIGTERM) ending it early: the figures so far are still printed. */
+static int
+run(bench_conf *c, sf_bench *b, sf_bench_result *r)
+{
+    struct sigaction sa;
+    sf_err err;
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    running = b;
+    c->b = b;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = sf_bench_run(b, r, &err);
+    running = NULL;
+    if (rc < 0)
+        return cmd_fail("%s", err.msg);
+    return 0;
+}
+
+/* The figures on standard output; a write that failed there (a full disk, a closed pipe)
+ * is a failure of the run's one product: exit 1. */
+static int
+report(bench_conf *c, const sf_bench_result *r)
+{
+    int rc = exit_status(c, r);
+
+    if (c->json || c->json_stream)
+        bench_json_result(c, r, rc);
+    else
+        bench_print_table(c, r);
+    if (fflush(stdout) != 0 || ferror(stdout) || c->out_errno)
+        return cmd_fail("bench: standard output: %s", strerror(c->out_errno ? c->out_errno
+                                                                            : errno));
+    return rc;
 }
 
 int
@@ -629,8 +467,6 @@ cmd_bench(int argc, char **argv)
 {
     bench_conf *c = calloc(1, sizeof(*c));
     sf_bench_result *r = malloc(sizeof(*r));
-    struct sigaction sa;
-    sf_addr_list dst;
     sf_bench *b = NULL;
     sf_err err;
     int rc;
@@ -640,35 +476,21 @@ cmd_bench(int argc, char **argv)
         goto out;
     }
     rc = parse_opts(c, argc, argv);
-    if (rc != 0) {
-        rc = rc < 0 ? EXIT_OK : rc;
+    if (rc < 0) {
+        rc = fflush(stdout) == 0 && !ferror(stdout) ? EXIT_OK
+             : cmd_fail("bench: standard output: %s", strerror(errno));
         goto out;
     }
     apply_defaults(c);
-    if (sf_addr_resolve(argv[optind + 1], argv[optind + 2],
-                        c->family_flags | (c->o.mode == SF_BENCH_UDP ? SF_ADDR_DGRAM : 0),
-                        &dst, &err) < 0) {
-        rc = cmd_fail("%s", err.msg);
-        goto out;
-    }
-    c->o.target = dst.a[0];
-    sf_addr_format(&c->o.target, c->target, sizeof(c->target));
-    if (c->src_text && (rc = parse_sources(c, c->src_text)) != 0)
-        goto out;
-    default_sources(c);
-    for (int i = 0; i < c->o.nsrc; i++) {
-        if (sf_addr_family(&c->src[i]) != sf_addr_family(&c->o.target)) {
-            rc = cmd_usage_error("bench", "--src: the sources and %s are not of one family",
-                                 c->target);
-            goto out;
-        }
-    }
-    c->o.src = c->src;
-    if ((rc = cmd_trace_open(&c->trace)) != 0)
+    if (rc != 0 || (rc = fit_fd_limit(c)) != 0 || (rc = resolve(c, argv)) != 0 ||
+        (rc = cmd_trace_open(&c->trace)) != 0)
         goto out;
     c->o.tracer = cmd_tracer(&c->trace);
     c->o.interval_ms = (uint32_t)c->interval_ms;
-    c->o.on_interval = on_interval;
+    /* udp: intervals are counted even when not shown, to tell a steady rate limit */
+    if (c->o.interval_ms == 0 && bench_mode(c)->dgram)
+        c->o.interval_ms = 250;
+    c->o.on_interval = bench_on_interval;
     c->o.ud = c;
     b = sf_bench_new(&c->o, &err);
     if (b == NULL) {
@@ -676,25 +498,8 @@ cmd_bench(int argc, char **argv)
                                    : cmd_fail("%s", err.msg);
         goto out;
     }
-    /* Ctrl-C ends the run early; the figures so far are still printed. */
-    signal(SIGPIPE, SIG_IGN);
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    running = b;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    if (sf_bench_run(b, r, &err) < 0) {
-        running = NULL;
-        rc = cmd_fail("%s", err.msg);
-        goto out;
-    }
-    running = NULL;
-    rc = exit_status(c, r);
-    if (c->json || c->json_stream)
-        json_result(c, r, rc);
-    else
-        print_table(c, r);
+    if ((rc = run(c, b, r)) == 0)
+        rc = report(c, r);
 out:
     sf_bench_free(b);
     if (c)

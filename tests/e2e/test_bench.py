@@ -3,6 +3,7 @@ a stopped server, a corrupting server and a closed port. Speed is measured in be
 never here: these runs only check that the figures are sane and every wait is bounded."""
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -137,7 +138,7 @@ def test_echo(tcp_echo):
 
 def test_echo_pipelined_count_and_big_messages(tcp_echo):
     rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "4", "-P", "8",
-                          "-s", "16k", "-n", "2000", "-T", "2")
+                          "--size", "16k", "-n", "2000", "-T", "2")
     assert_sane(d, timed=False)
     assert rc == 0 and d["reached"] and d["requests"] == 2000
     assert d["threads"] == 2 and d["pipeline"] == 8
@@ -188,13 +189,13 @@ def test_udp(udp_echo):
 
 
 def test_udp_too_small_is_a_usage_error(udp_echo):
-    r = bench("udp", "127.0.0.1", udp_echo.port("udp"), "-s", "4", "-d", "1")
+    r = bench("udp", "127.0.0.1", udp_echo.port("udp"), "--size", "4", "-d", "1")
     assert r.returncode == 2 and b"8-byte" in r.stderr
 
 
 def test_stream_to_discard(serve):
     srv = serve("-q", "-4", "-t", "discard:0")
-    rc, d, _ = bench_json("stream", "127.0.0.1", srv.port(), "-d", "1", "-s", "64k")
+    rc, d, _ = bench_json("stream", "127.0.0.1", srv.port(), "-d", "1", "--size", "64k")
     assert_sane(d, latency=False)
     assert rc == 0 and no_errors(d)
     assert d["bytes_out"] >= d["requests"] * 65536 and d["bits_per_sec"] > 0
@@ -217,6 +218,32 @@ def test_stream_to_a_python_discard():
         srv.close()
     assert_sane(d, latency=False)
     assert rc == 0 and d["connects"] == 2
+
+
+def stream_trace(serve, service, *args):
+    srv = serve("-4", "-t", service + ":0")
+    r = bench("stream", "127.0.0.1", srv.port(), "-T", "1", "-c", "1", "--size", "1k", *args,
+              "--trace=json")
+    assert r.returncode == 0, r.stderr
+    return [json.loads(l) for l in r.stderr.decode().splitlines() if l.startswith("{")]
+
+
+def test_stream_trace_shows_the_writes(serve):
+    """--trace works in every mode: echo, connect and udp in test_trace.py, stream here."""
+    evs = stream_trace(serve, "discard", "-n", "3")
+    calls = [e["call"] for e in evs]
+    assert calls[:2] == ["socket", "connect"] and calls[-1] == "close", calls
+    writes = [e for e in evs if e["call"] == "write"]
+    assert len(writes) >= 3 and all(e["result"] == 1024 for e in writes[:3]), writes
+    assert {e["side"] for e in evs} == {"client"} and {e["id"] for e in evs} == {1}
+
+
+def test_stream_recv_trace_shows_the_reads(serve):
+    evs = stream_trace(serve, "chargen", "-n", "2", "--recv")
+    calls = [e["call"] for e in evs]
+    assert calls[:2] == ["socket", "connect"] and calls[-1] == "close", calls
+    assert "write" not in calls
+    assert sum(e["result"] for e in evs if e["call"] == "read") >= 2048
 
 
 # ---- output ---------------------------------------------------------------------------------
@@ -254,6 +281,151 @@ def test_usage_errors():
     assert r.returncode == 0 and b"echo" in r.stdout and b"--json" in r.stdout
 
 
+def test_src_ranges_that_add_up_past_the_limit_are_refused():
+    """Two ranges of 200 addresses each: more sources than there is room for. Refused with
+    a usage error before anything is written past the table (it once overflowed it)."""
+    port = free_port()
+    for src in ("127.0.0.1-127.0.0.200,127.0.1.1-127.0.1.200",
+                "127.0.1.1-127.0.1.200,127.0.0.1,127.0.0.2-127.0.0.80"):
+        r = bench("echo", "127.0.0.1", port, "-d", "1", "--src", src)
+        assert_no_sanitizer_report(r.stderr, "sockflow bench --src")
+        assert r.returncode == 2, r
+        assert b"--src: at most 256 addresses" in r.stderr, r.stderr
+    # up to the limit is fine: 200 + 56 = 256 sources, all in the result
+    srv = PyServer(discard)
+    try:
+        rc, d, _ = bench_json("stream", "127.0.0.1", srv.port, "-d", "0.3", "-c", "1",
+                              "--src", "127.0.0.1-127.0.0.200,127.0.1.1-127.0.1.56")
+    finally:
+        srv.close()
+    assert len(d["sources"]) == 256 and d["sources"][-1] == "127.0.1.56", d["sources"][-3:]
+
+
+def nofile(soft, hard):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_conns_past_the_descriptor_limit_are_refused(tcp_echo):
+    """-c 1000000 under a hard limit of 256 descriptors: refused at once (it ran past its
+    deadline counting millions of EMFILE)."""
+    t0 = time.monotonic()
+    r = subprocess.run([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()),
+                        "-c", "1000000", "-d", "1"], capture_output=True, timeout=30,
+                       preexec_fn=nofile(256, 256))
+    assert r.returncode == 2, r
+    assert b"-c 1000000: needs 1000024 descriptors, and the limit is 256" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 1
+
+
+def test_conns_past_the_soft_limit_raise_it(tcp_echo):
+    """The soft limit is raised as far as the run needs when the hard limit allows."""
+    r = subprocess.run([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()),
+                        "-c", "300", "-T", "1", "-d", "1", "--json"], capture_output=True,
+                       timeout=30, preexec_fn=nofile(256, 4096))
+    d = json.loads(r.stdout.decode().splitlines()[-1])
+    assert r.returncode == 0 and d["connects"] == 300 and no_errors(d), (r.stderr, d)
+
+
+# ---- one meaning per flag; what is said when ---------------------------------------------------
+
+def test_s_is_the_source_and_size_is_spelled_out(tcp_echo):
+    """-s is the source address in every subcommand; the size is --size, and the old
+    spelling is refused with the new one named."""
+    port = tcp_echo.port()
+    r = bench("echo", "127.0.0.1", port, "-s", "16", "-d", "1")
+    assert r.returncode == 2 and b"--size 16" in r.stderr, r.stderr
+    r = bench("echo", "127.0.0.1", port, "-s", "64k", "-d", "1")
+    assert r.returncode == 2 and b"--size 64k" in r.stderr, r.stderr
+    r = bench("echo", "127.0.0.1", port, "-s", "127.0.0.2,127.0.0.3", "-d", "1")
+    assert r.returncode == 2 and b"--src" in r.stderr, r.stderr
+    rc, d, _ = bench_json("connect", "127.0.0.1", port, "-s", "127.0.0.5", "-c", "2", "-d", "0.5")
+    assert rc == 0 and d["sources"] == ["127.0.0.5"], d
+    rc, d, _ = bench_json("echo", "127.0.0.1", port, "--size", "100", "-c", "1", "-d", "0.5")
+    assert rc == 0 and d["size"] == 100 and d["bytes_in"] == d["requests"] * 100
+
+
+def test_t_is_tcp_and_the_timeout_is_w(tcp_echo):
+    r = bench("echo", "127.0.0.1", tcp_echo.port(), "-t", "0.5", "-d", "1")
+    assert r.returncode == 2 and b"-w SECS" in r.stderr, r.stderr
+    for flag in ("-w", "--timeout"):
+        rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), flag, "0.7", "-c", "1",
+                              "-d", "0.5")
+        assert rc == 0 and d["timeout_s"] == 0.7, d
+
+
+def test_udp_against_a_rate_limited_server_says_so(serve):
+    """A default serve answers one source about 1,000 times a second: the loss is the
+    server's budget, and the report says so (it only said "loss", and exited 1)."""
+    srv = serve("-4", "-u", "echo:0")
+    r = bench("udp", "127.0.0.1", srv.port("udp"), "-d", "2")
+    out = r.stdout.decode()
+    assert r.returncode == 1, out
+    assert "may be rate limiting" in out and "--udp-rate 0" in out, out
+    rc, d, err = bench_json("udp", "127.0.0.1", srv.port("udp"), "-d", "1.5")
+    assert rc == 1 and d["lost"] > 0 and d["rate_limit_suspected"], d
+    assert "--udp-rate 0" in err
+
+
+def test_udp_with_no_loss_suspects_nothing(udp_echo):
+    r = bench("udp", "127.0.0.1", udp_echo.port("udp"), "-c", "4", "-d", "1")
+    if r.returncode == 0:       # a loaded machine may lose a datagram; then nothing to check
+        assert "rate limiting" not in r.stdout.decode()
+
+
+def test_output_that_cannot_be_written_fails(tcp_echo):
+    """The figures are the product: a full disk or a closed pipe is exit 1, not 0."""
+    port = str(tcp_echo.port())
+    with open("/dev/full", "wb") as full:
+        for args in (["echo", "127.0.0.1", port, "-c", "1", "-d", "0.3"],
+                     ["echo", "127.0.0.1", port, "-c", "1", "-d", "0.3", "--json"],
+                     ["--help"]):
+            r = subprocess.run([SOCKFLOW, "bench", *args], stdout=full, stderr=subprocess.PIPE,
+                               timeout=30)
+            assert r.returncode == 1 and b"standard output" in r.stderr, (args, r.stderr)
+    # --json-stream into a pipe closed after the first line: the run ends there
+    p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", port, "-c", "1", "-d", "20",
+                          "-i", "0.2", "--json-stream"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    assert p.stdout.readline().startswith(b"{")
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait(timeout=10)
+    assert p.returncode == 1 and b"standard output" in err, err
+    assert time.monotonic() - t0 < 5
+
+
+# ---- a local server keeps its CPUs ------------------------------------------------------------
+
+def test_a_local_target_gets_half_the_cpus(tcp_echo):
+    """The generator on the server's host leaves the server half the CPUs by default (one
+    thread per CPU took the server's core: 0.67-0.90x the figures), and says so."""
+    cpus = len(os.sched_getaffinity(0))
+    rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "8", "-d", "0.5")
+    assert rc == 0 and d["local_target"], d
+    assert d["threads"] == max(1, cpus // 2) and d["threads_halved"] == (cpus > 1), d
+    r = bench("echo", "127.0.0.1", tcp_echo.port(), "-c", "8", "-d", "0.5")
+    if cpus > 1:
+        assert b"the target is on this host: half the CPUs" in r.stdout, r.stdout
+    # -T is obeyed as given
+    rc, d, _ = bench_json("echo", "127.0.0.1", tcp_echo.port(), "-c", "8", "-d", "0.5", "-T", "2")
+    assert d["threads"] == 2 and not d["threads_halved"], d
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private network namespace")
+def test_an_interface_address_is_local_and_a_neighbour_is_not():
+    """Not only loopback: an address of one of this host's interfaces is local too. In a
+    private namespace: 10.9.0.1 is ours, 10.9.0.2 (same subnet) is not."""
+    script = ("ip link set lo up && ip addr add 10.9.0.1/24 dev lo && "
+              "for a in 10.9.0.1 10.9.0.2; do %s bench echo $a 9 -c 4 -d 0.3 -w 0.2 --json "
+              "| tail -1; done" % SOCKFLOW)
+    r = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    lines = [json.loads(l) for l in r.stdout.decode().splitlines() if l.startswith("{")]
+    assert len(lines) == 2, (r.stdout, r.stderr)
+    assert lines[0]["local_target"] and not lines[1]["local_target"], lines
+
+
 # ---- failures are counted, never fatal, always bounded -----------------------------------------
 
 def test_refused_is_counted():
@@ -281,7 +453,7 @@ def test_stopped_server_times_out_at_the_deadline(tcp_echo):
     """RELIABILITY: load generator against a stopped server — memory bounded, timeouts
     reported, non-zero exit at the deadline."""
     p = subprocess.Popen([SOCKFLOW, "bench", "echo", "127.0.0.1", str(tcp_echo.port()), "-c", "20",
-                          "-P", "4", "-s", "4k", "-d", "3", "-t", "0.5", "--json"],
+                          "-P", "4", "--size", "4k", "-d", "3", "-w", "0.5", "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     t0 = time.monotonic()
     time.sleep(0.8)
@@ -304,7 +476,7 @@ def test_server_stopped_from_the_start(tcp_echo):
     try:
         t0 = time.monotonic()
         rc, d, _ = bench_json("connect", "127.0.0.1", tcp_echo.port(), "-c", "4", "-d", "1.5",
-                              "-t", "0.3")
+                              "-w", "0.3")
         took = time.monotonic() - t0
     finally:
         os.kill(tcp_echo.pid, signal.SIGCONT)
@@ -316,10 +488,11 @@ def test_udp_server_stopped_counts_lost(udp_echo):
     os.kill(udp_echo.pid, signal.SIGSTOP)
     try:
         rc, d, _ = bench_json("udp", "127.0.0.1", udp_echo.port("udp"), "-c", "4", "-d", "1",
-                              "-t", "0.1")
+                              "-w", "0.1")
     finally:
         os.kill(udp_echo.pid, signal.SIGCONT)
     assert rc == 1 and d["requests"] == 0 and d["lost"] > 0
+    assert not d["rate_limit_suspected"]       # nothing came back: not a rate limit
 
 
 def test_interrupt_prints_what_was_measured(tcp_echo):

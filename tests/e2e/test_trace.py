@@ -321,7 +321,7 @@ def bench_events(serve, mode, *args):
 
 def test_bench_echo_trace_is_the_client_flow(serve):
     """bench traces each connection's calls as the client side: the flow in order."""
-    evs = bench_events(serve, "echo", "-c", "1", "-n", "2", "-s", "16")
+    evs = bench_events(serve, "echo", "-c", "1", "-n", "2", "--size", "16")
     calls = [e["call"] for e in evs]
     assert calls == ["socket", "connect", "write", "read", "write", "read", "close"], calls
     assert {e["side"] for e in evs} == {"client"}
