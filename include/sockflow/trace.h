@@ -17,6 +17,50 @@ enum {
     SF_TCP_LAST_ACK, SF_TCP_LISTEN, SF_TCP_CLOSING
 };
 
+/* The calls a trace reports, one line each: the enum value and the name printed for it.
+ * A new call is one line here and one entry in the explainer's table. */
+#define SF_TRACE_CALLS(X) \
+    X(SOCKET, "socket") X(SETSOCKOPT, "setsockopt") X(BIND, "bind") X(LISTEN, "listen") \
+    X(ACCEPT4, "accept4") X(CONNECT, "connect") X(CONNECT_DONE, "connect-done") \
+    X(READ, "read") X(WRITE, "write") X(RECVFROM, "recvfrom") X(SENDTO, "sendto") \
+    X(RECVMMSG, "recvmmsg") X(SENDMMSG, "sendmmsg") X(SHUTDOWN, "shutdown") \
+    X(CLOSE, "close") X(GETSOCKOPT, "getsockopt") X(SOCK_DIAG, "sock_diag")
+
+/* A call as a value; SF_CALL_NONE (0) is "no call" and never traced by the library. */
+typedef enum sf_call {
+    SF_CALL_NONE = 0,
+#define SF_CALL_ENUM_(id, name) SF_CALL_##id,
+    SF_TRACE_CALLS(SF_CALL_ENUM_)
+#undef SF_CALL_ENUM_
+    SF_CALL_COUNT
+} sf_call;
+
+/* The name of a call as traces print it ("accept4", "connect-done"); "?" for a value
+ * out of range. */
+const char *sf_call_name(sf_call call);
+
+/* Facts about a call that its arguments alone do not show (sf_trace_event.notes). */
+enum {
+    SF_TRACE_N_NO_ADDR = 1 << 0,   /* accept given a NULL address: no peer asked for */
+    SF_TRACE_N_BOUND   = 1 << 1,   /* connect on a socket the caller bound to a port first */
+};
+
+/* What a call was about, as values, given by whoever traces it; zero means nothing.
+ * Where the address, option or flags of a call are needed (the explainer, the demo's
+ * checks) they are read from here, never from the formatted args. */
+typedef struct sf_trace_about {
+    const sf_addr *addr;    /* the address the call concerns: bind's, connect's target,
+                               sendto's destination, recvfrom's source, accept's peer,
+                               the peer of a sock_diag lookup; NULL for none */
+    int opt_level, opt_name;/* setsockopt/getsockopt: SOL_SOCKET, SO_REUSEADDR ... */
+    int opt_value;          /* setsockopt: the value set */
+    int flags;              /* socket, accept4: SOCK_NONBLOCK|SOCK_CLOEXEC;
+                               shutdown: SHUT_RD/SHUT_WR/SHUT_RDWR */
+    unsigned notes;         /* SF_TRACE_N_* */
+    const void *data;       /* payload of read/write calls */
+    size_t datalen;
+} sf_trace_about;
+
 /* One socket call. Every pointer is valid only during the sink's call. The "subject"
  * socket, whose state, RTT and addresses are reported, is fd; for accept it is the new
  * connected socket (the result), since the listening one stays in LISTEN; for close it
@@ -25,7 +69,7 @@ enum {
 typedef struct sf_trace_event {
     const char *side;       /* "server", "client" ... */
     unsigned long id;       /* connection id within the side, 0 for none */
-    const char *call;       /* "socket", "bind", "accept4" ... */
+    sf_call call;           /* SF_CALL_SOCKET ...; sf_call_name() gives its name */
     int fd;                 /* descriptor the call was made on (socket: the new one), or -1 */
     const char *args;       /* the arguments, already formatted ("backlog=511") */
     long result;            /* the call's return value (descriptor, byte count, 0, -1) */
@@ -41,6 +85,10 @@ typedef struct sf_trace_event {
     uint64_t t_ns;          /* CLOCK_MONOTONIC */
     const void *data;       /* payload of read/write calls, when data tracing is on */
     size_t datalen;
+    const sf_addr *addr;    /* sf_trace_about: the address the call concerns, or NULL */
+    int opt_level, opt_name, opt_value;
+    int flags;
+    unsigned notes;
 } sf_trace_event;
 
 typedef void (*sf_trace_fn)(void *ud, const sf_trace_event *ev);
@@ -61,13 +109,14 @@ typedef struct sf_trace {
     unsigned long id;
 } sf_trace;
 
-/* Emit one event for a call on fd that returned result (errno in err when result < 0).
- * Reads the TCP state of fd when it is a TCP socket. args is printf-formatted. Used by
- * the library for every call it makes, and by callers to record calls of their own
- * (a getsockopt(TCP_INFO) probe, say). */
-void sf_trace_call(const sf_trace *t, const char *call, int fd, long result, int err,
-                   const void *data, size_t datalen, const char *args_fmt, ...)
-    __attribute__((format(printf, 8, 9)));
+/* Emit one event for call made on fd that returned result (errno in err when result
+ * < 0). about (may be NULL) says what the call concerned, as values; args_fmt is the
+ * printf-formatted arguments as the trace prints them. Reads the TCP state of fd when
+ * it is a TCP socket. Used by the library for every call it makes, and by callers to
+ * record calls of their own (a getsockopt(TCP_INFO) probe, say). errno is kept. */
+void sf_trace_call(const sf_trace *t, sf_call call, int fd, long result, int err,
+                   const sf_trace_about *about, const char *args_fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 /* Name of a state: "LISTEN", "ESTABLISHED", ... ; "-" for SF_TCP_NONE. */
 const char *sf_tcp_state_name(int state);
@@ -82,6 +131,16 @@ int sf_tcp_state(int fd, uint32_t *rtt_us, int32_t *accept_queue);
  * to /proc/net/tcp. Returns SF_TCP_* (SF_TCP_CLOSE when the kernel has no such
  * connection any more), or SF_TCP_NONE when it cannot be asked. errno is kept. */
 int sf_tcp_state_lookup(const sf_addr *local, const sf_addr *peer);
+
+/* sf_tcp_state_lookup, reported on t as a "sock_diag" event (fd -1, args "local <->
+ * peer") when t traces. Returns the state. */
+int sf_trace_lookup(const sf_trace *t, const sf_addr *local, const sf_addr *peer);
+
+/* One counter of the kernel's network statistics by its group and name, as nstat(8)
+ * shows them: ("TcpExt", "ListenOverflows") from /proc/net/netstat, ("Tcp",
+ * "RetransSegs") from /proc/net/snmp. Returns its value, or -1 when it cannot be read
+ * (no such counter, no /proc). Counters are machine-wide: compare two readings. */
+long sf_net_counter(const char *group, const char *name);
 
 /* Monotonic nanoseconds. */
 uint64_t sf_now_ns(void);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "cmd.h"
 #include "traceopt.h"
@@ -21,8 +23,10 @@
 
 /* The last event of one call by one side, kept for the checks. */
 typedef struct rec {
-    char call[16], side[16];
+    sf_call call;
+    char side[16];
     unsigned long id;
+    unsigned notes;
     int fd, err, state, before;
     long result;
     int32_t queue;
@@ -51,12 +55,12 @@ copy_str(char *dst, size_t len, const char *src)
 }
 
 static rec *
-find_rec(demo *d, const char *side, unsigned long id, const char *call)
+find_rec(demo *d, const char *side, unsigned long id, sf_call call)
 {
     for (int i = 0; i < d->nrecs; i++) {
         rec *r = &d->recs[i];
 
-        if (r->id == id && strcmp(r->side, side) == 0 && strcmp(r->call, call) == 0)
+        if (r->id == id && r->call == call && strcmp(r->side, side) == 0)
             return r;
     }
     return NULL;
@@ -71,7 +75,8 @@ record(demo *d, const sf_trace_event *ev)
         r = &d->recs[d->nrecs++];
     if (r == NULL)
         return;
-    copy_str(r->call, sizeof(r->call), ev->call);
+    r->call = ev->call;
+    r->notes = ev->notes;
     copy_str(r->side, sizeof(r->side), ev->side);
     copy_str(r->local, sizeof(r->local), ev->local);
     copy_str(r->peer, sizeof(r->peer), ev->peer);
@@ -97,7 +102,7 @@ demo_event(void *ud, const sf_trace_event *ev)
 
 /* The last event of call by side#id; an empty record if there was none. */
 static const rec *
-seen(demo *d, const char *side, unsigned long id, const char *call)
+seen(demo *d, const char *side, unsigned long id, sf_call call)
 {
     static const rec none = { .fd = -1, .result = -1 };
     const rec *r = find_rec(d, side, id, call);
@@ -174,31 +179,12 @@ skip(demo *d, const char *fmt, ...)
         sf_trace_sink_note(&d->sink, "note", "   skipped: %s", text);
 }
 
-/* TcpExt TCPTimeWaitOverflow: connections the kernel dropped instead of keeping them in
- * TIME_WAIT because its table (net.ipv4.tcp_max_tw_buckets) was full. -1 if unknown. */
+/* Connections the kernel dropped instead of keeping them in TIME_WAIT because its table
+ * (net.ipv4.tcp_max_tw_buckets) was full. -1 if unknown. */
 static long
 tw_overflows(void)
 {
-    char head[4096], vals[4096], *hs, *vs, *h, *v;
-    long n = -1;
-    FILE *f = fopen("/proc/net/netstat", "re");
-
-    if (f == NULL)
-        return -1;
-    while (fgets(head, sizeof(head), f) && fgets(vals, sizeof(vals), f)) {
-        if (strncmp(head, "TcpExt:", 7) != 0)
-            continue;
-        h = strtok_r(head, " \n", &hs);
-        v = strtok_r(vals, " \n", &vs);
-        while (h && v) {
-            if (strcmp(h, "TCPTimeWaitOverflow") == 0)
-                n = atol(v);
-            h = strtok_r(NULL, " \n", &hs);
-            v = strtok_r(NULL, " \n", &vs);
-        }
-    }
-    fclose(f);
-    return n;
+    return sf_net_counter("TcpExt", "TCPTimeWaitOverflow");
 }
 
 /* The claim about a closed connection's state, unless the kernel's TIME_WAIT table
@@ -251,28 +237,20 @@ static void
 probe(demo *d, const sf_trace *t, int fd)
 {
     (void)d;
-    sf_trace_call(t, "getsockopt", fd, 0, 0, NULL, 0, "TCP_INFO");
+    sf_trace_call(t, SF_CALL_GETSOCKOPT, fd, 0, 0,
+                  &(sf_trace_about){ .opt_level = IPPROTO_TCP, .opt_name = TCP_INFO }, "TCP_INFO");
 }
 
 /* The state the kernel holds the connection local <-> peer in, waiting (bounded) for
  * want; reported as a sock_diag event on side t. */
 static int
-wait_state(demo *d, const sf_trace *t, const sf_addr *local, const sf_addr *peer, int want)
+wait_state(const sf_trace *t, const sf_addr *local, const sf_addr *peer, int want)
 {
-    char l[SF_ADDR_STRLEN], p[SF_ADDR_STRLEN], args[2 * SF_ADDR_STRLEN + 8];
     uint64_t deadline = sf_now_ns() + (uint64_t)WAIT_MS * 1000000u;
-    int state;
 
-    while ((state = sf_tcp_state_lookup(local, peer)) != want && sf_now_ns() < deadline)
+    while (sf_tcp_state_lookup(local, peer) != want && sf_now_ns() < deadline)
         sleep_ms(2);
-    sf_addr_format(local, l, sizeof(l));
-    sf_addr_format(peer, p, sizeof(p));
-    snprintf(args, sizeof(args), "%s <-> %s", l, p);
-    d->tracer.fn(d->tracer.ud, &(sf_trace_event){
-        .side = t->side, .id = t->id, .call = "sock_diag", .fd = -1, .args = args,
-        .result = 0, .proto = "tcp", .tcp_state = state, .accept_queue = -1,
-        .local = l, .peer = p, .t_ns = sf_now_ns() });
-    return state;
+    return sf_trace_lookup(t, local, peer);
 }
 
 /* socket() for a client that has the kernel pick its address on first use. */
@@ -281,7 +259,7 @@ client_socket(const sf_trace *t, int type, int nonblock)
 {
     int fd = socket(AF_INET, type | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
 
-    sf_trace_call(t, "socket", fd, fd, fd < 0 ? errno : 0, NULL, 0, "AF_INET, %s%s",
+    sf_trace_call(t, SF_CALL_SOCKET, fd, fd, fd < 0 ? errno : 0, NULL, "AF_INET, %s%s",
                   type == SOCK_DGRAM ? "SOCK_DGRAM" : "SOCK_STREAM",
                   nonblock ? "|SOCK_NONBLOCK" : "");
     return fd;
@@ -297,7 +275,7 @@ dial(const sf_trace *t, const sf_addr *a)
     if (fd < 0)
         return -1;
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
-    sf_trace_call(t, "connect", fd, rc, rc < 0 ? errno : 0, NULL, 0, "%s",
+    sf_trace_call(t, SF_CALL_CONNECT, fd, rc, rc < 0 ? errno : 0, NULL, "%s",
                   sf_addr_format(a, where, sizeof(where)));
     if (rc < 0 && errno != EINPROGRESS) {
         close(fd);
@@ -379,10 +357,10 @@ demo_tcp_flow(demo *d)
         cmd_fail("accept: %s", sf_strerror(afd));
         goto out;
     }
-    check(d, afd != lfd && seen(d, "server", 0, "accept4")->state == SF_TCP_ESTABLISHED,
+    check(d, afd != lfd && seen(d, "server", 0, SF_CALL_ACCEPT4)->state == SF_TCP_ESTABLISHED,
           "accept() gave a new descriptor %d for the client %s (%s); the listening "
           "descriptor %d stays", afd, sf_addr_format(&peer, who, sizeof(who)),
-          state_name(seen(d, "server", 0, "accept4")->state), lfd);
+          state_name(seen(d, "server", 0, SF_CALL_ACCEPT4)->state), lfd);
     sf_write_full(&cli, cfd, "hello\n", 6);
     n = sf_read(&srv, afd, buf, sizeof(buf));
     if (n > 0)
@@ -393,9 +371,9 @@ demo_tcp_flow(demo *d)
     sf_close(&cli, cfd);
     cfd = -1;
     n = sf_read(&srv, afd, buf, sizeof(buf));
-    check(d, n == 0 && seen(d, "server", 0, "read")->state == SF_TCP_CLOSE_WAIT,
+    check(d, n == 0 && seen(d, "server", 0, SF_CALL_READ)->state == SF_TCP_CLOSE_WAIT,
           "the client hung up: the server's read() returned %zd and its socket is %s", n,
-          state_name(seen(d, "server", 0, "read")->state));
+          state_name(seen(d, "server", 0, SF_CALL_READ)->state));
     sf_close(&srv, afd);
     afd = -1;
     rc = EXIT_OK;
@@ -446,10 +424,10 @@ demo_udp_flow(demo *d)
     n = sf_recvfrom(&cli, cfd, buf, sizeof(buf), NULL, NULL);
     check(d, n == 5 && memcmp(buf, "ping\n", 5) == 0, "the client got its 5 bytes back");
     for (int i = 0; i < d->nrecs; i++) {
-        const char *c = d->recs[i].call;
+        sf_call c = d->recs[i].call;
 
-        calls += strcmp(c, "listen") == 0 || strncmp(c, "accept", 6) == 0 ||
-                 strncmp(c, "connect", 7) == 0;
+        calls += c == SF_CALL_LISTEN || c == SF_CALL_ACCEPT4 || c == SF_CALL_CONNECT ||
+                 c == SF_CALL_CONNECT_DONE;
     }
     check(d, calls == 0, "no listen(), accept() or connect() was called: no call is set up");
     sf_close(&cli, cfd);
@@ -514,11 +492,11 @@ demo_telephone(demo *d)
     sf_close(&cli, vfd);
     sf_close(&srv, ufd);
     d->cur = &d->sink;
-    check(d, seen(d, "server", 0, "listen")->state == SF_TCP_LISTEN &&
-          seen(d, "server", 0, "read")->state == SF_TCP_CLOSE_WAIT,
+    check(d, seen(d, "server", 0, SF_CALL_LISTEN)->state == SF_TCP_LISTEN &&
+          seen(d, "server", 0, SF_CALL_READ)->state == SF_TCP_CLOSE_WAIT,
           "switched on = %s; after the client hung up the server's line was %s",
-          state_name(seen(d, "server", 0, "listen")->state),
-          state_name(seen(d, "server", 0, "read")->state));
+          state_name(seen(d, "server", 0, SF_CALL_LISTEN)->state),
+          state_name(seen(d, "server", 0, SF_CALL_READ)->state));
     return EXIT_OK;
 fail:
     d->cur = &d->sink;
@@ -535,7 +513,7 @@ typedef struct capture {
     sf_tracer tracer;
     int n;
     sf_trace_event ev[MAX_CAPTURE];
-    char text[MAX_CAPTURE][4][SF_ADDR_STRLEN];
+    char text[MAX_CAPTURE][3][SF_ADDR_STRLEN];
 } capture;
 
 static void
@@ -548,14 +526,13 @@ capture_event(void *ud, const sf_trace_event *ev)
         return;
     e = &c->ev[c->n];
     *e = *ev;
-    copy_str(c->text[c->n][0], SF_ADDR_STRLEN, ev->call);
-    copy_str(c->text[c->n][1], SF_ADDR_STRLEN, ev->args);
-    copy_str(c->text[c->n][2], SF_ADDR_STRLEN, ev->local);
-    copy_str(c->text[c->n][3], SF_ADDR_STRLEN, ev->peer);
-    e->call = c->text[c->n][0];
-    e->args = c->text[c->n][1];
-    e->local = ev->local ? c->text[c->n][2] : NULL;
-    e->peer = ev->peer ? c->text[c->n][3] : NULL;
+    copy_str(c->text[c->n][0], SF_ADDR_STRLEN, ev->args);
+    copy_str(c->text[c->n][1], SF_ADDR_STRLEN, ev->local);
+    copy_str(c->text[c->n][2], SF_ADDR_STRLEN, ev->peer);
+    e->args = c->text[c->n][0];
+    e->local = ev->local ? c->text[c->n][1] : NULL;
+    e->peer = ev->peer ? c->text[c->n][2] : NULL;
+    e->addr = NULL;
     e->data = NULL;
     e->datalen = 0;
     c->n++;
@@ -594,11 +571,11 @@ demo_blocking_accept(demo *d)
     acc.cap.tracer = (sf_tracer){ capture_event, &acc.cap, 0 };
     if ((acc.lfd = listen_on_loopback(&srv, 8, 1, &a)) < 0)
         return EXIT_FAIL;
-    check(d, seen(d, "server", 0, "bind")->state == SF_TCP_CLOSE &&
-          seen(d, "server", 0, "listen")->state == SF_TCP_LISTEN,
+    check(d, seen(d, "server", 0, SF_CALL_BIND)->state == SF_TCP_CLOSE &&
+          seen(d, "server", 0, SF_CALL_LISTEN)->state == SF_TCP_LISTEN,
           "after bind() the socket is %s; listen() moved it to %s",
-          state_name(seen(d, "server", 0, "bind")->state),
-          state_name(seen(d, "server", 0, "listen")->state));
+          state_name(seen(d, "server", 0, SF_CALL_BIND)->state),
+          state_name(seen(d, "server", 0, SF_CALL_LISTEN)->state));
     if (pthread_create(&th, NULL, accept_thread, &acc) != 0) {
         sf_close(&srv, acc.lfd);
         return cmd_fail("pthread_create failed");
@@ -621,11 +598,11 @@ demo_blocking_accept(demo *d)
     check(d, acc.fd >= 0 && acc.waited_ns >= (uint64_t)(DIAL_DELAY_MS - 50) * 1000000u,
           "accept() slept %.3f s, until the client arrived", (double)acc.waited_ns / 1e9);
     check(d, acc.fd >= 0 && acc.fd != acc.lfd &&
-          seen(d, "server", 0, "accept4")->state == SF_TCP_ESTABLISHED &&
-          seen(d, "client", 0, "connect-done")->state == SF_TCP_ESTABLISHED,
+          seen(d, "server", 0, SF_CALL_ACCEPT4)->state == SF_TCP_ESTABLISHED &&
+          seen(d, "client", 0, SF_CALL_CONNECT_DONE)->state == SF_TCP_ESTABLISHED,
           "it returned only after the three-way handshake: a new descriptor %d, already %s,"
           " for %s; the listening descriptor %d stays in %s", acc.fd,
-          state_name(seen(d, "server", 0, "accept4")->state),
+          state_name(seen(d, "server", 0, SF_CALL_ACCEPT4)->state),
           acc.fd >= 0 ? sf_addr_format(&acc.peer, who, sizeof(who)) : "-", acc.lfd,
           state_name(sf_tcp_state(acc.lfd, NULL, NULL)));
     if (cfd >= 0)
@@ -651,9 +628,9 @@ demo_accept_edges(demo *d)
         return EXIT_FAIL;
     say(d, "a nonblocking listening socket, and nobody calling yet");
     r = sf_tcp_accept(&srv, lfd, &peer);
-    check(d, r == SF_EAGAIN && seen(d, "server", 0, "accept4")->err == EAGAIN,
+    check(d, r == SF_EAGAIN && seen(d, "server", 0, SF_CALL_ACCEPT4)->err == EAGAIN,
           "accept() returned -1 with errno %s at once instead of sleeping",
-          sf_errname(-seen(d, "server", 0, "accept4")->err));
+          sf_errname(-seen(d, "server", 0, SF_CALL_ACCEPT4)->err));
     if ((cfd1 = connect_to(&c1, &a)) < 0)
         goto out;
     afd1 = accept_next(&srv, lfd, &peer);
@@ -661,7 +638,7 @@ demo_accept_edges(demo *d)
         goto out;
     say(d, "accept() on the connected descriptor %d, which is no listener:", afd1);
     r = sf_tcp_accept(&srv, afd1, NULL);
-    check(d, r == -EINVAL && seen(d, "server", 0, "accept4")->err == EINVAL,
+    check(d, r == -EINVAL && seen(d, "server", 0, SF_CALL_ACCEPT4)->err == EINVAL,
           "accept() failed with %s: a connected socket cannot accept connections",
           sf_errname(r));
     if ((cfd2 = connect_to(&c2, &a)) < 0)
@@ -671,7 +648,7 @@ demo_accept_edges(demo *d)
     if (afd2 < 0)
         goto out;
     sf_peer_addr(afd2, &p2);
-    check(d, strncmp(seen(d, "server", 0, "accept4")->args, "peer=NULL", 9) == 0,
+    check(d, (seen(d, "server", 0, SF_CALL_ACCEPT4)->notes & SF_TRACE_N_NO_ADDR) != 0,
           "accept() returned descriptor %d and filled in no peer address; getpeername() can"
           " still tell: %s", afd2, sf_addr_format(&p2, who, sizeof(who)));
     rc = EXIT_OK;
@@ -707,22 +684,22 @@ demo_handshake(demo *d)
         return EXIT_FAIL;
     if ((cfd1 = connect_to(&c1, &a)) < 0)
         goto out;
-    check(d, seen(d, "client", 1, "connect-done")->state == SF_TCP_ESTABLISHED,
+    check(d, seen(d, "client", 1, SF_CALL_CONNECT_DONE)->state == SF_TCP_ESTABLISHED,
           "client 1 sent SYN, got SYN-ACK, sent ACK: %s, and the server has not called"
-          " accept()", state_name(seen(d, "client", 1, "connect-done")->state));
+          " accept()", state_name(seen(d, "client", 1, SF_CALL_CONNECT_DONE)->state));
     if ((cfd2 = connect_to(&c2, &a)) < 0)
         goto out;
     probe(d, &srv, lfd);
-    check(d, seen(d, "server", 0, "getsockopt")->queue == 2,
+    check(d, seen(d, "server", 0, SF_CALL_GETSOCKOPT)->queue == 2,
           "the kernel completed both connections by itself: they wait in the accept queue"
-          " of the listening socket (length %d)", seen(d, "server", 0, "getsockopt")->queue);
+          " of the listening socket (length %d)", seen(d, "server", 0, SF_CALL_GETSOCKOPT)->queue);
     say(d, "client 3 dials while the queue is full: the server's kernel drops its SYN");
     if ((cfd3 = dial(&c3, &a)) < 0)
         goto out;
     probe(d, &c3, cfd3);
-    check(d, seen(d, "client", 3, "getsockopt")->state == SF_TCP_SYN_SENT,
+    check(d, seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state == SF_TCP_SYN_SENT,
           "client 3 is in %s: its SYN went out and no SYN-ACK came back",
-          state_name(seen(d, "client", 3, "getsockopt")->state));
+          state_name(seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state));
     if ((afd = accept_next(&srv, lfd, &peer1)) < 0)
         goto out;
     say(d, "accept() took client 1 off the queue, making room; client 3's kernel sends its"
@@ -730,9 +707,9 @@ demo_handshake(demo *d)
     t0 = sf_now_ns();
     wait_fd(cfd3, POLLOUT, WAIT_MS);
     probe(d, &c3, cfd3);
-    check(d, seen(d, "client", 3, "getsockopt")->state == SF_TCP_ESTABLISHED,
+    check(d, seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state == SF_TCP_ESTABLISHED,
           "client 3 is %s after %.1f s: the second SYN found room",
-          state_name(seen(d, "client", 3, "getsockopt")->state),
+          state_name(seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state),
           (double)(sf_now_ns() - t0) / 1e9);
     say(d, "the close: client 1 hangs up first");
     sf_local_addr(cfd1, &local1);
@@ -740,19 +717,19 @@ demo_handshake(demo *d)
     overflows = tw_overflows();
     sf_close(&c1, cfd1);
     cfd1 = -1;
-    state = wait_state(d, &c1, &local1, &peer1, SF_TCP_FIN_WAIT2);
+    state = wait_state(&c1, &local1, &peer1, SF_TCP_FIN_WAIT2);
     check_closed_state(d, state, SF_TCP_FIN_WAIT2, overflows,
                        "client 1: its FIN was acknowledged; it is in",
                        ", waiting for the server's FIN");
     read_some(&s1, afd, buf, sizeof(buf));
-    check(d, seen(d, "server", 1, "read")->result == 0 &&
-          seen(d, "server", 1, "read")->state == SF_TCP_CLOSE_WAIT,
+    check(d, seen(d, "server", 1, SF_CALL_READ)->result == 0 &&
+          seen(d, "server", 1, SF_CALL_READ)->state == SF_TCP_CLOSE_WAIT,
           "server: read() returned %ld (end of stream) and its socket is %s",
-          seen(d, "server", 1, "read")->result,
-          state_name(seen(d, "server", 1, "read")->state));
+          seen(d, "server", 1, SF_CALL_READ)->result,
+          state_name(seen(d, "server", 1, SF_CALL_READ)->state));
     sf_close(&s1, afd);
     afd = -1;
-    state = wait_state(d, &c1, &local1, &peer1, SF_TCP_TIME_WAIT);
+    state = wait_state(&c1, &local1, &peer1, SF_TCP_TIME_WAIT);
     check_closed_state(d, state, SF_TCP_TIME_WAIT, overflows,
                        "the server hung up too; client 1, which hung up first, is in", "");
     rc = EXIT_OK;
@@ -790,7 +767,7 @@ demo_two_sockets(demo *d)
     for (int i = 0; i < 2; i++) {
         if ((afd[i] = accept_next(&srv, lfd, &peer[i])) < 0)
             goto out;
-        lfd_seen[i] = seen(d, "server", 0, "accept4")->fd;
+        lfd_seen[i] = seen(d, "server", 0, SF_CALL_ACCEPT4)->fd;
     }
     check(d, afd[0] != afd[1] && afd[0] != lfd && afd[1] != lfd && lfd_seen[0] == lfd &&
           lfd_seen[1] == lfd,
@@ -810,7 +787,7 @@ demo_two_sockets(demo *d)
     sf_close(&s1, afd[0]);
     afd[0] = -1;
     read_some(&c1, cfd[0], buf, sizeof(buf));
-    check(d, seen(d, "client", 1, "read")->result == 0 &&
+    check(d, seen(d, "client", 1, SF_CALL_READ)->result == 0 &&
           sf_tcp_state(lfd, NULL, NULL) == SF_TCP_LISTEN,
           "client 1 read 0 (hung up on); the listening socket is still %s",
           state_name(sf_tcp_state(lfd, NULL, NULL)));
@@ -819,7 +796,7 @@ demo_two_sockets(demo *d)
         goto out;
     if ((afd[2] = accept_next(&srv, lfd, &peer[2])) < 0)
         goto out;
-    lfd_seen[2] = seen(d, "server", 0, "accept4")->fd;
+    lfd_seen[2] = seen(d, "server", 0, SF_CALL_ACCEPT4)->fd;
     check(d, lfd_seen[2] == lfd && afd[2] != lfd && afd[2] != afd[1],
           "accept() on the same listening descriptor %d gave descriptor %d for %s: a new"
           " connection (a freed descriptor number can be reused)", lfd, afd[2],

@@ -1,0 +1,241 @@
+/* trace_format: events written for people and programs: one aligned text line (with
+ * the explainer's sentence and a hex dump when asked) or one JSON object, and the FILE
+ * sink that writes each entry whole. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sockflow/err.h"
+#include "trace_int.h"
+
+void
+sf__put(sf__cursor *o, const char *fmt, ...)
+{
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(room ? o->p + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+static void
+put_json_str(sf__cursor *o, const char *s)
+{
+    if (s == NULL) {
+        sf__put(o, "null");
+        return;
+    }
+    sf__put(o, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c == '"' || c == '\\')
+            sf__put(o, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            sf__put(o, "\\u%04x", c);
+        else
+            sf__put(o, "%c", c);
+    }
+    sf__put(o, "\"");
+}
+
+static void
+put_result(sf__cursor *o, const sf_trace_event *ev)
+{
+    if (ev->result < 0 && ev->err)
+        sf__put(o, "%ld %s", ev->result, sf_errname(-ev->err));
+    else
+        sf__put(o, "%ld", ev->result);
+}
+
+static void
+put_hexdump(sf__cursor *o, const sf_trace_event *ev, const char *indent)
+{
+    const unsigned char *d = ev->data;
+    size_t n = ev->datalen < SF_TRACE_DATA_MAX ? ev->datalen : SF_TRACE_DATA_MAX;
+
+    for (size_t off = 0; off < n; off += 16) {
+        size_t k = n - off < 16 ? n - off : 16;
+
+        sf__put(o, "%s%04zx ", indent, off);
+        for (size_t i = 0; i < 16; i++) {
+            if (i < k)
+                sf__put(o, " %02x", d[off + i]);
+            else
+                sf__put(o, "   ");
+        }
+        sf__put(o, "  ");
+        for (size_t i = 0; i < k; i++)
+            sf__put(o, "%c", d[off + i] >= 0x20 && d[off + i] < 0x7f ? d[off + i] : '.');
+        sf__put(o, "\n");
+    }
+    if (ev->datalen > n)
+        sf__put(o, "%s(%zu more bytes not shown)\n", indent, ev->datalen - n);
+}
+
+static void
+format_text(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t t0_ns)
+{
+    char who[48], fd[16], res[32], extra[64] = "";
+    double t = ev->t_ns >= t0_ns ? (double)(ev->t_ns - t0_ns) / 1e9 : 0.0;
+    sf__cursor r = { res, sizeof(res), 0 };
+    static const char indent[] = "                 ";
+
+    if (ev->id)
+        snprintf(who, sizeof(who), "%s#%lu", ev->side, ev->id);
+    else
+        snprintf(who, sizeof(who), "%s", ev->side);
+    if (ev->fd >= 0)
+        snprintf(fd, sizeof(fd), "fd=%d", ev->fd);
+    else
+        snprintf(fd, sizeof(fd), "-");
+    put_result(&r, ev);
+    if (ev->tcp_state == SF_TCP_ESTABLISHED && ev->rtt_us)
+        snprintf(extra, sizeof(extra), " rtt=%uus", ev->rtt_us);
+    else if (ev->accept_queue >= 0)
+        snprintf(extra, sizeof(extra), " queue=%d", ev->accept_queue);
+    sf__put(o, "%10.6f %-10s %-12s %-6s %-36s = %-16s %s%s\n", t, who, sf_call_name(ev->call), fd, ev->args,
+        res, ev->proto ? sf_tcp_state_name(ev->tcp_state) : "-", extra);
+    if (flags & SF_TRACE_F_EXPLAIN) {
+        sf__put(o, "%s> ", indent);
+        sf__explain(o, ev);
+        sf__put(o, "\n");
+    }
+    if ((flags & SF_TRACE_F_DATA) && ev->data && ev->datalen)
+        put_hexdump(o, ev, indent);
+}
+
+static void
+format_json(sf__cursor *o, const sf_trace_event *ev, unsigned flags)
+{
+    sf__put(o, "{\"event\":\"call\",\"t_ns\":%llu,\"side\":", (unsigned long long)ev->t_ns);
+    put_json_str(o, ev->side);
+    sf__put(o, ",\"id\":%lu,\"call\":", ev->id);
+    put_json_str(o, sf_call_name(ev->call));
+    sf__put(o, ",\"fd\":%d,\"args\":", ev->fd);
+    put_json_str(o, ev->args);
+    sf__put(o, ",\"result\":%ld,\"errno\":", ev->result);
+    put_json_str(o, ev->result < 0 && ev->err ? sf_errname(-ev->err) : NULL);
+    sf__put(o, ",\"proto\":");
+    put_json_str(o, ev->proto);
+    sf__put(o, ",\"state\":");
+    put_json_str(o, ev->proto && ev->tcp_state != SF_TCP_NONE
+                        ? sf_tcp_state_name(ev->tcp_state) : NULL);
+    if (ev->tcp_state_before != SF_TCP_NONE) {
+        sf__put(o, ",\"state_before\":");
+        put_json_str(o, sf_tcp_state_name(ev->tcp_state_before));
+    }
+    if (ev->tcp_state == SF_TCP_ESTABLISHED)
+        sf__put(o, ",\"rtt_us\":%u", ev->rtt_us);
+    if (ev->accept_queue >= 0)
+        sf__put(o, ",\"accept_queue\":%d", ev->accept_queue);
+    sf__put(o, ",\"local\":");
+    put_json_str(o, ev->local);
+    sf__put(o, ",\"peer\":");
+    put_json_str(o, ev->peer);
+    if ((flags & SF_TRACE_F_DATA) && ev->data && ev->datalen) {
+        size_t n = ev->datalen < SF_TRACE_DATA_MAX ? ev->datalen : SF_TRACE_DATA_MAX;
+
+        sf__put(o, ",\"data\":\"");
+        for (size_t i = 0; i < n; i++)
+            sf__put(o, "%02x", ((const unsigned char *)ev->data)[i]);
+        sf__put(o, "\",\"data_len\":%zu", ev->datalen);
+    }
+    if (flags & SF_TRACE_F_EXPLAIN) {
+        char why[1024];
+
+        sf__put(o, ",\"explain\":");
+        put_json_str(o, sf_trace_explain(ev, why, sizeof(why)));
+    }
+    sf__put(o, "}\n");
+}
+
+size_t
+sf_trace_format(const sf_trace_event *ev, int format, unsigned flags, uint64_t t0_ns,
+                char *buf, size_t cap)
+{
+    sf__cursor o = { buf, cap, 0 };
+
+    if (cap)
+        buf[0] = '\0';
+    if (format == SF_TRACE_JSON)
+        format_json(&o, ev, flags);
+    else
+        format_text(&o, ev, flags, t0_ns);
+    return o.len;
+}
+
+/* ---- the FILE sink ---- */
+
+static void
+write_entry(FILE *f, const char *p, size_t len)
+{
+    /* One fwrite under the FILE's lock, flushed: whole entries, whatever the thread. */
+    flockfile(f);
+    fwrite(p, 1, len, f);
+    fflush(f);
+    funlockfile(f);
+}
+
+static void
+sink_event(void *ud, const sf_trace_event *ev)
+{
+    sf_trace_sink *s = ud;
+    char small[1024], *big;
+    size_t n;
+
+    n = sf_trace_format(ev, s->format, s->flags, s->t0_ns, small, sizeof(small));
+    if (n < sizeof(small)) {
+        write_entry(s->out, small, n);
+        return;
+    }
+    big = malloc(n + 1);
+    if (big == NULL) {
+        write_entry(s->out, small, sizeof(small) - 1);
+        return;
+    }
+    sf_trace_format(ev, s->format, s->flags, s->t0_ns, big, n + 1);
+    write_entry(s->out, big, n);
+    free(big);
+}
+
+void
+sf_trace_sink_init(sf_trace_sink *s, FILE *out, int format, unsigned flags)
+{
+    s->tracer.fn = sink_event;
+    s->tracer.ud = s;
+    s->tracer.with_data = (flags & SF_TRACE_F_DATA) != 0;
+    s->out = out;
+    s->format = format;
+    s->flags = flags;
+    s->t0_ns = sf_now_ns();
+}
+
+void
+sf_trace_sink_note(sf_trace_sink *s, const char *kind, const char *fmt, ...)
+{
+    char text[1024], line[8192];
+    sf__cursor o = { line, sizeof(line), 0 };
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (s->format == SF_TRACE_JSON) {
+        sf__put(&o, "{\"event\":");
+        put_json_str(&o, kind);
+        sf__put(&o, ",\"t_ns\":%llu,\"text\":", (unsigned long long)sf_now_ns());
+        put_json_str(&o, text);
+        sf__put(&o, "}\n");
+    } else {
+        sf__put(&o, "%s\n", text);
+    }
+    if (o.len >= sizeof(line))
+        o.len = sizeof(line) - 1;
+    write_entry(s->out, line, o.len);
+}
