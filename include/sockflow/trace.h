@@ -93,13 +93,37 @@ typedef struct sf_trace_event {
 
 typedef void (*sf_trace_fn)(void *ud, const sf_trace_event *ev);
 
+/* TCP header flags of a segment (sf_trace_segment.flags). */
+enum {
+    SF_SEG_FIN = 0x01, SF_SEG_SYN = 0x02, SF_SEG_RST = 0x04, SF_SEG_PSH = 0x08,
+    SF_SEG_ACK = 0x10,
+};
+
+/* One TCP segment seen on the wire: what a packet capture feeds into the same sink as
+ * the calls, so the segments appear between the calls that caused them. Pointers are
+ * valid only during the sink's call. */
+typedef struct sf_trace_segment {
+    uint64_t t_ns;          /* CLOCK_MONOTONIC when it was seen */
+    const char *src, *dst;  /* "127.0.0.1:40000" */
+    unsigned flags;         /* SF_SEG_* */
+    uint32_t seq, ack;      /* as on the wire (absolute) */
+    uint32_t win;           /* the advertised window, unscaled */
+    uint32_t len;           /* payload bytes */
+} sf_trace_segment;
+
+typedef void (*sf_segment_fn)(void *ud, const sf_trace_segment *sg);
+
 /* A sink: where events go. Owned by the caller; must outlive every sf_trace using it.
  * fn may be called from several threads at once (a server with several loops). */
 typedef struct sf_tracer {
     sf_trace_fn fn;
     void *ud;
     int with_data;          /* pass payloads of read/write calls */
+    sf_segment_fn segment;  /* segments from a capture; NULL: the sink takes none */
 } sf_tracer;
+
+/* Hand one captured segment to tr (nothing when tr or its segment function is NULL). */
+void sf_trace_segment_emit(const sf_tracer *tr, const sf_trace_segment *sg);
 
 /* Who makes the calls: passed by pointer to every sock call; NULL turns tracing off
  * (one branch per call). Cheap to build on the stack. */
@@ -165,6 +189,12 @@ enum {
  * a caller whose buffer was short can retry with a bigger one. */
 size_t sf_trace_format(const sf_trace_event *ev, int format, unsigned flags, uint64_t t0_ns,
                        char *buf, size_t cap);
+
+/* Format a captured segment like a call: SF_TRACE_TEXT, one line aligned with the calls
+ * (time, "wire", tcpdump's flags "[S.]", "src > dst", seq, ack, win, len); SF_TRACE_JSON,
+ * {"event":"segment",...} (docs/trace.md). snprintf-style, as sf_trace_format. */
+size_t sf_trace_format_segment(const sf_trace_segment *sg, int format, uint64_t t0_ns,
+                               char *buf, size_t cap);
 
 /* The telephone picture of one event, as one plain sentence (no newline): "listen():
  * the phone is switched on and can ring (LISTEN) ..." Returns buf. */

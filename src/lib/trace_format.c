@@ -170,6 +170,62 @@ sf_trace_format(const sf_trace_event *ev, int format, unsigned flags, uint64_t t
     return o.len;
 }
 
+/* ---- segments from a capture ---- */
+
+/* tcpdump's notation: S F R P, then "." for ACK; "[.]" for a bare ACK. */
+static void
+put_seg_flags(sf__cursor *o, unsigned f)
+{
+    static const struct { unsigned bit; char c; } order[] = {
+        { SF_SEG_SYN, 'S' }, { SF_SEG_FIN, 'F' }, { SF_SEG_RST, 'R' }, { SF_SEG_PSH, 'P' },
+        { SF_SEG_ACK, '.' },
+    };
+
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (f & order[i].bit)
+            sf__put(o, "%c", order[i].c);
+}
+
+size_t
+sf_trace_format_segment(const sf_trace_segment *sg, int format, uint64_t t0_ns, char *buf,
+                        size_t cap)
+{
+    sf__cursor o = { buf, cap, 0 };
+    char flags[8], route[2 * SF_ADDR_STRLEN + 4];
+    sf__cursor f = { flags, sizeof(flags), 0 };
+    double t = sg->t_ns >= t0_ns ? (double)(sg->t_ns - t0_ns) / 1e9 : 0.0;
+
+    if (cap)
+        buf[0] = '\0';
+    flags[0] = '\0';
+    sf__put(&f, "[");
+    put_seg_flags(&f, sg->flags);
+    sf__put(&f, "]");
+    if (format == SF_TRACE_JSON) {
+        sf__put(&o, "{\"event\":\"segment\",\"t_ns\":%llu,\"src\":",
+                (unsigned long long)sg->t_ns);
+        put_json_str(&o, sg->src);
+        sf__put(&o, ",\"dst\":");
+        put_json_str(&o, sg->dst);
+        /* the flags without the brackets: "S." */
+        flags[f.len - 1] = '\0';
+        sf__put(&o, ",\"flags\":\"%s\",\"seq\":%u,\"ack\":%u,\"win\":%u,\"len\":%u}\n",
+                flags + 1, sg->seq, sg->ack, sg->win, sg->len);
+        return o.len;
+    }
+    snprintf(route, sizeof(route), "%s > %s", sg->src ? sg->src : "-", sg->dst ? sg->dst : "-");
+    sf__put(&o, "%10.6f %-10s %-12s %-6s %-36s   seq=%u ack=%u win=%u len=%u\n", t, "wire",
+            flags, "-", route, sg->seq, sg->ack, sg->win, sg->len);
+    return o.len;
+}
+
+void
+sf_trace_segment_emit(const sf_tracer *tr, const sf_trace_segment *sg)
+{
+    if (tr && tr->segment)
+        tr->segment(tr->ud, sg);
+}
+
 /* ---- the FILE sink ---- */
 
 static void
@@ -204,10 +260,21 @@ sink_event(void *ud, const sf_trace_event *ev)
     free(big);
 }
 
+static void
+sink_segment(void *ud, const sf_trace_segment *sg)
+{
+    sf_trace_sink *s = ud;
+    char line[512];
+    size_t n = sf_trace_format_segment(sg, s->format, s->t0_ns, line, sizeof(line));
+
+    write_entry(s->out, line, n < sizeof(line) ? n : sizeof(line) - 1);
+}
+
 void
 sf_trace_sink_init(sf_trace_sink *s, FILE *out, int format, unsigned flags)
 {
     s->tracer.fn = sink_event;
+    s->tracer.segment = sink_segment;
     s->tracer.ud = s;
     s->tracer.with_data = (flags & SF_TRACE_F_DATA) != 0;
     s->out = out;

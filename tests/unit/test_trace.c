@@ -1058,6 +1058,40 @@ sink_writes_whole_lines(void **state)
     fclose(f);
 }
 
+/* A captured segment goes through the same sink as the calls, aligned with them. */
+static void
+segments_in_the_sink(void **state)
+{
+    static char out[4096];
+    sf_trace_segment sg = { .t_ns = 0, .src = "127.0.0.1:40000", .dst = "127.0.0.1:7",
+                            .flags = SF_SEG_SYN | SF_SEG_ACK, .seq = 1, .ack = 2,
+                            .win = 65483, .len = 0 };
+    sf_trace_sink sink;
+    char buf[512];
+    FILE *f = tmpfile();
+
+    (void)state;
+    sf_trace_format_segment(&sg, SF_TRACE_TEXT, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "  0.000000 wire       [S.]         -      127.0.0.1:40000 > 127.0.0.1:7"
+        "          seq=1 ack=2 win=65483 len=0\n");
+    sg.flags = SF_SEG_ACK;
+    sf_trace_format_segment(&sg, SF_TRACE_JSON, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "{\"event\":\"segment\",\"t_ns\":0,\"src\":\"127.0.0.1:40000\","
+        "\"dst\":\"127.0.0.1:7\",\"flags\":\".\",\"seq\":1,\"ack\":2,\"win\":65483,"
+        "\"len\":0}\n");
+    assert_non_null(f);
+    sf_trace_sink_init(&sink, f, SF_TRACE_JSON, 0);
+    sg.flags = SF_SEG_FIN | SF_SEG_ACK;
+    sf_trace_segment_emit(&sink.tracer, &sg);
+    sf_trace_segment_emit(NULL, &sg);
+    slurp(f, out, sizeof(out));
+    assert_non_null(strstr(out, "\"flags\":\"F.\""));
+    assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
+    fclose(f);
+}
+
 typedef struct sink_writer {
     sf_trace t;
     int n;
@@ -1157,6 +1191,7 @@ main(void)
         cmocka_unit_test(explain_sentences),
         cmocka_unit_test(sink_writes_whole_lines),
         cmocka_unit_test(sink_lines_never_mix),
+        cmocka_unit_test(segments_in_the_sink),
         cmocka_unit_test(clock_is_monotonic),
     };
 
