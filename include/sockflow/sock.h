@@ -58,6 +58,11 @@ int sf_tcp_connect_start(const sf_trace *t, const sf_addr *a, const sf_addr *src
 int sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                 sf_err *err);
 
+/* socket(SOCK_DGRAM), unbound: the seed's connectionless UDP client, whose first
+ * sendto picks its port. family is AF_INET or AF_INET6. Blocking unless nonblock.
+ * Returns the fd or a negative code with err set. */
+int sf_udp_socket(const sf_trace *t, int family, int nonblock, sf_err *err);
+
 /* socket(SOCK_DGRAM) → [bind src] → connect, so that ICMP errors (port unreachable)
  * come back as ECONNREFUSED on the next send/recv. Blocking unless nonblock. */
 int sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonblock,

@@ -319,6 +319,16 @@ sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_
 }
 
 int
+sf_udp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
+{
+    int fd = open_socket(t, family, SOCK_DGRAM, !nonblock);
+
+    if (fd < 0)
+        return sf_err_set(err, -errno, "socket %s, SOCK_DGRAM", family_name(family));
+    return fd;
+}
+
+int
 sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonblock,
                sf_err *err)
 {

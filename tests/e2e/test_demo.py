@@ -79,6 +79,20 @@ def test_one_section(n):
     assert re.search(r"^\d+ of \d+ claims seen in the kernel\.$", out, re.M)
 
 
+def test_sections_come_from_one_table(events):
+    """The help's list, the --section range, its error and the run all count the same
+    sections: the table's."""
+    out = demo("--help")
+    listed = re.findall(r"^  (\d+) \S", out, re.M)
+    n = len(listed)
+    assert listed == [str(i) for i in range(1, n + 1)]
+    assert f"run section N only (1-{n})" in out
+    assert f"{n} numbered sections" in out
+    assert sorted(events) == list(range(1, n + 1))
+    r = run_sockflow(["demo", "--section", str(n + 1)])
+    assert r.returncode == 2 and f"a number from 1 to {n}".encode() in r.stderr
+
+
 def test_usage():
     r = run_sockflow(["demo", "--section", "9"])
     assert r.returncode == 2 and b"--section 9" in r.stderr
