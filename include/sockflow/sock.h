@@ -54,6 +54,18 @@ int sf_tcp_connect_list(const sf_trace *t, const sf_addr_list *list, const sf_ad
 int sf_tcp_connect_start(const sf_trace *t, const sf_addr *a, const sf_addr *src,
                          sf_err *err);
 
+/* socket(SOCK_STREAM) alone, close-on-exec, blocking unless nonblock: a client before
+ * it dials (its own address is 0.0.0.0:0 until connect picks one). Returns the fd or a
+ * negative code with err set. */
+int sf_tcp_socket(const sf_trace *t, int family, int nonblock, sf_err *err);
+
+/* connect(2) fd to a, as the seed's client does. On a blocking socket the call sleeps
+ * until the three-way handshake is complete and returns 0 (a signal does not cut the
+ * wait short); on a nonblocking one it returns SF_EAGAIN while the handshake is under
+ * way. Returns 0, SF_EAGAIN, or a negative code with err set ("connect 127.0.0.1:7:
+ * Connection refused"). */
+int sf_connect(const sf_trace *t, int fd, const sf_addr *a, sf_err *err);
+
 /* socket(SOCK_DGRAM) → bind. Nonblocking unless opts->blocking. */
 int sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                 sf_err *err);

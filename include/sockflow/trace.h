@@ -89,7 +89,14 @@ typedef struct sf_trace_event {
     int opt_level, opt_name, opt_value;
     int flags;
     unsigned notes;
+    int phase;              /* SF_TRACE_RETURN, or SF_TRACE_ENTRY (see below) */
 } sf_trace_event;
+
+/* sf_trace_event.phase. Events are made when a call returns. A tracer that asks for
+ * entries (sf_tracer.entries) also gets one when a call that may sleep (accept, connect,
+ * read, recvfrom) is entered on a blocking socket: result 0, the state at entry. The
+ * time between the two is the time the call slept. */
+enum { SF_TRACE_RETURN = 0, SF_TRACE_ENTRY = 1 };
 
 typedef void (*sf_trace_fn)(void *ud, const sf_trace_event *ev);
 
@@ -120,6 +127,7 @@ typedef struct sf_tracer {
     void *ud;
     int with_data;          /* pass payloads of read/write calls */
     sf_segment_fn segment;  /* segments from a capture; NULL: the sink takes none */
+    int entries;            /* also report the entry of calls that may sleep */
 } sf_tracer;
 
 /* Hand one captured segment to tr (nothing when tr or its segment function is NULL). */
@@ -176,7 +184,15 @@ enum { SF_TRACE_TEXT = 0, SF_TRACE_JSON = 1 };
 enum {
     SF_TRACE_F_EXPLAIN = 1 << 0,    /* add the telephone-picture sentence to each event */
     SF_TRACE_F_DATA    = 1 << 1,    /* hex dump of read/write payloads */
+    SF_TRACE_F_NARROW  = 1 << 2,    /* text: lines of at most 80 columns, strace-like
+                                       "call(fd, args) = result", no RTT, explanations
+                                       wrapped */
+    SF_TRACE_F_ZH      = 1 << 3,    /* explanations in Chinese (JSON keys and values
+                                       other than "explain" stay as they are) */
 };
+
+/* Languages of the explanations. */
+enum { SF_LANG_EN = 0, SF_LANG_ZH = 1 };
 
 /* Most payload bytes dumped per event; the rest is counted, not shown. */
 #define SF_TRACE_DATA_MAX 4096
@@ -199,6 +215,18 @@ size_t sf_trace_format_segment(const sf_trace_segment *sg, int format, uint64_t 
 /* The telephone picture of one event, as one plain sentence (no newline): "listen():
  * the phone is switched on and can ring (LISTEN) ..." Returns buf. */
 const char *sf_trace_explain(const sf_trace_event *ev, char *buf, size_t cap);
+
+/* The same in lang (SF_LANG_EN or SF_LANG_ZH, the seed's own words). */
+const char *sf_trace_explain_in(const sf_trace_event *ev, int lang, char *buf, size_t cap);
+
+/* Display columns of a UTF-8 string (CJK characters count two). */
+int sf_text_width(const char *s);
+
+/* Write text wrapped at width columns into buf (at most cap bytes, NUL-terminated;
+ * returns the length needed): the first line starts with first, the others with cont.
+ * Breaks at spaces, or between two wide (CJK) characters. */
+size_t sf_text_wrap(const char *text, const char *first, const char *cont, int width,
+                    char *buf, size_t cap);
 
 /* A ready-made sink writing to a FILE the caller owns (stderr, a --trace-file).
  * Each event goes out whole, in one fwrite under the FILE's lock, and is flushed:

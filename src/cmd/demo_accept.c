@@ -75,7 +75,7 @@ demo_blocking_accept(demo *d)
     sf_addr a;
     int cfd, joined;
 
-    acc.cap.tracer = (sf_tracer){ capture_event, &acc.cap, 0, NULL };
+    acc.cap.tracer = (sf_tracer){ capture_event, &acc.cap, 0, NULL, 0 };
     if ((acc.lfd = demo_listen(&srv, 8, 1, &a)) < 0)
         return EXIT_FAIL;
     demo_check(d, demo_seen(d, "server", 0, SF_CALL_BIND)->state == SF_TCP_CLOSE &&

@@ -158,6 +158,9 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
     char who[SF_ADDR_STRLEN];
     int fd;
 
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_ACCEPT4, lfd, SF_ABOUT(.flags = flags), "peer=%s%s",
+                        peer ? "?" : "NULL", flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
     do {
         fd = accept4(lfd, peer ? (struct sockaddr *)&ss : NULL, peer ? &len : NULL, flags);
     } while (fd < 0 && errno == EINTR);
@@ -296,6 +299,37 @@ sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int time
 }
 
 int
+sf_tcp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
+{
+    int fd = open_socket(t, family, SOCK_STREAM, !nonblock);
+
+    if (fd < 0)
+        return sf_err_set(err, -errno, "socket %s, SOCK_STREAM", family_name(family));
+    return fd;
+}
+
+int
+sf_connect(const sf_trace *t, int fd, const sf_addr *a, sf_err *err)
+{
+    char where[SF_ADDR_STRLEN];
+    int rc;
+
+    sf_addr_format(a, where, sizeof(where));
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_CONNECT, fd, SF_ABOUT(.addr = a), "%s", where);
+    rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+    /* Interrupted, the handshake goes on: wait for it as for a nonblocking connect. */
+    if (rc < 0 && errno == EINTR)
+        rc = wait_connected(fd, -1);
+    TRACE(t, SF_CALL_CONNECT, fd, rc, SF_ABOUT(.addr = a), "%s", where);
+    if (rc == 0)
+        return 0;
+    if (errno == EINPROGRESS)
+        return SF_EAGAIN;
+    return sf_err_set(err, -errno, "connect %s", where);
+}
+
+int
 sf_tcp_connect_list(const sf_trace *t, const sf_addr_list *list, const sf_addr *src,
                     int timeout_ms, int nonblock, sf_err *err)
 {
@@ -364,6 +398,8 @@ sf_read(const sf_trace *t, int fd, void *buf, size_t len)
 {
     ssize_t n;
 
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_READ, fd, NULL, "len=%zu", len);
     do {
         n = read(fd, buf, len);
     } while (n < 0 && errno == EINTR);
@@ -432,6 +468,8 @@ sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from, int
     sf_addr src;
     ssize_t n;
 
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_RECVFROM, fd, NULL, "len=%zu, from=?", len);
     /* MSG_TRUNC: the real length comes back even when it did not fit. */
     do {
         n = recvfrom(fd, buf, len, MSG_TRUNC, (struct sockaddr *)&ss, &sl);

@@ -1,6 +1,7 @@
 /* trace: build one event per socket call: who made it, the call and what it concerned
  * (as values), its result, and the subject socket's state read from the kernel. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,22 +39,39 @@ typedef struct subject {
     char local[SF_ADDR_STRLEN], peer[SF_ADDR_STRLEN];
 } subject;
 
+/* A TCP socket whose two FINs passed while its descriptor is open reads CLOSE and has
+ * forgotten its peer, while the kernel keeps the connection in TIME_WAIT (the side that
+ * hung up first, after its read() of 0). Report that connection, found by the socket's
+ * cookie, rather than the empty shell. */
+static void
+time_wait_instead(int fd, uint64_t cookie, subject *s)
+{
+    sf_addr local = { .len = sizeof(local.ss) }, peer;
+
+    if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) < 0 ||
+        sf_addr_port(&local) == 0)
+        return;
+    if (sf__lookup_time_wait(&local, cookie, &peer) != SF_TCP_TIME_WAIT)
+        return;
+    s->state = SF_TCP_TIME_WAIT;
+    sf_addr_format(&peer, s->peer, sizeof(s->peer));
+}
+
 static void
 read_subject(int fd, subject *s)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int saved = errno;
+    uint64_t cookie = 0;
+    int saved = errno, have_cookie = 0;
 
     s->proto = sf__sock_proto(fd);
     s->state = s->proto == IPPROTO_TCP ? sf_tcp_state(fd, &s->rtt_us, &s->queue) : SF_TCP_NONE;
     if (s->proto == IPPROTO_TCP) {
-        uint64_t cookie;
-
         /* The kernel numbers a socket on first asking, and a TIME_WAIT entry keeps the
          * number of its socket: asked now, close can find the connection later. */
         len = sizeof(cookie);
-        getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len);
+        have_cookie = getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0;
     }
     s->state_before = SF_TCP_NONE;
     if (s->proto != IPPROTO_TCP) {
@@ -68,12 +86,14 @@ read_subject(int fd, subject *s)
     len = sizeof(ss);
     if (s->proto && getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
         sf_addr_format_sa((struct sockaddr *)&ss, len, s->peer, sizeof(s->peer));
+    else if (s->state == SF_TCP_CLOSE && have_cookie)
+        time_wait_instead(fd, cookie, s);
     errno = saved;
 }
 
 static void
 emit(const sf_trace *t, sf_call call, int fd, long result, int err, const subject *s,
-     const sf_trace_about *about, const char *args)
+     const sf_trace_about *about, const char *args, int phase)
 {
     static const sf_trace_about nothing;
     const sf_trace_about *a = about ? about : &nothing;
@@ -101,6 +121,7 @@ emit(const sf_trace *t, sf_call call, int fd, long result, int err, const subjec
         .opt_value = a->opt_value,
         .flags = a->flags,
         .notes = a->notes,
+        .phase = phase,
     };
 
     t->tracer->fn(t->tracer->ud, &ev);
@@ -130,7 +151,7 @@ trace_va(const sf_trace *t, sf_call call, int fd, int subject_fd, long result, i
         sf_tcp_state(fd, NULL, &queue);
         s.queue = queue;
     }
-    emit(t, call, fd, result, err, &s, about, args);
+    emit(t, call, fd, result, err, &s, about, args, SF_TRACE_RETURN);
     errno = saved;
 }
 
@@ -159,6 +180,30 @@ sf__trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd, long 
     trace_va(t, call, fd, subject_fd >= 0 ? subject_fd : fd, result, err, about, args_fmt,
              ap);
     va_end(ap);
+}
+
+void
+sf__trace_entry(const sf_trace *t, sf_call call, int fd, const sf_trace_about *about,
+                const char *args_fmt, ...)
+{
+    char args[256];
+    subject s;
+    va_list ap;
+    int saved = errno, fl;
+
+    if (!tracing(t) || !t->tracer->entries)
+        return;
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_NONBLOCK)) {
+        errno = saved;
+        return;
+    }
+    va_start(ap, args_fmt);
+    vsnprintf(args, sizeof(args), args_fmt, ap);
+    va_end(ap);
+    read_subject(fd, &s);
+    emit(t, call, fd, 0, 0, &s, about, args, SF_TRACE_ENTRY);
+    errno = saved;
 }
 
 void
@@ -200,7 +245,7 @@ sf__trace_close_done(const sf_trace *t, int fd, int rc, int err, const sf__close
         sf_addr_format(&n->local, s.local, sizeof(s.local));
         sf_addr_format(&peer, s.peer, sizeof(s.peer));
     }
-    emit(t, SF_CALL_CLOSE, fd, rc, err, &s, NULL, "");
+    emit(t, SF_CALL_CLOSE, fd, rc, err, &s, NULL, "", SF_TRACE_RETURN);
     errno = saved;
 }
 
@@ -217,7 +262,7 @@ sf_trace_lookup(const sf_trace *t, const sf_addr *local, const sf_addr *peer)
     sf_addr_format(local, s.local, sizeof(s.local));
     sf_addr_format(peer, s.peer, sizeof(s.peer));
     snprintf(args, sizeof(args), "%s <-> %s", s.local, s.peer);
-    emit(t, SF_CALL_SOCK_DIAG, -1, 0, 0, &s, SF_ABOUT(.addr = peer), args);
+    emit(t, SF_CALL_SOCK_DIAG, -1, 0, 0, &s, SF_ABOUT(.addr = peer), args, SF_TRACE_RETURN);
     errno = saved;
     return s.state;
 }

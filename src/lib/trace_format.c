@@ -23,6 +23,20 @@ sf__put(sf__cursor *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
+/* sf__put, returning the display columns it added (the whole text, even if cut). */
+size_t
+sf__put_len(sf__cursor *o, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    sf__put(o, "%s", tmp);
+    return (size_t)sf_text_width(tmp);
+}
+
 static void
 put_json_str(sf__cursor *o, const char *s)
 {
@@ -78,29 +92,201 @@ put_hexdump(sf__cursor *o, const sf_trace_event *ev, const char *indent)
         sf__put(o, "%s(%zu more bytes not shown)\n", indent, ev->datalen - n);
 }
 
+/* ---- lines that fit a terminal ---- */
+
+/* Display columns and byte length of the UTF-8 character at p: CJK and other wide
+ * characters take two columns. */
+static int
+glyph(const char *p, int *len)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    unsigned cp;
+
+    if (u[0] < 0x80) {
+        *len = 1;
+        return 1;
+    }
+    if ((u[0] & 0xe0) == 0xc0 && u[1]) {
+        *len = 2;
+        return 1;
+    }
+    if ((u[0] & 0xf0) == 0xe0 && u[1] && u[2]) {
+        *len = 3;
+        cp = (u[0] & 0x0fu) << 12 | (u[1] & 0x3fu) << 6 | (u[2] & 0x3fu);
+        return cp >= 0x1100 ? 2 : 1;
+    }
+    *len = (u[0] & 0xf8) == 0xf0 && u[1] && u[2] && u[3] ? 4 : 1;
+    return *len == 4 ? 2 : 1;
+}
+
+/* The next piece a line may break after: a word of narrow characters, one wide
+ * character, or a run of spaces. Returns its byte length; *cols its width. */
+static int
+piece(const char *p, int *cols)
+{
+    int n = 0, len, w;
+
+    *cols = 0;
+    if (*p == ' ') {
+        while (p[n] == ' ')
+            n++;
+        *cols = n;
+        return n;
+    }
+    w = glyph(p, &len);
+    if (w == 2) {
+        *cols = 2;
+        return len;
+    }
+    while (p[n] && p[n] != ' ' && (w = glyph(p + n, &len)) == 1) {
+        n += len;
+        *cols += 1;
+    }
+    return n;
+}
+
+int
+sf_text_width(const char *s)
+{
+    int cols = 0, len;
+
+    for (; *s; s += len)
+        cols += glyph(s, &len);
+    return cols;
+}
+
+void
+sf__put_wrapped(sf__cursor *o, const char *text, int col, const char *indent, int width)
+{
+    int ind = sf_text_width(indent), cols, more, words = 0;
+    const char *p = text;
+
+    while (*p) {
+        int n = piece(p, &cols);
+
+        if (*p == ' ') {
+            const char *q = p + n;
+
+            if (*q == '\0')
+                break;                      /* trailing spaces are dropped */
+            piece(q, &more);
+            if (words && col + cols + more > width) {
+                sf__put(o, "\n%s", indent);
+                col = ind;
+                words = 0;
+            } else {
+                sf__put(o, "%.*s", n, p);
+                col += cols;
+            }
+            p = q;
+            continue;
+        }
+        if (words && col + cols > width) {  /* between two wide characters */
+            sf__put(o, "\n%s", indent);
+            col = ind;
+            words = 0;
+        }
+        sf__put(o, "%.*s", n, p);
+        col += cols;
+        words++;
+        p += n;
+    }
+}
+
+size_t
+sf_text_wrap(const char *text, const char *first, const char *cont, int width, char *buf,
+             size_t cap)
+{
+    sf__cursor o = { buf, cap, 0, SF_LANG_EN };
+
+    if (cap)
+        buf[0] = '\0';
+    sf__put(&o, "%s", first);
+    sf__put_wrapped(&o, text, sf_text_width(first), cont, width);
+    return o.len;
+}
+
+static void
+who_of(const sf_trace_event *ev, char *who, size_t len)
+{
+    if (ev->id)
+        snprintf(who, len, "%s#%lu", ev->side, ev->id);
+    else
+        snprintf(who, len, "%s", ev->side);
+}
+
+/* The 80-column line: "0.300512 server   accept4(3, peer=127.0.0.1:40000) = 4" and the
+ * state at column 61, or on a line of its own when the call is long; the explanation
+ * wrapped under it. No RTT. */
+static void
+format_narrow(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t t0_ns)
+{
+    char who[48], call[400], res[32], state[48] = "";
+    double t = ev->t_ns >= t0_ns ? (double)(ev->t_ns - t0_ns) / 1e9 : 0.0;
+    sf__cursor c = { call, sizeof(call), 0, SF_LANG_EN }, r = { res, sizeof(res), 0, SF_LANG_EN };
+    int fd_arg = ev->fd >= 0 && ev->call != SF_CALL_SOCKET, width;
+
+    who_of(ev, who, sizeof(who));
+    sf__put(&c, "%s(", sf_call_name(ev->call));
+    if (fd_arg)
+        sf__put(&c, "%d%s", ev->fd, ev->args[0] ? ", " : "");
+    sf__put(&c, "%s)", ev->args);
+    if (ev->phase == SF_TRACE_ENTRY)
+        sf__put(&r, "...");
+    else
+        put_result(&r, ev);
+    if (ev->proto && ev->tcp_state != SF_TCP_NONE)
+        snprintf(state, sizeof(state), "%s", sf_tcp_state_name(ev->tcp_state));
+    if (ev->accept_queue >= 0)
+        snprintf(state + strlen(state), sizeof(state) - strlen(state), " queue=%d",
+                 ev->accept_queue);
+    width = (int)sf__put_len(o, "%9.6f %-8s %s = %s", t, who, call, res);
+    if (state[0] && width > 60)
+        sf__put(o, "\n%60s", "");
+    else if (state[0])
+        sf__put(o, "%*s", 60 - width, "");
+    sf__put(o, " %s\n", state);
+    if (flags & SF_TRACE_F_EXPLAIN) {
+        char why[1024];
+        sf__cursor x = { why, sizeof(why), 0, SF_LANG_EN };
+
+        x.lang = o->lang;
+        sf__explain(&x, ev);
+        sf__put(o, "    > ");
+        sf__put_wrapped(o, why, 6, "      ", 79);
+        sf__put(o, "\n");
+    }
+    if ((flags & SF_TRACE_F_DATA) && ev->data && ev->datalen)
+        put_hexdump(o, ev, "      ");
+}
+
 static void
 format_text(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t t0_ns)
 {
     char who[48], fd[16], res[32], extra[64] = "";
     double t = ev->t_ns >= t0_ns ? (double)(ev->t_ns - t0_ns) / 1e9 : 0.0;
-    sf__cursor r = { res, sizeof(res), 0 };
+    sf__cursor r = { res, sizeof(res), 0, SF_LANG_EN };
     static const char indent[] = "                 ";
 
-    if (ev->id)
-        snprintf(who, sizeof(who), "%s#%lu", ev->side, ev->id);
-    else
-        snprintf(who, sizeof(who), "%s", ev->side);
+    if (flags & SF_TRACE_F_NARROW) {
+        format_narrow(o, ev, flags, t0_ns);
+        return;
+    }
+    who_of(ev, who, sizeof(who));
     if (ev->fd >= 0)
         snprintf(fd, sizeof(fd), "fd=%d", ev->fd);
     else
         snprintf(fd, sizeof(fd), "-");
-    put_result(&r, ev);
+    if (ev->phase == SF_TRACE_ENTRY)
+        sf__put(&r, "...");
+    else
+        put_result(&r, ev);
     if (ev->tcp_state == SF_TCP_ESTABLISHED && ev->rtt_us)
         snprintf(extra, sizeof(extra), " rtt=%uus", ev->rtt_us);
     else if (ev->accept_queue >= 0)
         snprintf(extra, sizeof(extra), " queue=%d", ev->accept_queue);
-    sf__put(o, "%10.6f %-10s %-12s %-6s %-36s = %-16s %s%s\n", t, who, sf_call_name(ev->call), fd, ev->args,
-        res, ev->proto ? sf_tcp_state_name(ev->tcp_state) : "-", extra);
+    sf__put(o, "%10.6f %-10s %-12s %-6s %-36s = %-16s %s%s\n", t, who, sf_call_name(ev->call),
+            fd, ev->args, res, ev->proto ? sf_tcp_state_name(ev->tcp_state) : "-", extra);
     if (flags & SF_TRACE_F_EXPLAIN) {
         sf__put(o, "%s> ", indent);
         sf__explain(o, ev);
@@ -117,6 +303,8 @@ format_json(sf__cursor *o, const sf_trace_event *ev, unsigned flags)
     put_json_str(o, ev->side);
     sf__put(o, ",\"id\":%lu,\"call\":", ev->id);
     put_json_str(o, sf_call_name(ev->call));
+    if (ev->phase == SF_TRACE_ENTRY)
+        sf__put(o, ",\"phase\":\"entry\"");
     sf__put(o, ",\"fd\":%d,\"args\":", ev->fd);
     put_json_str(o, ev->args);
     sf__put(o, ",\"result\":%ld,\"errno\":", ev->result);
@@ -150,7 +338,7 @@ format_json(sf__cursor *o, const sf_trace_event *ev, unsigned flags)
         char why[1024];
 
         sf__put(o, ",\"explain\":");
-        put_json_str(o, sf_trace_explain(ev, why, sizeof(why)));
+        put_json_str(o, sf_trace_explain_in(ev, o->lang, why, sizeof(why)));
     }
     sf__put(o, "}\n");
 }
@@ -159,7 +347,7 @@ size_t
 sf_trace_format(const sf_trace_event *ev, int format, unsigned flags, uint64_t t0_ns,
                 char *buf, size_t cap)
 {
-    sf__cursor o = { buf, cap, 0 };
+    sf__cursor o = { buf, cap, 0, flags & SF_TRACE_F_ZH ? SF_LANG_ZH : SF_LANG_EN };
 
     if (cap)
         buf[0] = '\0';
@@ -190,9 +378,9 @@ size_t
 sf_trace_format_segment(const sf_trace_segment *sg, int format, uint64_t t0_ns, char *buf,
                         size_t cap)
 {
-    sf__cursor o = { buf, cap, 0 };
+    sf__cursor o = { buf, cap, 0, SF_LANG_EN };
     char flags[8], route[2 * SF_ADDR_STRLEN + 4];
-    sf__cursor f = { flags, sizeof(flags), 0 };
+    sf__cursor f = { flags, sizeof(flags), 0, SF_LANG_EN };
     double t = sg->t_ns >= t0_ns ? (double)(sg->t_ns - t0_ns) / 1e9 : 0.0;
 
     if (cap)
@@ -287,7 +475,7 @@ void
 sf_trace_sink_note(sf_trace_sink *s, const char *kind, const char *fmt, ...)
 {
     char text[1024], line[8192];
-    sf__cursor o = { line, sizeof(line), 0 };
+    sf__cursor o = { line, sizeof(line), 0, SF_LANG_EN };
     va_list ap;
 
     va_start(ap, fmt);

@@ -28,6 +28,11 @@ void sf__trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd,
                        const char *args_fmt, ...)
     __attribute__((format(printf, 8, 9)));
 
+/* The entry of a call that may sleep, when t asks for entries and fd is blocking. */
+void sf__trace_entry(const sf_trace *t, sf_call call, int fd, const sf_trace_about *about,
+                     const char *args_fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 /* What close needs to know before the descriptor goes away. */
 typedef struct sf__close_note {
     int proto;              /* IPPROTO_TCP, IPPROTO_UDP, or 0 */
@@ -62,9 +67,15 @@ int sf__lookup_time_wait(const sf_addr *local, uint64_t cookie, sf_addr *peer);
 typedef struct sf__cursor {
     char *p;
     size_t cap, len;
+    int lang;               /* SF_LANG_*: the language of sentences written here */
 } sf__cursor;
 
 void sf__put(sf__cursor *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+size_t sf__put_len(sf__cursor *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Append text wrapped at width columns: it starts at column col; continuation lines
+ * begin with indent. Breaks at spaces, or between two wide (CJK) characters. */
+void sf__put_wrapped(sf__cursor *o, const char *text, int col, const char *indent, int width);
 
 /* The explainer's sentence for ev, appended at o (trace_explain.c). */
 void sf__explain(sf__cursor *o, const sf_trace_event *ev);

@@ -788,6 +788,191 @@ net_counters(void **state)
     close(lfd);
 }
 
+/* ---- entries, the narrow layout, the seed's language ---- */
+
+/* A blocking connect() is reported when it is entered and when it returns 0; a tracer
+ * that does not ask for entries, or a nonblocking socket, gets the return only. */
+static void
+entry_and_return_of_a_blocking_call(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r, .entries = 1 };
+    sf_trace t = { .tracer = &tr, .side = "client" };
+    int port, lfd = unit_tcp_listener(AF_INET, 0, &port), fd;
+    sf_addr to = unit_loopback(AF_INET, port), me;
+    sf_trace_event ev;
+    char buf[512];
+
+    (void)state;
+    fd = sf_tcp_socket(&t, AF_INET, 0, NULL);
+    assert_true(fd >= 0);
+    assert_int_equal(sf_local_addr(fd, &me), 0);
+    assert_int_equal(sf_addr_port(&me), 0);         /* no number before dialling */
+    assert_int_equal(sf_connect(&t, fd, &to, NULL), 0);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.ev[1].call, "connect");
+    assert_string_equal(r.ev[2].call, "connect");
+    assert_int_equal(r.ev[2].result, 0);
+    assert_int_equal(r.ev[2].tcp_state, SF_TCP_ESTABLISHED);
+    assert_true(r.ev[1].t_ns <= r.ev[2].t_ns);
+    assert_true(r.ev[1].tcp_state == SF_TCP_CLOSE);
+    sf_local_addr(fd, &me);
+    assert_int_not_equal(sf_addr_port(&me), 0);
+    close(fd);
+
+    r.n = 0;
+    tr.entries = 0;
+    fd = sf_tcp_socket(&t, AF_INET, 0, NULL);
+    assert_int_equal(sf_connect(&t, fd, &to, NULL), 0);
+    assert_int_equal(r.n, 2);
+    close(fd);
+    r.n = 0;
+    tr.entries = 1;
+    fd = sf_tcp_socket(&t, AF_INET, 1, NULL);
+    assert_int_equal(sf_connect(&t, fd, &to, NULL), SF_EAGAIN);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.ev[1].err, EINPROGRESS);
+    close(fd);
+
+    ev = (sf_trace_event){ .side = "server", .call = SF_CALL_ACCEPT4, .fd = 3,
+                           .args = "peer=?", .proto = "tcp", .tcp_state = SF_TCP_LISTEN,
+                           .accept_queue = 0, .phase = SF_TRACE_ENTRY, .t_ns = 5 };
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 5, buf, sizeof(buf));
+    assert_non_null(strstr(buf, " accept4      fd=3   peer=?"));
+    assert_non_null(strstr(buf, "= ...              LISTEN queue=0\n"));
+    sf_trace_format(&ev, SF_TRACE_JSON, 0, 0, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\"call\":\"accept4\",\"phase\":\"entry\","));
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "the server sleeps in accept()"));
+    close(lfd);
+}
+
+/* write() on a TCP socket that never connected fails, and the picture says why. */
+static void
+write_without_a_connection(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "client" };
+    sf_trace_event ev = { .side = "c", .call = SF_CALL_WRITE, .fd = 3, .args = "len=2",
+                          .result = -1, .err = EPIPE, .proto = "tcp",
+                          .tcp_state = SF_TCP_CLOSE, .accept_queue = -1 };
+    char buf[512];
+    int fd;
+
+    (void)state;
+    fd = sf_tcp_socket(&t, AF_INET, 0, NULL);
+    assert_int_equal(sf_write(&t, fd, "hi", 2), -EPIPE);
+    assert_int_equal(r.ev[1].err, EPIPE);
+    assert_false(r.ev[1].has_peer);
+    close(fd);
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "there is no line to talk into"));
+    ev.peer = "127.0.0.1:9";
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "the other side has hung up"));
+}
+
+/* Closing a listener: answered calls stay, callers on hold are reset. */
+static void
+explain_listener_close(void **state)
+{
+    sf_trace_event ev = { .side = "s", .call = SF_CALL_CLOSE, .fd = 3, .args = "",
+                          .proto = "tcp", .tcp_state = SF_TCP_CLOSE,
+                          .tcp_state_before = SF_TCP_LISTEN, .accept_queue = -1 };
+    char buf[512];
+
+    (void)state;
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "switched off"));
+    assert_non_null(strstr(buf, "callers still on hold in the queue are cut off with a "
+                                "reset"));
+}
+
+/* The 80-column line: strace-like, no RTT, the state at column 61, the sentence wrapped. */
+static void
+format_narrow_lines(void **state)
+{
+    sf_trace_event ev = { .side = "server", .call = SF_CALL_ACCEPT4, .fd = 3,
+                          .args = "peer=127.0.0.1:40000", .result = 4, .proto = "tcp",
+                          .tcp_state = SF_TCP_ESTABLISHED, .rtt_us = 40, .accept_queue = -1,
+                          .t_ns = 300512000 };
+    char buf[2048], *line, *save = NULL;
+
+    (void)state;
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_NARROW, 0, buf, sizeof(buf));
+    assert_string_equal(buf, " 0.300512 server   accept4(3, peer=127.0.0.1:40000) = 4"
+                        "      ESTABLISHED\n");
+    ev.call = SF_CALL_SOCKET;
+    ev.args = "AF_INET, SOCK_STREAM";
+    ev.tcp_state = SF_TCP_CLOSE;
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_NARROW | SF_TRACE_F_EXPLAIN, 0, buf,
+                    sizeof(buf));
+    assert_int_equal(strncmp(buf, " 0.300512 server   socket(AF_INET, SOCK_STREAM) = 4", 51),
+                     0);
+    for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        assert_true(sf_text_width(line) <= 80);
+    /* A long call puts its state on a line of its own. */
+    ev.call = SF_CALL_SOCK_DIAG;
+    ev.fd = -1;
+    ev.args = "[1111:2222:3333:4444::1]:40000 <-> [1111:2222:3333:4444::2]:50000";
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_NARROW, 0, buf, sizeof(buf));
+    assert_non_null(strstr(buf, ":50000) = 4\n"));
+    assert_non_null(strstr(buf, "\n                                                             "
+                                "CLOSE\n"));
+}
+
+/* Wrapping counts CJK characters as two columns and may break between them. */
+static void
+wrap_counts_columns(void **state)
+{
+    char buf[512], *line, *save = NULL;
+    size_t n;
+
+    (void)state;
+    assert_int_equal(sf_text_width("abc"), 3);
+    assert_int_equal(sf_text_width("监听套接字"), 10);
+    n = sf_text_wrap("one two three four", "> ", "  ", 10, buf, sizeof(buf));
+    assert_string_equal(buf, "> one two\n  three\n  four");
+    assert_int_equal(n, strlen(buf));
+    sf_text_wrap("已连接套接字和监听套接字不是同一个", "", "", 10, buf, sizeof(buf));
+    assert_non_null(strchr(buf, '\n'));
+    for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        assert_true(sf_text_width(line) <= 10);
+}
+
+/* --lang zh: the seed's own words; JSON keys stay, only "explain" is in Chinese. */
+static void
+explain_in_the_seeds_words(void **state)
+{
+    sf_trace_event ev = { .side = "s", .call = SF_CALL_SOCKET, .fd = 3, .args = "",
+                          .result = 3, .proto = "tcp", .tcp_state = SF_TCP_CLOSE,
+                          .accept_queue = -1 };
+    char buf[1024];
+
+    (void)state;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "你有了一部手机"));
+    ev.call = SF_CALL_BIND;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "激活SIM卡，手机有了一个电话号码"));
+    ev.call = SF_CALL_LISTEN;
+    ev.tcp_state = SF_TCP_LISTEN;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "手机处于可接听电话的状态"));
+    ev.call = SF_CALL_ACCEPT4;
+    ev.result = 4;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "按下了接听按钮"));
+    assert_non_null(strstr(buf, "私有通信链路"));
+    sf_trace_format(&ev, SF_TRACE_JSON, SF_TRACE_F_EXPLAIN | SF_TRACE_F_ZH, 0, buf,
+                    sizeof(buf));
+    assert_non_null(strstr(buf, "\"call\":\"accept4\""));
+    assert_non_null(strstr(buf, "\"explain\":\"accept()："));
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_null(strstr(buf, "接听"));
+}
+
 /* ---- formatting ---- */
 
 /* A hand-made event: a refused connect 1.5 ms after t0. */
@@ -942,10 +1127,12 @@ explain_sentences(void **state)
 
     (void)state;
     assert_ptr_equal(sf_trace_explain(&ev, buf, sizeof(buf)), buf);
+    /* The switchboard answers; accept() later takes the call off hold (the picture
+     * no longer says both "the kernel answers" and "you answered"). */
     assert_string_equal(buf, "listen(): the phone is switched on and can ring (LISTEN). "
-                        "From now on the kernel answers callers by itself (the three-way "
-                        "handshake) and keeps the finished calls waiting for accept() "
-                        "(backlog=511).");
+                        "From now on a switchboard in the kernel answers callers by itself "
+                        "(the three-way handshake) and puts each answered call on hold for "
+                        "accept() (backlog=511).");
     ev = refused_event();
     sf_trace_explain(&ev, buf, sizeof(buf));
     assert_string_equal(buf, "connect(): nobody answers at that number (ECONNREFUSED): no "
@@ -1184,6 +1371,12 @@ main(void)
         cmocka_unit_test(explain_option_by_value),
         cmocka_unit_test(lookup_is_an_event),
         cmocka_unit_test(net_counters),
+        cmocka_unit_test(entry_and_return_of_a_blocking_call),
+        cmocka_unit_test(write_without_a_connection),
+        cmocka_unit_test(explain_listener_close),
+        cmocka_unit_test(format_narrow_lines),
+        cmocka_unit_test(wrap_counts_columns),
+        cmocka_unit_test(explain_in_the_seeds_words),
         cmocka_unit_test(format_text_line),
         cmocka_unit_test(format_json_line),
         cmocka_unit_test(format_data_and_explain),
