@@ -27,6 +27,14 @@ typedef struct sf_listen_opts {
 int sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                   sf_err *err);
 
+/* The two halves of sf_tcp_listen, for a caller that does something in between (the
+ * demo dials a number that is bound but not yet listening): socket → setsockopt
+ * (SO_REUSEADDR) → bind, and listen(2) on fd (a UDP socket fails with EOPNOTSUPP).
+ * Return the fd / 0, or a negative code with err set. */
+int sf_tcp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
+                sf_err *err);
+int sf_listen(const sf_trace *t, int fd, int backlog, sf_err *err);
+
 /* accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) one pending connection. Retries EINTR; the
  * transient errors of accept(2) (ECONNABORTED, EPROTO, network errors, ENOBUFS ...)
  * are reported as SF_EAGAIN so a listener stays armed. peer may be NULL.

@@ -150,6 +150,12 @@ void sf_trace_call(const sf_trace *t, sf_call call, int fd, long result, int err
                    const sf_trace_about *about, const char *args_fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
+/* sf_trace_call for a call that made a new socket: the state, RTT and addresses
+ * reported are subject_fd's (accept's result), the queue stays fd's. */
+void sf_trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd, long result,
+                      int err, const sf_trace_about *about, const char *args_fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+
 /* Name of a state: "LISTEN", "ESTABLISHED", ... ; "-" for SF_TCP_NONE. */
 const char *sf_tcp_state_name(int state);
 

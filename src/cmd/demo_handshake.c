@@ -1,5 +1,7 @@
-/* demo_handshake: sections 6 and 7, the handshake, the accept queue and the close, and
- * one listening socket with one connected socket per client. */
+/* demo_handshake: the seed's section 7, the three-way handshake (UNP's figure): SYN_SENT
+ * until the SYN-ACK, shown by holding a SYN in a full accept queue (the drop and the
+ * retransmission confirmed by the kernel's counters), and the close: FIN_WAIT2 and
+ * TIME_WAIT on the side that hangs up first, CLOSE_WAIT and LAST_ACK on the other. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -7,151 +9,135 @@
 
 #include "demo.h"
 
-/* ---- 6. the three-way handshake and the close ---- */
+#define ST(s) sf_tcp_state_name(s)
+
+/* The kernel's counters of a full queue and of a SYN sent again. */
+typedef struct counters {
+    long overflows, drops, synretrans;
+} counters;
+
+static void
+read_counters(counters *c)
+{
+    c->overflows = sf_net_counter("TcpExt", "ListenOverflows");
+    c->drops = sf_net_counter("TcpExt", "ListenDrops");
+    c->synretrans = sf_net_counter("TcpExt", "TCPSynRetrans");
+}
+
+/* Client 3 dials a full queue (the nonblocking connect, taught here): SYN_SENT until
+ * accept() makes room and the SYN is sent again. */
+static int
+held_syn(demo *d, int lfd, const sf_addr *a, int *cfd3, int *afd)
+{
+    const sf_trace srv = { &d->tracer, "server", 0 }, c3 = { &d->tracer, "client", 3 };
+    counters before, after;
+    uint64_t t0;
+
+    read_counters(&before);
+    if ((*cfd3 = demo_dial(&c3, a)) < 0)
+        return EXIT_FAIL;
+    demo_probe(d, &c3, *cfd3);
+    demo_check(d, demo_seen(d, "client", 3, SF_CALL_CONNECT)->err == EINPROGRESS &&
+               demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state == SF_TCP_SYN_SENT,
+               Z(d, "client 3's nonblocking connect() returned EINPROGRESS at once; it is %s:"
+                 " its SYN went out and no SYN-ACK came back (the queue is full)",
+                 "客户端 3 的非阻塞 connect() 立即返回 EINPROGRESS；它处于 %s：SYN 已发出，"
+                 "没有 SYN-ACK 回来（队列已满）"),
+               ST(demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state));
+    if ((*afd = demo_accept_next(&srv, lfd, NULL)) < 0)
+        return EXIT_FAIL;
+    demo_say(d, "%s", Z(d, "accept() took client 1 off the queue; client 3's kernel sends its"
+                        " SYN again after its retransmission timeout (1 s)",
+                        "accept() 从队列取走了客户端 1；客户端 3 的内核在重传超时（1 秒）后再次"
+                        "发送 SYN"));
+    t0 = sf_now_ns();
+    demo_wait_fd(*cfd3, POLLOUT, DEMO_WAIT_MS);
+    demo_probe(d, &c3, *cfd3);
+    demo_check(d, demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state == SF_TCP_ESTABLISHED,
+               Z(d, "client 3 is %s after %.1f s: the second SYN found room",
+                 "%2$.1f 秒后客户端 3 是 %1$s：第二个 SYN 找到了位置"),
+               ST(demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state),
+               (double)(sf_now_ns() - t0) / 1e9);
+    read_counters(&after);
+    demo_check(d, after.overflows > before.overflows && after.drops > before.drops &&
+               after.synretrans > before.synretrans,
+               Z(d, "the kernel counted it: ListenOverflows +%ld, ListenDrops +%ld,"
+                 " TCPSynRetrans +%ld", "内核记下了这些：ListenOverflows +%ld，ListenDrops"
+                 " +%ld，TCPSynRetrans +%ld"), after.overflows - before.overflows,
+               after.drops - before.drops, after.synretrans - before.synretrans);
+    return EXIT_OK;
+}
+
+/* Client 1 hangs up first; the server second. */
+static void
+the_close(demo *d, int *cfd1, int *afd)
+{
+    const sf_trace s1 = { &d->tracer, "server", 1 }, c1 = { &d->tracer, "client", 1 };
+    sf_addr local1, peer1;
+    const demo_rec *rd, *cl;
+    long overflows;
+    char buf[16];
+    int state;
+
+    sf_local_addr(*cfd1, &local1);
+    sf_peer_addr(*cfd1, &peer1);
+    overflows = demo_tw_overflows();
+    sf_close(&c1, *cfd1);
+    *cfd1 = -1;
+    state = demo_wait_state(d, &c1, &local1, &peer1, SF_TCP_FIN_WAIT2);
+    demo_check_closed_state(d, state, SF_TCP_FIN_WAIT2, overflows,
+                            Z(d, "client 1 hung up first; its FIN was acknowledged: it is in",
+                              "客户端 1 先挂断；它的 FIN 已被确认：它处于"),
+                            Z(d, ", waiting for the server's FIN", "，等待服务器的 FIN"));
+    demo_read_some(&s1, *afd, buf, sizeof(buf));
+    rd = demo_seen(d, "server", 1, SF_CALL_READ);
+    demo_check(d, rd->result == 0 && rd->state == SF_TCP_CLOSE_WAIT,
+               Z(d, "the server's read() returned %ld (end of stream) and its socket is %s",
+                 "服务器的 read() 返回 %ld（流结束），它的套接字是 %s"), rd->result,
+               ST(rd->state));
+    sf_close(&s1, *afd);
+    *afd = -1;
+    cl = demo_seen(d, "server", 1, SF_CALL_CLOSE);
+    demo_check(d, cl->before == SF_TCP_CLOSE_WAIT &&
+               (cl->state == SF_TCP_LAST_ACK || cl->state == SF_TCP_CLOSE),
+               Z(d, "the server's close() from %s sent the last FIN: %s (LAST_ACK until its"
+                 " ACK comes back, then gone)", "服务器从 %s 调用 close() 发出最后一个 FIN：%s"
+                 "（在 ACK 回来之前是 LAST_ACK，之后消失）"), ST(cl->before), ST(cl->state));
+    state = demo_wait_state(d, &c1, &local1, &peer1, SF_TCP_TIME_WAIT);
+    demo_check_closed_state(d, state, SF_TCP_TIME_WAIT, overflows,
+                            Z(d, "client 1, which hung up first, is in",
+                              "先挂断的客户端 1 处于"), "");
+}
 
 int
 demo_handshake(demo *d)
 {
-    const sf_trace srv = { &d->tracer, "server", 0 }, s1 = { &d->tracer, "server", 1 };
+    const sf_trace srv = { &d->tracer, "server", 0 };
     const sf_trace c1 = { &d->tracer, "client", 1 }, c2 = { &d->tracer, "client", 2 };
-    const sf_trace c3 = { &d->tracer, "client", 3 };
-    int lfd, cfd1 = -1, cfd2 = -1, cfd3 = -1, afd = -1, rc = EXIT_FAIL, state;
-    long overflows;
-    uint64_t t0;
-    sf_addr a, local1, peer1;
-    char buf[16];
+    int lfd, cfd1 = -1, cfd2 = -1, cfd3 = -1, afd = -1, rc = EXIT_FAIL;
+    sf_addr a;
 
-    demo_say(d, "a listening socket with backlog 1: Linux keeps up to backlog + 1 = 2 finished"
-        " connections waiting for accept()");
-    if ((lfd = demo_listen(&srv, 1, 0, &a)) < 0)
+    demo_say(d, "%s", Z(d, "a listening socket with backlog 1: Linux keeps up to backlog + 1"
+                        " = 2 finished connections waiting for accept()",
+                        "backlog 为 1 的监听套接字：Linux 最多让 backlog + 1 = 2 个已完成的连接"
+                        "等待 accept()"));
+    if ((lfd = demo_listen(&srv, AF_INET, 1, 0, &a)) < 0)
         return EXIT_FAIL;
-    if ((cfd1 = demo_connect(&c1, &a)) < 0)
+    if ((cfd1 = demo_connect(&c1, &a)) < 0 || (cfd2 = demo_connect(&c2, &a)) < 0)
         goto out;
-    demo_check(d, demo_seen(d, "client", 1, SF_CALL_CONNECT_DONE)->state == SF_TCP_ESTABLISHED,
-          "client 1 sent SYN, got SYN-ACK, sent ACK: %s, and the server has not called"
-          " accept()", sf_tcp_state_name(demo_seen(d, "client", 1, SF_CALL_CONNECT_DONE)->state));
-    if ((cfd2 = demo_connect(&c2, &a)) < 0)
-        goto out;
-    demo_probe(&srv, lfd);
-    demo_check(d, demo_seen(d, "server", 0, SF_CALL_GETSOCKOPT)->queue == 2,
-          "the kernel completed both connections by itself: they wait in the accept queue"
-          " of the listening socket (length %d)", demo_seen(d, "server", 0, SF_CALL_GETSOCKOPT)->queue);
-    demo_say(d, "client 3 dials while the queue is full: the server's kernel drops its SYN");
-    if ((cfd3 = demo_dial(&c3, &a)) < 0)
-        goto out;
-    demo_probe(&c3, cfd3);
-    demo_check(d, demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state == SF_TCP_SYN_SENT,
-          "client 3 is in %s: its SYN went out and no SYN-ACK came back",
-          sf_tcp_state_name(demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state));
-    if ((afd = demo_accept_next(&srv, lfd, &peer1)) < 0)
-        goto out;
-    demo_say(d, "accept() took client 1 off the queue, making room; client 3's kernel sends its"
-        " SYN again after its retransmission timeout (1 s)");
-    t0 = sf_now_ns();
-    demo_wait_fd(cfd3, POLLOUT, DEMO_WAIT_MS);
-    demo_probe(&c3, cfd3);
-    demo_check(d, demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state == SF_TCP_ESTABLISHED,
-          "client 3 is %s after %.1f s: the second SYN found room",
-          sf_tcp_state_name(demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state),
-          (double)(sf_now_ns() - t0) / 1e9);
-    demo_say(d, "the close: client 1 hangs up first");
-    sf_local_addr(cfd1, &local1);
-    sf_peer_addr(cfd1, &peer1);
-    overflows = demo_tw_overflows();
-    sf_close(&c1, cfd1);
-    cfd1 = -1;
-    state = demo_wait_state(&c1, &local1, &peer1, SF_TCP_FIN_WAIT2);
-    demo_check_closed_state(d, state, SF_TCP_FIN_WAIT2, overflows,
-                       "client 1: its FIN was acknowledged; it is in",
-                       ", waiting for the server's FIN");
-    demo_read_some(&s1, afd, buf, sizeof(buf));
-    demo_check(d, demo_seen(d, "server", 1, SF_CALL_READ)->result == 0 &&
-          demo_seen(d, "server", 1, SF_CALL_READ)->state == SF_TCP_CLOSE_WAIT,
-          "server: read() returned %ld (end of stream) and its socket is %s",
-          demo_seen(d, "server", 1, SF_CALL_READ)->result,
-          sf_tcp_state_name(demo_seen(d, "server", 1, SF_CALL_READ)->state));
-    sf_close(&s1, afd);
-    afd = -1;
-    state = demo_wait_state(&c1, &local1, &peer1, SF_TCP_TIME_WAIT);
-    demo_check_closed_state(d, state, SF_TCP_TIME_WAIT, overflows,
-                       "the server hung up too; client 1, which hung up first, is in", "");
-    rc = EXIT_OK;
+    demo_check(d, demo_seen(d, "client", 1, SF_CALL_CONNECT)->state == SF_TCP_ESTABLISHED,
+               Z(d, "client 1 sent SYN, got SYN-ACK, sent ACK: %s, and no accept() was"
+                 " called", "客户端 1 发出 SYN，收到 SYN-ACK，发出 ACK：%s，而还没有调用"
+                 " accept()"), ST(demo_seen(d, "client", 1, SF_CALL_CONNECT)->state));
+    if (held_syn(d, lfd, &a, &cfd3, &afd) == EXIT_OK) {
+        the_close(d, &cfd1, &afd);
+        rc = EXIT_OK;
+    }
 out:
-    if (rc != EXIT_OK)
-        cmd_fail("handshake: %s", strerror(errno));
     demo_close_quietly(&cfd1);
     demo_close_quietly(&cfd2);
     demo_close_quietly(&cfd3);
     demo_close_quietly(&afd);
     demo_close_quietly(&lfd);
-    demo_say(d, "(clients 2 and 3 and the listening socket are closed quietly)");
-    return rc;
-}
-
-/* ---- 7. one listening socket, one connected socket per client ---- */
-
-int
-demo_two_sockets(demo *d)
-{
-    const sf_trace srv = { &d->tracer, "server", 0 };
-    const sf_trace s1 = { &d->tracer, "server", 1 }, s2 = { &d->tracer, "server", 2 };
-    const sf_trace c1 = { &d->tracer, "client", 1 }, c2 = { &d->tracer, "client", 2 };
-    const sf_trace c3 = { &d->tracer, "client", 3 };
-    int lfd, cfd[3] = { -1, -1, -1 }, afd[3] = { -1, -1, -1 }, rc = EXIT_FAIL, ok;
-    int lfd_seen[3];
-    char buf[16], w1[SF_ADDR_STRLEN], w2[SF_ADDR_STRLEN];
-    sf_addr a, peer[3];
-    ssize_t n1, n2;
-
-    if ((lfd = demo_listen(&srv, 8, 0, &a)) < 0)
-        return EXIT_FAIL;
-    if ((cfd[0] = demo_connect(&c1, &a)) < 0 || (cfd[1] = demo_connect(&c2, &a)) < 0)
-        goto out;
-    for (int i = 0; i < 2; i++) {
-        if ((afd[i] = demo_accept_next(&srv, lfd, &peer[i])) < 0)
-            goto out;
-        lfd_seen[i] = demo_seen(d, "server", 0, SF_CALL_ACCEPT4)->fd;
-    }
-    demo_check(d, afd[0] != afd[1] && afd[0] != lfd && afd[1] != lfd && lfd_seen[0] == lfd &&
-          lfd_seen[1] == lfd,
-          "two clients, two connected sockets: descriptor %d (%s) and descriptor %d (%s); both"
-          " accept() calls were made on the same listening descriptor %d", afd[0],
-          sf_addr_format(&peer[0], w1, sizeof(w1)), afd[1],
-          sf_addr_format(&peer[1], w2, sizeof(w2)), lfd);
-    sf_write_full(&c1, cfd[0], "one\n", 4);
-    sf_write_full(&c2, cfd[1], "two\n", 4);
-    n1 = demo_read_some(&s1, afd[0], buf, sizeof(buf));
-    ok = n1 == 4 && memcmp(buf, "one\n", 4) == 0;
-    n2 = demo_read_some(&s2, afd[1], buf, sizeof(buf));
-    ok = ok && n2 == 4 && memcmp(buf, "two\n", 4) == 0;
-    demo_check(d, ok, "each line is private: descriptor %d heard client 1, descriptor %d client 2",
-          afd[0], afd[1]);
-    demo_say(d, "the server is done with client 1: it closes that connected socket");
-    sf_close(&s1, afd[0]);
-    afd[0] = -1;
-    demo_read_some(&c1, cfd[0], buf, sizeof(buf));
-    demo_check(d, demo_seen(d, "client", 1, SF_CALL_READ)->result == 0 &&
-          sf_tcp_state(lfd, NULL, NULL) == SF_TCP_LISTEN,
-          "client 1 read 0 (hung up on); the listening socket is still %s",
-          sf_tcp_state_name(sf_tcp_state(lfd, NULL, NULL)));
-    demo_say(d, "a third client, and accept() again for a new connected socket");
-    if ((cfd[2] = demo_connect(&c3, &a)) < 0)
-        goto out;
-    if ((afd[2] = demo_accept_next(&srv, lfd, &peer[2])) < 0)
-        goto out;
-    lfd_seen[2] = demo_seen(d, "server", 0, SF_CALL_ACCEPT4)->fd;
-    demo_check(d, lfd_seen[2] == lfd && afd[2] != lfd && afd[2] != afd[1],
-          "accept() on the same listening descriptor %d gave descriptor %d for %s: a new"
-          " connection (a freed descriptor number can be reused)", lfd, afd[2],
-          sf_addr_format(&peer[2], w1, sizeof(w1)));
-    rc = EXIT_OK;
-out:
-    if (rc != EXIT_OK)
-        cmd_fail("accept: %s", strerror(errno));
-    for (int i = 0; i < 3; i++) {
-        demo_close_quietly(&cfd[i]);
-        demo_close_quietly(&afd[i]);
-    }
-    sf_close(&srv, lfd);
     return rc;
 }

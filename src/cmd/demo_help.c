@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "demo.h"
@@ -29,31 +30,46 @@ demo_sleep_ms(int ms)
 }
 
 void
-demo_probe(const sf_trace *t, int fd)
+demo_probe(demo *d, const sf_trace *t, int fd)
 {
+    d->quiet = 1;
     sf_trace_call(t, SF_CALL_GETSOCKOPT, fd, 0, 0,
                   &(sf_trace_about){ .opt_level = IPPROTO_TCP, .opt_name = TCP_INFO },
                   "TCP_INFO");
+    d->quiet = 0;
 }
 
 int
-demo_wait_state(const sf_trace *t, const sf_addr *local, const sf_addr *peer, int want)
+demo_wait_state(demo *d, const sf_trace *t, const sf_addr *local, const sf_addr *peer,
+                int want)
 {
     uint64_t deadline = sf_now_ns() + (uint64_t)DEMO_WAIT_MS * 1000000u;
+    int state;
 
     while (sf_tcp_state_lookup(local, peer) != want && sf_now_ns() < deadline)
         demo_sleep_ms(2);
-    return sf_trace_lookup(t, local, peer);
+    d->quiet = 1;
+    state = sf_trace_lookup(t, local, peer);
+    d->quiet = 0;
+    return state;
 }
 
 int
-demo_listen(const sf_trace *t, int backlog, int blocking, sf_addr *a)
+demo_local_port(int fd)
+{
+    sf_addr a;
+
+    return sf_local_addr(fd, &a) < 0 ? -1 : sf_addr_port(&a);
+}
+
+int
+demo_listen(const sf_trace *t, int family, int backlog, int blocking, sf_addr *a)
 {
     sf_listen_opts lo = { .backlog = backlog, .blocking = blocking };
     sf_err err;
     int fd;
 
-    sf_addr_loopback(a, AF_INET, 0);
+    sf_addr_loopback(a, family, 0);
     fd = sf_tcp_listen(t, a, &lo, &err);
     if (fd < 0) {
         cmd_fail("%s", err.msg);
@@ -67,10 +83,31 @@ int
 demo_connect(const sf_trace *t, const sf_addr *a)
 {
     sf_err err;
-    int fd = sf_tcp_connect(t, a, NULL, DEMO_WAIT_MS, 0, &err);
+    int fd = sf_tcp_socket(t, sf_addr_family(a), 0, &err);
+
+    if (fd < 0) {
+        cmd_fail("%s", err.msg);
+        return -1;
+    }
+    if (sf_connect(t, fd, a, &err) < 0) {
+        cmd_fail("%s", err.msg);
+        sf_close(NULL, fd);
+        return -1;
+    }
+    return fd;
+}
+
+int
+demo_try_connect(const sf_trace *t, const sf_addr *a)
+{
+    int fd = sf_tcp_socket(t, sf_addr_family(a), 0, NULL), rc;
 
     if (fd < 0)
-        cmd_fail("%s", err.msg);
+        return fd;
+    if ((rc = sf_connect(t, fd, a, NULL)) < 0) {
+        sf_close(t, fd);
+        return rc;
+    }
     return fd;
 }
 
@@ -105,4 +142,19 @@ demo_close_quietly(int *fd)
     if (*fd >= 0)
         sf_close(NULL, *fd);
     *fd = -1;
+}
+
+int
+demo_join(pthread_t th, int ms)
+{
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return pthread_timedjoin_np(th, NULL, &deadline) == 0;
 }

@@ -135,6 +135,21 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     return fd;
 }
 
+int
+sf_tcp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_err *err)
+{
+    return bound_socket(t, a, SOCK_STREAM, opts, err);
+}
+
+int
+sf_listen(const sf_trace *t, int fd, int backlog, sf_err *err)
+{
+    int rc = listen(fd, backlog);
+
+    TRACE(t, SF_CALL_LISTEN, fd, rc, NULL, "backlog=%d", backlog);
+    return rc < 0 ? sf_err_set(err, -errno, "listen") : 0;
+}
+
 /* accept(2), Linux: errors already pending on the new connection are returned by
  * accept and should be treated like EAGAIN; the listener itself is fine. */
 static int

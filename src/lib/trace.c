@@ -57,8 +57,17 @@ time_wait_instead(int fd, uint64_t cookie, subject *s)
     sf_addr_format(&peer, s->peer, sizeof(s->peer));
 }
 
+/* Calls made on a connection, whose socket may be the shell of one in TIME_WAIT (the
+ * lookup is a dump of the TIME_WAIT table: not for every bind or failed connect). */
+static int
+on_a_connection(sf_call call)
+{
+    return call == SF_CALL_READ || call == SF_CALL_WRITE || call == SF_CALL_SHUTDOWN ||
+           call == SF_CALL_GETSOCKOPT;
+}
+
 static void
-read_subject(int fd, subject *s)
+read_subject(int fd, sf_call call, subject *s)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -86,7 +95,7 @@ read_subject(int fd, subject *s)
     len = sizeof(ss);
     if (s->proto && getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
         sf_addr_format_sa((struct sockaddr *)&ss, len, s->peer, sizeof(s->peer));
-    else if (s->state == SF_TCP_CLOSE && have_cookie)
+    else if (s->state == SF_TCP_CLOSE && have_cookie && on_a_connection(call))
         time_wait_instead(fd, cookie, s);
     errno = saved;
 }
@@ -144,7 +153,7 @@ trace_va(const sf_trace *t, sf_call call, int fd, int subject_fd, long result, i
     int saved = errno;
 
     vsnprintf(args, sizeof(args), args_fmt, ap);
-    read_subject(subject_fd, &s);
+    read_subject(subject_fd, call, &s);
     if (subject_fd != fd) {
         int32_t queue;
 
@@ -165,6 +174,20 @@ sf_trace_call(const sf_trace *t, sf_call call, int fd, long result, int err,
         return;
     va_start(ap, args_fmt);
     trace_va(t, call, fd, fd, result, err, about, args_fmt, ap);
+    va_end(ap);
+}
+
+void
+sf_trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd, long result,
+                 int err, const sf_trace_about *about, const char *args_fmt, ...)
+{
+    va_list ap;
+
+    if (!tracing(t))
+        return;
+    va_start(ap, args_fmt);
+    trace_va(t, call, fd, subject_fd >= 0 ? subject_fd : fd, result, err, about, args_fmt,
+             ap);
     va_end(ap);
 }
 
@@ -201,7 +224,7 @@ sf__trace_entry(const sf_trace *t, sf_call call, int fd, const sf_trace_about *a
     va_start(ap, args_fmt);
     vsnprintf(args, sizeof(args), args_fmt, ap);
     va_end(ap);
-    read_subject(fd, &s);
+    read_subject(fd, call, &s);
     emit(t, call, fd, 0, 0, &s, about, args, SF_TRACE_ENTRY);
     errno = saved;
 }

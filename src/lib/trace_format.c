@@ -119,8 +119,24 @@ glyph(const char *p, int *len)
     return *len == 4 ? 2 : 1;
 }
 
-/* The next piece a line may break after: a word of narrow characters, one wide
- * character, or a run of spaces. Returns its byte length; *cols its width. */
+/* Wide punctuation that must not begin a line: ，。、；：）！？」” */
+static int
+closing(const char *p)
+{
+    static const char *const marks[] = {
+        "\xef\xbc\x8c", "\xe3\x80\x82", "\xe3\x80\x81", "\xef\xbc\x9b", "\xef\xbc\x9a",
+        "\xef\xbc\x89", "\xef\xbc\x81", "\xef\xbc\x9f", "\xe3\x80\x8d", "\xe2\x80\x9d",
+    };
+
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+        if (strncmp(p, marks[i], 3) == 0)
+            return 1;
+    return 0;
+}
+
+/* The next piece a line may break after: a word of narrow characters, or one wide
+ * character, either with the closing punctuation that follows it; or a run of spaces.
+ * Returns its byte length; *cols its width. */
 static int
 piece(const char *p, int *cols)
 {
@@ -135,12 +151,17 @@ piece(const char *p, int *cols)
     }
     w = glyph(p, &len);
     if (w == 2) {
+        n = len;
         *cols = 2;
-        return len;
+    } else {
+        while (p[n] && p[n] != ' ' && (w = glyph(p + n, &len)) == 1) {
+            n += len;
+            *cols += 1;
+        }
     }
-    while (p[n] && p[n] != ' ' && (w = glyph(p + n, &len)) == 1) {
-        n += len;
-        *cols += 1;
+    while (closing(p + n)) {
+        n += 3;
+        *cols += 2;
     }
     return n;
 }
@@ -245,7 +266,7 @@ format_narrow(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t 
         sf__put(o, "\n%60s", "");
     else if (state[0])
         sf__put(o, "%*s", 60 - width, "");
-    sf__put(o, " %s\n", state);
+    sf__put(o, "%s%s\n", state[0] ? " " : "", state);
     if (flags & SF_TRACE_F_EXPLAIN) {
         char why[1024];
         sf__cursor x = { why, sizeof(why), 0, SF_LANG_EN };
