@@ -90,6 +90,10 @@ void demo_section(demo *d, int n, const char *title, const char *notice);
 /* End the section: its checks, then the pause of --step. */
 void demo_section_end(demo *d);
 
+/* Wait (bounded) until side#id has entered call in another thread: a section that shows
+ * a call asleep makes its move only once the call is under way. */
+void demo_wait_entry(demo *d, const char *side, unsigned long id, sf_call call);
+
 /* Show the entries of blocking calls (on) or only their returns (off, the default):
  * a section turns them on around the call whose sleep it shows. */
 void demo_entries(demo *d, int on);

@@ -54,6 +54,7 @@ sleeping_accept(demo *d, const sf_trace *srv, const sf_trace *cli, int lfd, cons
         sf_close(cli, cfd);
         return cmd_fail("pthread_create failed");
     }
+    demo_wait_entry(d, "server", 0, SF_CALL_ACCEPT4);
     demo_sleep_ms(DIAL_DELAY_MS);
     sf_connect(cli, cfd, a, NULL);
     after = demo_local_port(cfd);

@@ -175,6 +175,7 @@ demo_udp_flow(demo *d)
         demo_close_quietly(&u.fd);
         return cmd_fail("pthread_create failed");
     }
+    demo_wait_entry(d, "server", 0, SF_CALL_RECVFROM);
     demo_sleep_ms(200);
     sf_sendto(&cli, cfd, "ping\n", 5, &a);
     after = demo_local_port(cfd);

@@ -37,6 +37,10 @@ phone_call(demo *d, const sf_trace *srv, const sf_trace *cli, int lfd, const sf_
 
     if ((cfd = demo_connect(cli, a)) < 0)
         return EXIT_FAIL;
+    demo_check(d, strcmp(demo_seen(d, "client", 0, SF_CALL_SOCKET)->local, "0.0.0.0:0") == 0,
+               Z(d, "socket() gave the caller a phone with no number yet: its address was %s",
+                 "socket() 给了来电者一部还没有号码的手机：它的地址是 %s"),
+               demo_seen(d, "client", 0, SF_CALL_SOCKET)->local);
     demo_probe(d, srv, lfd);
     c = demo_seen(d, "client", 0, SF_CALL_CONNECT);
     q = demo_seen(d, "server", 0, SF_CALL_GETSOCKOPT);
@@ -62,7 +66,11 @@ phone_call(demo *d, const sf_trace *srv, const sf_trace *cli, int lfd, const sf_
                             " 立即返回了 %ld 字节"), rd->result);
     if (n > 0)
         sf_write_full(srv, afd, buf, (size_t)n);
-    sf_read_full(cli, cfd, buf, 3);
+    n = sf_read_full(cli, cfd, buf, 3);
+    demo_check(d, n == 3 && demo_seen(d, "server", 0, SF_CALL_WRITE)->result == 3,
+               Z(d, "they talk over the private line: %ld bytes one way, %zd back",
+                 "通过私有的通信链路，双方开始通话：一个方向 %ld 字节，回来 %zd 字节"),
+               demo_seen(d, "server", 0, SF_CALL_READ)->result, n);
     sf_close(cli, cfd);
     sf_read(srv, afd, buf, sizeof(buf));
     rd = demo_seen(d, "server", 0, SF_CALL_READ);
@@ -123,10 +131,20 @@ demo_telephone(demo *d)
         return cmd_fail("%s", err.msg);
     }
     sf_local_addr(lfd, &a);
+    demo_check(d, demo_seen(d, "server", 0, SF_CALL_BIND)->state == SF_TCP_CLOSE &&
+               sf_addr_port(&a) != 0, Z(d, "bind() gave the phone its number, port %d; it is"
+                                        " still switched off (%s)", "bind() 激活SIM卡，手机有了"
+                                        "号码：端口 %d；它还没有开机（%s）"), sf_addr_port(&a),
+               ST(demo_seen(d, "server", 0, SF_CALL_BIND)->state));
     dial_nobody(d, &cli, &a, Z(d, "a number with a SIM card but switched off (bound, no"
                                 " listen())", "有SIM卡但没有开机的号码（已 bind，未 listen）"));
-    if (sf_listen(&srv, lfd, 8, &err) == 0)
+    if (sf_listen(&srv, lfd, 8, &err) == 0) {
+        demo_check(d, demo_seen(d, "server", 0, SF_CALL_LISTEN)->state == SF_TCP_LISTEN,
+                   Z(d, "listen() switched the phone on: %s, it can take calls now",
+                     "listen() 开机：%s，现在可以接听电话"),
+                   ST(demo_seen(d, "server", 0, SF_CALL_LISTEN)->state));
         rc = phone_call(d, &srv, &cli, lfd, &a);
+    }
     sf_close(&srv, lfd);
     if (rc == EXIT_OK) {
         dial_nobody(d, &cli, &a, Z(d, "after the phone was switched off and put away (no"

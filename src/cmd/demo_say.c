@@ -110,6 +110,21 @@ put_event(demo *d, const sf_trace_event *ev)
 }
 
 void
+demo_wait_entry(demo *d, const char *side, unsigned long id, sf_call call)
+{
+    uint64_t deadline = sf_now_ns() + (uint64_t)DEMO_WAIT_MS * 1000000u;
+    int in = 0;
+
+    while (!in && sf_now_ns() < deadline) {
+        pthread_mutex_lock(&d->lock);
+        in = find_rec(d, side, id, call, SF_TRACE_ENTRY) != NULL;
+        pthread_mutex_unlock(&d->lock);
+        if (!in)
+            demo_sleep_ms(1);
+    }
+}
+
+void
 demo_entries(demo *d, int on)
 {
     pthread_mutex_lock(&d->lock);
