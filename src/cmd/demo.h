@@ -87,8 +87,11 @@ const char *demo_calls(demo *d, char side, const sf_call *skip, int nskip, char 
 
 /* Start section n: its title and the one line of what to notice. */
 void demo_section(demo *d, int n, const char *title, const char *notice);
-/* End the section: its checks, then the pause of --step. */
-void demo_section_end(demo *d);
+/* End the section: its checks, then the pause of --step when more is to come. */
+void demo_section_end(demo *d, int more);
+
+/* --step: none, after each section, after each call printed. */
+enum { DEMO_STEP_NONE = 0, DEMO_STEP_SECTION, DEMO_STEP_EVENT };
 
 /* Wait (bounded) until side#id has entered call in another thread: a section that shows
  * a call asleep makes its move only once the call is under way. */
