@@ -126,6 +126,9 @@ void demo_sleep_ms(int ms);
 
 /* A TCP listener on 127.0.0.1 (or ::1 for AF_INET6), port 0; *a gets its address. */
 int demo_listen(const sf_trace *t, int family, int backlog, int blocking, sf_addr *a);
+/* socket → setsockopt → bind on 127.0.0.1, port 0, blocking, not yet listening (the
+ * seed's bind() step on its own); *a gets the address. -1 when it fails (said). */
+int demo_bound(const sf_trace *t, sf_addr *a);
 /* The seed's client: socket(), then a blocking connect() that returns 0 once the
  * handshake is complete; the socket is left blocking. -1 when refused (said). */
 int demo_connect(const sf_trace *t, const sf_addr *a);
