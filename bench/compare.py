@@ -218,12 +218,12 @@ def child_cpu():
     return ru.ru_utime + ru.ru_stime
 
 
-def server_cpu(server):
+def server_cpu(server, kernel=False):
     """CPU seconds the server has used, utime + stime from /proc/PID/stat (all its threads);
     for a fork server also those of its live children and, as cutime + cstime, of the
-    children it has reaped."""
+    children it has reaped. kernel: (that, the stime part alone)."""
     pids = proc_tree(server.p.pid) if server.forks else [server.p.pid]
-    ticks = 0
+    ticks = sys_ticks = 0
     for pid in pids:
         try:
             with open("/proc/%d/stat" % pid) as f:
@@ -232,9 +232,11 @@ def server_cpu(server):
             continue
         f = st[st.rindex(")") + 2:].split()        # f[0] is field 3, the state
         ticks += int(f[11]) + int(f[12])
+        sys_ticks += int(f[12])
         if server.forks and pid == server.p.pid:
             ticks += int(f[13]) + int(f[14])
-    return ticks / CLK_TCK
+            sys_ticks += int(f[14])
+    return (ticks / CLK_TCK, sys_ticks / CLK_TCK) if kernel else ticks / CLK_TCK
 
 
 class Window:
@@ -248,7 +250,7 @@ class Window:
             self.start()
 
     def _now(self):
-        return (server_cpu(self.server), time.monotonic())
+        return server_cpu(self.server, kernel=True) + (time.monotonic(),)
 
     def start(self):
         if self.server is not None:
@@ -262,9 +264,11 @@ class Window:
         """Adds the server's CPU figures to the result r, per one of the requests."""
         if self.begin is None or self.end is None or requests <= 0:
             return r
-        cpu, wall = self.end[0] - self.begin[0], self.end[1] - self.begin[1]
+        cpu, wall = self.end[0] - self.begin[0], self.end[2] - self.begin[2]
         r["server_cpu_s"] = cpu
         r["server_busy"] = cpu / wall if wall > 0 else 0.0
+        if cpu > 0:
+            r["server_kernel"] = (self.end[1] - self.begin[1]) / cpu
         r["cpu_us"] = cpu * 1e6 / requests
         return r
 
@@ -460,6 +464,7 @@ def row(label, s, runs=None, base=None, note=""):
            "r": median_run(good), "rate": spread(r["rps"] for r in good),
            "cpu": spread(r.get("cpu_us") for r in good),
            "busy": spread(r.get("server_busy") for r in good),
+           "kernel": spread(r.get("server_kernel") for r in good),
            "syscalls": spread(r.get("syscalls") for r in good)}
     if base is not None:
         both = [k for k in runs if runs[k] and base.get(k)]
@@ -485,9 +490,10 @@ def run_matrix(tests, servers, a, rows):
                     r = bench(mode, s.port, load, a.secs, a.warmup, a.threads, server=s)
                     results.setdefault((label, s.key), {})[rnd] = r
                     if r:
-                        log("  %-38s %-18s %12.0f /s  server %5.1f µs/request, %3.0f %% busy" % (
-                            label, s.name, r["rps"], r.get("cpu_us", 0),
-                            100 * r.get("server_busy", 0)))
+                        log("  %-38s %-18s %12.0f /s  server %5.1f µs/request, %3.0f %% busy, "
+                            "%3.0f %% of it in the kernel" % (
+                                label, s.name, r["rps"], r.get("cpu_us", 0),
+                                100 * r.get("server_busy", 0), 100 * r.get("server_kernel", 0)))
     finally:
         for s in up:
             s.stop()
@@ -806,9 +812,9 @@ def fmt_us(v):
 
 
 def table(rows, a):
-    out = ["| test | server | requests/s | ÷ sockflow | server CPU | CPU µs/request "
-           "| ÷ sockflow | p50 µs | p99 µs | notes |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    out = ["| test | server | requests/s | ÷ sockflow | server CPU | in kernel "
+           "| CPU µs/request | ÷ sockflow | p50 µs | p99 µs | notes |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     base = {}
     for x in rows:
         if x.get("stream") and x["r"] and x["name"].startswith("sockflow bench"):
@@ -816,13 +822,13 @@ def table(rows, a):
     for x in rows:
         label, name, r, note = x["label"], x["name"], x["r"], x["note"]
         if r is None:
-            out.append("| %s | %s | – | – | – | – | – | – | – | %s |" % (
+            out.append("| %s | %s | – | – | – | – | – | – | – | – | %s |" % (
                 label, name, note or "no result"))
             continue
         if x.get("stream"):
             b = base.get(label)
             ratio = r["gbps"] / b["gbps"] if b and b.get("gbps") else None
-            out.append("| %s | %s | %s Gbit/s | %s | – | – | – | – | – | %s |" % (
+            out.append("| %s | %s | %s Gbit/s | %s | – | – | – | – | – | – | %s |" % (
                 label, name, fmt_num(r["gbps"], 2), "%.2f" % ratio if ratio else "–", note))
             continue
         lat = r.get("latency_us") or {}
@@ -831,9 +837,10 @@ def table(rows, a):
             notes.append("%d source addresses" % len(r["sources"]))
         if x.get("syscalls"):
             notes.append("%.2f system calls per request" % x["syscalls"][0])
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             label, name, fmt_num(x["rate"][0]), fmt_spread(x.get("ratio")),
             "%.0f %%" % (100 * x["busy"][0]) if x["busy"] else "–",
+            "%.0f %%" % (100 * x["kernel"][0]) if x["kernel"] else "–",
             fmt_us(x["cpu"][0] if x["cpu"] else None), fmt_spread(x.get("cpu_ratio")),
             fmt_us(lat.get("p50")), fmt_us(lat.get("p99")), "; ".join(notes)))
     return "\n".join(out)
@@ -918,9 +925,9 @@ def gen_table(rows):
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--secs", type=float, default=2.0, help="measured seconds per run")
+    ap.add_argument("--secs", type=float, default=1.5, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="rounds: every server once per round, in turn (median kept)")
     ap.add_argument("--threads", type=int, default=1,
                     help="sockflow bench -T (default 1: the other core is the server's)")
