@@ -773,6 +773,20 @@ def machine():
                                                  platform.release(), distro)
 
 
+def sockflow_build():
+    """The binary measured and the commit of the tree it was built from."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    head = git("log", "-1", "--format=%h %s")
+    dirty = git("status", "--porcelain", "--", "src", "include")
+    return "%s, built from %s%s" % (os.path.relpath(SOCKFLOW, ROOT), head or "an unknown commit",
+                                    " (src/ changed since)" if dirty else "")
+
+
 def versions():
     def first(argv, pat=None):
         try:
@@ -984,6 +998,7 @@ def report(a, rows, lim, mem, gen, took, load0, load1):
            "Written by `%s` (bench/compare) on %s, in %.0f s." % (
                "make bench-quick" if a.quick else "make bench", now, took), "",
            "- machine: %s" % machine(),
+           "- sockflow: %s" % sockflow_build(),
            "- load average (1 min) when the runs began: %.2f, when the load runs ended: %.2f (other "
            "work on the machine makes every figure noisier)" % (load0, load1),
            "- peers: %s" % ", ".join(versions()),
