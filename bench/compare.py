@@ -781,10 +781,11 @@ def sockflow_build():
                                   text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
-    head = git("log", "-1", "--format=%h %s")
+    head = git("log", "-1", "--format=%h (%s)", "--", "src", "include")
     dirty = git("status", "--porcelain", "--", "src", "include")
-    return "%s, built from %s%s" % (os.path.relpath(SOCKFLOW, ROOT), head or "an unknown commit",
-                                    " (src/ changed since)" if dirty else "")
+    return "%s, its sources last changed in %s%s" % (
+        os.path.relpath(SOCKFLOW, ROOT), head or "an unknown commit",
+        ", with changes not committed" if dirty else "")
 
 
 def versions():
