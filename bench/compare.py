@@ -826,7 +826,7 @@ def fmt_us(v):
     return "–" if v is None else fmt_num(v, 1 if v < 100 else 0)
 
 
-def table(rows, a):
+def table(rows):
     out = ["| test | server | requests/s | ÷ sockflow | server CPU | in kernel "
            "| CPU µs/request | ÷ sockflow | p50 µs | p99 µs | notes |",
            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -861,7 +861,7 @@ def table(rows, a):
     return "\n".join(out)
 
 
-def limit_rows(rows, tests, a):
+def limit_rows(rows, tests):
     """Per main test: sockflow ÷ each of the reference, libuv and libevent, the median and
     spread of the per-round ratios of requests/s and of server CPU per request."""
     out = []
@@ -1027,7 +1027,7 @@ def report(a, rows, lim, mem, gen, took, load0, load1):
                 "per-round ratios, median (min–max). Above 1 in the requests column and below 1 "
                 "in the CPU column is sockflow ahead.", "", limit_table(lim), ""]
     if rows:
-        doc += ["## Load", "", table(rows, a), ""]
+        doc += ["## Load", "", table(rows), ""]
     if mem:
         doc += ["## Memory per idle connection", "",
                 "%s connections opened and left idle; the server's memory read from /proc "
@@ -1081,7 +1081,7 @@ def main():
             mem = run_memory(a)
     finally:
         stop_all()
-    lim = limit_rows(rows, tcp_tests + UDP_TESTS, a)
+    lim = limit_rows(rows, tcp_tests + UDP_TESTS)
     text = report(a, rows, lim, mem, gen, time.monotonic() - t0, load0, load1)
     print(text)
     if a.write:
