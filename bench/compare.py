@@ -928,8 +928,12 @@ def gen_table(rows):
             both = [k for k in good if base.get(k) and base[k]["rps"]]
             lat = (median_run(list(good.values())).get("latency_us") or {}).get("p99")
             busy = spread(r.get("server_busy") for r in good.values())
+            shown = g
+            if g == "sockflow bench":
+                t = "/".join(sorted({str(r.get("threads", "?")) for r in good.values()}))
+                shown += " (default: %s thread%s)" % (t, "" if t == "1" else "s")
             out.append("| %s | %s | %s | %s | %.0f %% | %s | %s | %s |" % (
-                label, g, fmt_num(spread(r["rps"] for r in good.values())[0]),
+                label, shown, fmt_num(spread(r["rps"] for r in good.values())[0]),
                 "–" if g == "epoll_gen" else
                 fmt_spread(spread(good[k]["rps"] / base[k]["rps"] for k in both)),
                 100 * statistics.median(r["cpu_busy"] for r in good.values()),
