@@ -104,6 +104,10 @@ demo: $(BIN)
 bench: all
 	@sh bench/compare
 
+.PHONY: bench-quick
+bench-quick: all
+	@sh bench/compare --quick
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/include/sockflow $(DESTDIR)$(PREFIX)/share/man/man1

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """compare: sockflow against the servers people pick instead, on loopback, driven by
 `sockflow bench` with the same settings for all, runs alternated so that drift on a
-noisy machine hits every server alike. Writes bench/RESULTS.md.
+noisy machine hits every server alike; the server's CPU time read from /proc over each
+measured window. Writes bench/RESULTS.md (--quick: a one-minute subset, printed only).
 
-Run through bench/compare (make bench), which installs and builds the peers first.
+Run through bench/compare (make bench, make bench-quick), which builds the peers first.
 """
 import argparse
 import datetime
@@ -18,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,12 +27,40 @@ PEERS = os.path.join(ROOT, "bench", "peers")
 PBIN = os.path.join(PEERS, "bin")
 SOCKFLOW = os.environ.get("SOCKFLOW", os.path.join(ROOT, "build", "rel", "sockflow"))
 NOFILE = 20000          # for the idle-connection test, both sides
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SYSCALLS = False        # --syscalls: count the server's system calls with perf stat
 
 running = []            # every process started here, stopped by its process group
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
+
+
+# ---- the sockflow command lines: each is built here and nowhere else --------------------
+
+def sockflow_serve(proto, service="echo"):
+    """`sockflow serve` with one service on a port of 127.0.0.1 the kernel picks, logging
+    only errors; UDP without its per-source reply limit (by default 1000/s)."""
+    argv = [SOCKFLOW, "serve", "--quiet", "--tcp" if proto == "tcp" else "--udp", "-4"]
+    if proto == "udp":
+        argv += ["--udp-rate", "0"]
+    return argv + [service + ":0"]
+
+
+def sockflow_bench(mode, port, load, secs, warmup, threads, extra=()):
+    """`sockflow bench` against 127.0.0.1:port. load: (connections, bytes, in flight);
+    threads None leaves its default. One JSON object per interval, the interval as long
+    as the warm-up so that the warm-up's end is a line, then the result."""
+    conns, size, pipeline = load
+    argv = [SOCKFLOW, "bench", mode, "127.0.0.1", str(port), "--conns", str(conns),
+            "--size", str(size), "--duration", "%g" % secs, "--warmup", "%g" % warmup,
+            "--interval", "%g" % (warmup if warmup > 0 else secs), "--json-stream"]
+    if pipeline > 1:
+        argv += ["--pipeline", str(pipeline)]
+    if threads:
+        argv += ["--threads", str(threads)]
+    return argv + list(extra)
 
 
 # ---- processes ----------------------------------------------------------------------
@@ -85,9 +115,11 @@ def wait_tcp(port, timeout=5.0):
 
 
 class Server:
-    def __init__(self, name, proto, argv, banner=True, forks=False):
+    def __init__(self, name, proto, argv, banner=True, forks=False, key=None, many=True):
         self.name, self.proto, self.argv, self.banner = name, proto, argv, banner
         self.forks = forks      # a process per connection
+        self.key = key or name  # the name --servers takes
+        self.many = many        # held at the largest idle count (one process, no thread each)
         self.p = None
         self.port = None
 
@@ -147,65 +179,225 @@ def sockflow_services():
     return set(re.findall(r"^  ([a-z]+) +RFC", out, re.M))
 
 
-def tcp_servers():
-    return [
-        Server("sockflow", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4", "echo:0"]),
+REFERENCE = {"tcp": "epoll", "udp": "recvmmsg"}     # the key of each protocol's reference
+
+
+def tcp_servers(keys=None):
+    all_ = [
+        Server("sockflow", "tcp", sockflow_serve("tcp")),
+        Server("epoll reference", "tcp", [os.path.join(PBIN, "epoll_echo"), "0"], key="epoll"),
         Server("libuv", "tcp", [os.path.join(PBIN, "uv_echo"), "0"]),
         Server("libevent", "tcp", [os.path.join(PBIN, "ev_echo"), "0"]),
-        Server("node net", "tcp", ["node", "node_echo.js", "0"]),
+        Server("node net", "tcp", ["node", "node_echo.js", "0"], key="node"),
         Server("socat fork", "tcp", ["socat", "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,"
-                                     "fork,backlog=1024", "PIPE"], banner=False, forks=True),
-        Server("UNP thread", "tcp", [os.path.join(PBIN, "unp_thread_echo"), "0"]),
-        Server("UNP fork", "tcp", [os.path.join(PBIN, "unp_fork_echo"), "0"], forks=True),
+                                     "fork,backlog=1024", "PIPE"], banner=False, forks=True,
+               key="socat", many=False),
+        Server("UNP thread", "tcp", [os.path.join(PBIN, "unp_thread_echo"), "0"],
+               key="unp-thread", many=False),
+        Server("UNP fork", "tcp", [os.path.join(PBIN, "unp_fork_echo"), "0"], forks=True,
+               key="unp-fork", many=False),
     ]
+    return [s for s in all_ if keys is None or s.key in keys]
 
 
-def udp_servers():
-    return [
-        Server("sockflow", "udp", [SOCKFLOW, "serve", "-q", "-u", "-4", "--udp-rate", "0",
-                                   "echo:0"]),
-        Server("recvfrom loop", "udp", [os.path.join(PBIN, "udp_echo"), "0"]),
-        Server("node dgram", "udp", ["node", "node_udp_echo.js", "0"]),
+def udp_servers(keys=None):
+    all_ = [
+        Server("sockflow", "udp", sockflow_serve("udp")),
+        Server("recvmmsg reference", "udp", [os.path.join(PBIN, "mmsg_echo"), "0"],
+               key="recvmmsg"),
+        Server("recvfrom loop", "udp", [os.path.join(PBIN, "udp_echo"), "0"], key="recvfrom"),
+        Server("node dgram", "udp", ["node", "node_udp_echo.js", "0"], key="node"),
     ]
+    return [s for s in all_ if keys is None or s.key in keys]
 
 
-# ---- running sockflow bench ---------------------------------------------------------
+# ---- running a generator, and the server's CPU time over its measured window ---------------
 
 def child_cpu():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
 
 
-def bench(mode, port, args, secs, warmup, threads):
-    argv = [SOCKFLOW, "bench", mode, "127.0.0.1", str(port), "-d", str(secs),
-            "--warmup", str(warmup), "--json", "-i", "0"] + list(args)
-    if threads:
-        argv += ["-T", str(threads)]
-    cpu0, t0 = child_cpu(), time.monotonic()
+def server_cpu(server, kernel=False):
+    """CPU seconds the server has used, utime + stime from /proc/PID/stat (all its threads);
+    for a fork server also those of its live children and, as cutime + cstime, of the
+    children it has reaped. kernel: (that, the stime part alone)."""
+    pids = proc_tree(server.p.pid) if server.forks else [server.p.pid]
+    ticks = sys_ticks = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        f = st[st.rindex(")") + 2:].split()        # f[0] is field 3, the state
+        ticks += int(f[11]) + int(f[12])
+        sys_ticks += int(f[12])
+        if server.forks and pid == server.p.pid:
+            ticks += int(f[13]) + int(f[14])
+            sys_ticks += int(f[14])
+    return (ticks / CLK_TCK, sys_ticks / CLK_TCK) if kernel else ticks / CLK_TCK
+
+
+class Window:
+    """The server's CPU time and the clock at the start and the end of the measured
+    window, read when the generator's output says it begins and ends."""
+
+    def __init__(self, server):
+        self.server = server
+        self.begin = self.end = None
+        if server is not None:
+            self.start()
+
+    def _now(self):
+        return server_cpu(self.server, kernel=True) + (time.monotonic(),)
+
+    def start(self):
+        if self.server is not None:
+            self.begin, self.end = self._now(), None
+
+    def stop(self):
+        if self.server is not None:
+            self.end = self._now()
+
+    def fill(self, r, requests):
+        """Adds the server's CPU figures to the result r, per one of the requests."""
+        if self.begin is None or self.end is None or requests <= 0:
+            return r
+        cpu, wall = self.end[0] - self.begin[0], self.end[2] - self.begin[2]
+        r["server_cpu_s"] = cpu
+        r["server_busy"] = cpu / wall if wall > 0 else 0.0
+        if cpu > 0:
+            r["server_kernel"] = (self.end[1] - self.begin[1]) / cpu
+        r["cpu_us"] = cpu * 1e6 / requests
+        return r
+
+
+class Syscalls:
+    """The server's system calls, counted by `perf stat -e raw_syscalls:sys_enter -p PID`
+    from before the generator starts (perf takes a moment to attach) to its result."""
+
+    def __init__(self, server):
+        self.p, self.count = None, None
+        if not SYSCALLS or server is None or _which("perf") is None:
+            return
+        self.p = subprocess.Popen(["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,",
+                                   "-p", str(server.p.pid)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)
+        running.append(self.p)
+        time.sleep(0.3)
+
+    def stop(self):
+        if self.p is None or self.count is not None:
+            return
+        try:
+            os.kill(self.p.pid, signal.SIGINT)
+            _, err = self.p.communicate(timeout=5)
+            m = re.match(r"(\d+),", err.decode(errors="replace").strip().splitlines()[-1])
+            self.count = int(m.group(1)) if m else None
+        except (subprocess.TimeoutExpired, IndexError, OSError):
+            pass
+        stop(self.p)
+
+
+def pump(argv, timeout, on_line):
+    """Runs argv and hands each line of its standard output to on_line as it comes; the
+    run is stopped at the deadline. Returns (exit status or None, standard error)."""
+    err = tempfile.TemporaryFile()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    running.append(p)
+    end, buf, fd = time.monotonic() + timeout, b"", p.stdout.fileno()
+    status = None
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=secs + warmup + 60)
-    except subprocess.TimeoutExpired:
+        while time.monotonic() < end:
+            r, _, _ = select.select([fd], [], [], min(1.0, max(0.0, end - time.monotonic())))
+            if not r:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                on_line(line.decode(errors="replace"))
+        try:
+            status = p.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log("%s: stopped at its deadline" % os.path.basename(argv[0]))
+    finally:
+        stop(p)
+        p.stdout.close()
+        err.seek(0)
+        text = err.read().decode(errors="replace").strip()
+        err.close()
+    return status, text
+
+
+def bench(mode, port, load, secs, warmup, threads, server=None, extra=()):
+    """One `sockflow bench` run: its JSON result, with the server's CPU over the measured
+    intervals when server is given (the window runs from the end of the last warm-up
+    interval to the end of the last measured one, and the requests are theirs)."""
+    win, res, seen = Window(server), {}, {"requests": 0, "n": 0, "all": 0}
+    calls = Syscalls(server)
+
+    def on_line(line):
+        if not line.startswith("{"):
+            return
+        d = json.loads(line)
+        if d.get("type") == "interval":
+            seen["all"] += d.get("requests", 0)
+            if d.get("warmup"):
+                win.start()
+            else:
+                win.stop()
+                seen["requests"] += d.get("requests", 0)
+                seen["n"] += 1
+        else:
+            calls.stop()
+            res.update(d)
+            if not seen["n"]:
+                win.stop()
+
+    cpu0, t0 = child_cpu(), time.monotonic()
+    _, err = pump(sockflow_bench(mode, port, load, secs, warmup, threads, extra),
+                  secs + warmup + 60, on_line)
+    if "rps" not in res:
+        log("sockflow bench gave no result: %s" % err)
         return None
-    busy = (child_cpu() - cpu0) / max(time.monotonic() - t0, 1e-3)
-    for line in reversed(r.stdout.splitlines()):
-        if line.startswith("{"):
-            d = json.loads(line)
-            d["cpu_busy"] = busy    # share of one CPU the generator used, start to end
-            return d
-    log("sockflow bench gave no result: %s" % r.stderr.strip())
-    return None
+    res["cpu_busy"] = (child_cpu() - cpu0) / max(time.monotonic() - t0, 1e-3)
+    calls.stop()
+    if calls.count is not None and seen["all"]:
+        res["syscalls"] = calls.count / seen["all"]     # per request, warm-up included
+    return win.fill(res, seen["requests"] if seen["n"] else res.get("requests", 0))
 
 
-def epoll_gen(mode, port, conns, pipeline, secs):
+def epoll_gen(mode, port, load, secs, warmup, server=None):
+    """One run of bench/peers/epoll_gen, the neutral generator: {"rps", "requests",
+    "cpu_busy"}, with the server's CPU over its measured window when server is given."""
+    conns, size, pipeline = load
     argv = [os.path.join(PBIN, "epoll_gen"), mode, "127.0.0.1", str(port), "-c", str(conns),
-            "-s", "64", "-d", str(secs)]
+            "-s", str(size), "-d", "%g" % secs, "-w", "%g" % warmup]
     if mode == "echo":
         argv += ["-P", str(pipeline)]
+    win, res = Window(server), {}
+
+    def on_line(line):
+        if line == "measuring":
+            win.start()
+        m = re.match(r"requests=(\d+) seconds=([\d.]+) rps=(\d+)", line)
+        if m:
+            win.stop()
+            res.update(requests=int(m.group(1)), rps=int(m.group(3)))
+
     cpu0, t0 = child_cpu(), time.monotonic()
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
-    busy = (child_cpu() - cpu0) / max(time.monotonic() - t0, 1e-3)
-    m = re.search(r"rps=(\d+)", r.stdout)
-    return (int(m.group(1)) if m else 0), busy
+    _, err = pump(argv, secs + warmup + 60, on_line)
+    if not res:
+        log("epoll_gen gave no result: %s" % err)
+        return None
+    res["cpu_busy"] = (child_cpu() - cpu0) / max(time.monotonic() - t0, 1e-3)
+    return win.fill(res, res["requests"])
 
 
 def median_run(runs):
@@ -227,53 +419,91 @@ def error_note(r):
 
 # ---- the sections -------------------------------------------------------------------
 
+def spread(xs):
+    """(median, min, max) of xs, or None when there is nothing."""
+    xs = [x for x in xs if x is not None]
+    return (statistics.median(xs), min(xs), max(xs)) if xs else None
+
+
+# (label, mode, (connections, bytes, in flight), a main row: in --quick and the summary)
 TCP_TESTS = [
-    ("echo, 1 conn, 64 B", "echo", ["-c", "1", "--size", "64"]),
-    ("echo, 50 conns, 64 B", "echo", ["-c", "50", "--size", "64"]),
-    ("echo, 500 conns, 64 B", "echo", ["-c", "500", "--size", "64"]),
-    ("echo, 50 conns × 16 in flight, 64 B", "echo", ["-c", "50", "-P", "16", "--size", "64"]),
-    ("echo, 50 conns, 16 KiB", "echo", ["-c", "50", "--size", "16k"]),
-    ("connect rate, 50 at once, 64 B", "connect", ["-c", "50", "--size", "64"]),
+    ("echo, 1 conn, 64 B", "echo", (1, 64, 1), False),
+    ("echo, 50 conns, 64 B", "echo", (50, 64, 1), True),
+    ("echo, 500 conns, 64 B", "echo", (500, 64, 1), True),
+    ("echo, 50 conns × 16 in flight, 64 B", "echo", (50, 64, 16), True),
+    ("echo, 50 conns, 16 KiB", "echo", (50, 16384, 1), True),
+    ("echo, 1 conn, 100 KB", "echo", (1, 100000, 1), True),
+    ("echo, 10 conns, 100 KB", "echo", (10, 100000, 1), True),
+    ("connect rate, 50 at once, 64 B", "connect", (50, 64, 1), True),
 ]
 UDP_TESTS = [
-    ("UDP, 32 in flight, 64 B", "udp", ["-c", "32", "--size", "64"]),
+    ("UDP, 32 in flight, 64 B", "udp", (32, 64, 1), True),
 ]
 
 
-def run_matrix(tests, servers, a, rows):
-    """Every test against every server, round after round; the order of the servers turns
-    each round so that none always runs first or last."""
+def start_servers(servers, label, rows):
     up = []
     for s in servers:
         if not s.available():
-            rows.append((tests[0][0], s.name, None, "not available: %s" % s.argv[0]))
+            rows.append(row(label, s, note="not available: %s" % s.argv[0]))
             continue
         try:
             up.append(s.start())
         except RuntimeError as e:
             log(e)
-            rows.append((tests[0][0], s.name, None, str(e)))
+            rows.append(row(label, s, note=str(e)))
+    return up
+
+
+def row(label, s, runs=None, base=None, note=""):
+    """One line of the load table from the runs of server s by round (and sockflow's,
+    base): the median run, and the median and spread of the per-round ratios."""
+    runs = runs or {}
+    good = [r for r in runs.values() if r]
+    out = {"label": label, "name": s.name, "key": s.key, "note": note, "runs": runs,
+           "r": median_run(good), "rate": spread(r["rps"] for r in good),
+           "cpu": spread(r.get("cpu_us") for r in good),
+           "busy": spread(r.get("server_busy") for r in good),
+           "kernel": spread(r.get("server_kernel") for r in good),
+           "syscalls": spread(r.get("syscalls") for r in good)}
+    if base is not None:
+        both = [k for k in runs if runs[k] and base.get(k)]
+        out["ratio"] = spread(runs[k]["rps"] / base[k]["rps"] for k in both if base[k]["rps"])
+        out["cpu_ratio"] = spread(runs[k]["cpu_us"] / base[k]["cpu_us"] for k in both
+                                  if runs[k].get("cpu_us") and base[k].get("cpu_us"))
+    return out
+
+
+def run_matrix(tests, servers, a, rows):
+    """Every test against every server, round after round; the order of the servers turns
+    each round so that none always runs first or last."""
+    up = start_servers(servers, tests[0][0], rows)
     results, died = {}, {}
     try:
         for rnd in range(a.rounds):
-            for label, mode, args in tests:
+            for label, mode, load, _ in tests:
                 order = up[rnd % len(up):] + up[:rnd % len(up)] if up else []
                 for s in order:
                     if s.p.poll() is not None:
                         died.setdefault(s.name, s.p.returncode)
                         continue
-                    r = bench(mode, s.port, args, a.secs, a.warmup, a.threads)
-                    results.setdefault((label, s.name), []).append(r)
+                    r = bench(mode, s.port, load, a.secs, a.warmup, a.threads, server=s)
+                    results.setdefault((label, s.key), {})[rnd] = r
                     if r:
-                        log("  %-38s %-14s %12.0f /s" % (label, s.name, r["rps"]))
+                        log("  %-38s %-18s %12.0f /s  server %5.1f µs/request, %3.0f %% busy, "
+                            "%3.0f %% of it in the kernel" % (
+                                label, s.name, r["rps"], r.get("cpu_us", 0),
+                                100 * r.get("server_busy", 0), 100 * r.get("server_kernel", 0)))
     finally:
         for s in up:
             s.stop()
-    for label, _, _ in tests:
+    for label, _, _, _ in tests:
+        base = results.get((label, "sockflow"))
         for s in up:
-            r = median_run(results.get((label, s.name), []))
-            note = "" if r or s.name not in died else "the server exited (status %s)" % died[s.name]
-            rows.append((label, s.name, r, note))
+            runs = results.get((label, s.key), {})
+            note = "" if any(runs.values()) or s.name not in died else \
+                "the server exited (status %s)" % died[s.name]
+            rows.append(row(label, s, runs, base, note))
 
 
 def run_stream(a, rows):
@@ -284,8 +514,7 @@ def run_stream(a, rows):
     cases = []
     if "discard" in services:
         cases.append(("stream, 1 conn, 128 KiB writes", Server(
-            "sockflow discard", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4", "discard:0"]),
-            [], [], ""))
+            "sockflow discard", "tcp", sockflow_serve("tcp", "discard")), [], [], ""))
     else:
         cases.append(("stream, 1 conn, 128 KiB writes", Server(
             "socat → /dev/null", "tcp", ["socat", "-b", "131072", "-u", "TCP-LISTEN:{port},"
@@ -293,7 +522,7 @@ def run_stream(a, rows):
             banner=False), [], [], "sockflow has no discard service here: socat stands in"))
     if "chargen" in services:
         cases.append(("stream, 1 conn, reading (--recv)", Server(
-            "sockflow chargen", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4", "chargen:0"]),
+            "sockflow chargen", "tcp", sockflow_serve("tcp", "chargen")),
             ["--recv"], ["-R"], ""))
     for label, target, ours_args, iperf_args, note in cases:
         ours, theirs = [], []
@@ -304,19 +533,20 @@ def run_stream(a, rows):
                     continue
                 target.start()
                 try:
-                    ours.append(bench("stream", target.port, ["-c", "1", "--size", "128k"] +
-                                      ours_args, a.secs, a.warmup, 1))
+                    ours.append(bench("stream", target.port, (1, "128k", 1), a.secs,
+                                      a.warmup, 1, extra=ours_args))
                 finally:
                     target.stop()
         r = median_run(ours)
         if r:
             r["gbps"] = r["bits_per_sec"] / 1e9
-        rows.append((label, "sockflow bench → " + target.name, r, note))
+        rows.append({"label": label, "name": "sockflow bench → " + target.name, "r": r,
+                     "note": note, "stream": True})
         good = sorted(x for x in theirs if x)
-        rows.append((label, "iperf3 %s→ iperf3 -s" % (" ".join(iperf_args) + " " if iperf_args
-                                                      else ""),
-                     {"gbps": good[(len(good) - 1) // 2] / 1e9} if good else None,
-                     "" if good else "iperf3 not available"))
+        rows.append({"label": label, "name": "iperf3 %s→ iperf3 -s" % (
+            " ".join(iperf_args) + " " if iperf_args else ""), "stream": True,
+            "r": {"gbps": good[(len(good) - 1) // 2] / 1e9} if good else None,
+            "note": "" if good else "iperf3 not available"})
 
 
 def iperf3(secs, extra=()):
@@ -472,37 +702,41 @@ def idle_memory(server, count, deadline_s=90):
 
 # ---- the generator check --------------------------------------------------------------
 
+# (mode, (connections, bytes, in flight), in --quick)
 GEN_TESTS = [
-    ("echo", 1, 1), ("echo", 50, 1), ("echo", 500, 1), ("echo", 50, 16), ("udp", 32, 1),
+    ("echo", (1, 64, 1), False), ("echo", (50, 64, 1), True), ("echo", (500, 64, 1), True),
+    ("echo", (50, 64, 16), True), ("udp", (32, 64, 1), False),
 ]
+# the generators compared: `sockflow bench` with its default threads, and with one
+GENERATORS = [("epoll_gen", None), ("sockflow bench", 0), ("sockflow bench -T 1", 1)]
 
 
 def gencheck(a):
-    """sockflow bench and epoll_gen, alternated, against one sockflow server."""
-    tcp = Server("sockflow", "tcp", [SOCKFLOW, "serve", "-q", "-t", "-4", "echo:0"]).start()
-    udp = Server("sockflow", "udp", [SOCKFLOW, "serve", "-q", "-u", "-4", "--udp-rate", "0",
-                                     "echo:0"]).start()
+    """epoll_gen and `sockflow bench` (its default threads, and one thread), alternated
+    against one sockflow server, which is timed over each run."""
+    tcp = Server("sockflow", "tcp", sockflow_serve("tcp")).start()
+    udp = Server("sockflow", "udp", sockflow_serve("udp")).start()
     rows = []
     try:
-        for mode, conns, pipeline in GEN_TESTS:
-            port = udp.port if mode == "udp" else tcp.port
-            ours, theirs = [], []
+        for mode, load, in_quick in GEN_TESTS:
+            if a.quick and not in_quick:
+                continue
+            srv = udp if mode == "udp" else tcp
+            runs = {g: {} for g, _ in GENERATORS}
             for rnd in range(a.gen_rounds):
-                args = ["-c", str(conns), "--size", "64"] + (["-P", str(pipeline)]
-                                                          if mode == "echo" else [])
-                for which in ((0, 1) if rnd % 2 == 0 else (1, 0)):
-                    if which == 0:
-                        r = bench(mode, port, args, a.secs, 0, a.threads)
-                        ours.append((r["rps"], r["cpu_busy"]) if r else (0, 0))
+                k = rnd % len(GENERATORS)
+                for g, threads in GENERATORS[k:] + GENERATORS[:k]:
+                    if threads is None:
+                        r = epoll_gen(mode, srv.port, load, a.secs, a.warmup, server=srv)
                     else:
-                        theirs.append(epoll_gen(mode, port, conns, pipeline, a.secs))
-            label = "%s -c %d%s" % (mode, conns, " -P %d" % pipeline if pipeline > 1 else "")
-            row = (label, [x[0] for x in theirs], [x[0] for x in ours],
-                   statistics.median(x[1] for x in theirs), statistics.median(x[1] for x in ours))
-            rows.append(row)
-            t, o = statistics.median(row[1]), statistics.median(row[2])
-            log("  gencheck %-18s epoll_gen %10.0f  sockflow bench %10.0f  %.2f" %
-                (label, t, o, o / t if t else 0))
+                        r = bench(mode, srv.port, load, a.secs, a.warmup, threads or None,
+                                  server=srv)
+                    runs[g][rnd] = r
+            label = "%s -c %d%s" % (mode, load[0], " -P %d" % load[2] if load[2] > 1 else "")
+            rows.append((label, runs))
+            log("  gencheck %-18s %s" % (label, "  ".join(
+                "%s %s" % (g, fmt_num(spread(r["rps"] for r in runs[g].values() if r)[0]))
+                for g, _ in GENERATORS if any(runs[g].values()))))
     finally:
         tcp.stop()
         udp.stop()
@@ -539,6 +773,21 @@ def machine():
                                                  platform.release(), distro)
 
 
+def sockflow_build():
+    """The binary measured and the commit of the tree it was built from."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    head = git("log", "-1", "--format=%h (%s)", "--", "src", "include")
+    dirty = git("status", "--porcelain", "--", "src", "include")
+    return "%s, its sources last changed in %s%s" % (
+        os.path.relpath(SOCKFLOW, ROOT), head or "an unknown commit",
+        ", with changes not committed" if dirty else "")
+
+
 def versions():
     def first(argv, pat=None):
         try:
@@ -563,91 +812,267 @@ def fmt_num(v, digits=0):
     return "{:,.{}f}".format(v, digits)
 
 
-def table(rows, a):
-    out = ["| test | server | requests/s | p50 µs | p99 µs | ÷ sockflow | notes |",
-           "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+def fmt_spread(sp, digits=2):
+    """median (min–max), or the median alone when there was one round."""
+    if not sp:
+        return "–"
+    m, lo, hi = sp
+    if lo == hi:
+        return "%.*f" % (digits, m)
+    return "%.*f (%.*f–%.*f)" % (digits, m, digits, lo, digits, hi)
+
+
+def fmt_us(v):
+    return "–" if v is None else fmt_num(v, 1 if v < 100 else 0)
+
+
+def table(rows):
+    out = ["| test | server | requests/s | ÷ sockflow | server CPU | in kernel "
+           "| CPU µs/request | ÷ sockflow | p50 µs | p99 µs | notes |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     base = {}
-    for label, name, r, note in rows:
-        if r and (name == "sockflow" or name.startswith("sockflow bench")):
-            base[label] = r
-    for label, name, r, note in rows:
+    for x in rows:
+        if x.get("stream") and x["r"] and x["name"].startswith("sockflow bench"):
+            base[x["label"]] = x["r"]
+    for x in rows:
+        label, name, r, note = x["label"], x["name"], x["r"], x["note"]
         if r is None:
-            out.append("| %s | %s | – | – | – | – | %s |" % (label, name, note or "no result"))
+            out.append("| %s | %s | – | – | – | – | – | – | – | – | %s |" % (
+                label, name, note or "no result"))
             continue
-        b = base.get(label)
-        if "gbps" in r:
+        if x.get("stream"):
+            b = base.get(label)
             ratio = r["gbps"] / b["gbps"] if b and b.get("gbps") else None
-            out.append("| %s | %s | %s Gbit/s | – | – | %s | %s |" % (
+            out.append("| %s | %s | %s Gbit/s | %s | – | – | – | – | – | – | %s |" % (
                 label, name, fmt_num(r["gbps"], 2), "%.2f" % ratio if ratio else "–", note))
             continue
         lat = r.get("latency_us") or {}
-        ratio = r["rps"] / b["rps"] if b and b["rps"] else None
         notes = [n for n in (note, error_note(r)) if n]
         if r.get("sources"):
             notes.append("%d source addresses" % len(r["sources"]))
-        out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-            label, name, fmt_num(r["rps"]), fmt_num(lat.get("p50", 0), 0 if lat.get("p50", 0)
-                                                    >= 100 else 1),
-            fmt_num(lat.get("p99", 0), 0 if lat.get("p99", 0) >= 100 else 1),
-            "%.2f" % ratio if ratio is not None else "–", "; ".join(notes)))
+        if x.get("syscalls"):
+            notes.append("%.2f system calls per request" % x["syscalls"][0])
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label, name, fmt_num(x["rate"][0]), fmt_spread(x.get("ratio")),
+            "%.0f %%" % (100 * x["busy"][0]) if x["busy"] else "–",
+            "%.0f %%" % (100 * x["kernel"][0]) if x["kernel"] else "–",
+            fmt_us(x["cpu"][0] if x["cpu"] else None), fmt_spread(x.get("cpu_ratio")),
+            fmt_us(lat.get("p50")), fmt_us(lat.get("p99")), "; ".join(notes)))
+    return "\n".join(out)
+
+
+def limit_rows(rows, tests):
+    """Per main test: sockflow ÷ each of the reference, libuv and libevent, the median and
+    spread of the per-round ratios of requests/s and of server CPU per request."""
+    out = []
+    by = {(x["label"], x.get("key")): x for x in rows if not x.get("stream")}
+    for label, mode, _, main_row in tests:
+        if not main_row:
+            continue
+        ours = by.get((label, "sockflow"))
+        proto = "udp" if mode == "udp" else "tcp"
+        for key in (REFERENCE[proto], "libuv", "libevent"):
+            x = by.get((label, key))
+            if not ours or not x or not x["r"] or not ours["r"]:
+                continue
+            both = [k for k in ours["runs"] if ours["runs"][k] and x["runs"].get(k)]
+            o, t = ours["runs"], x["runs"]
+            out.append((label, x["name"],
+                        spread(o[k]["rps"] / t[k]["rps"] for k in both if t[k]["rps"]),
+                        spread(o[k]["cpu_us"] / t[k]["cpu_us"] for k in both
+                               if o[k].get("cpu_us") and t[k].get("cpu_us")),
+                        ours["cpu"], x["cpu"], len(both)))
+    return out
+
+
+def limit_table(lim):
+    out = ["| test | against | sockflow ÷ it, requests/s | sockflow ÷ it, server CPU per "
+           "request | sockflow µs/request | its µs/request | rounds |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, name, rate, cpu, ocpu, tcpu, n in lim:
+        out.append("| %s | %s | %s | %s | %s | %s | %d |" % (
+            label, name, fmt_spread(rate), fmt_spread(cpu),
+            fmt_us(ocpu[0] if ocpu else None), fmt_us(tcpu[0] if tcpu else None), n))
     return "\n".join(out)
 
 
 def mem_table(mem):
     out = ["| server | idle connections | before | after | per connection | processes |",
            "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name, m in mem:
+    for name, want, m in mem:
         if not m or "conns" not in m:
-            out.append("| %s | – | – | – | – | – |" % name)
+            out.append("| %s | – of %s | – | – | – | – |" % (name, fmt_num(want)))
             continue
         multi = m["procs"] > 1
         key = "pss" if multi else "rss"
         per = (m[key + "_after"] - m[key + "_before"]) * 1024 / max(m["conns"], 1)
-        out.append("| %s | %s | %s KiB | %s KiB | %s bytes%s | %d |" % (
-            name, fmt_num(m["conns"]), fmt_num(m[key + "_before"]), fmt_num(m[key + "_after"]),
-            fmt_num(per), " (PSS)" if multi else "", m["procs"]))
+        out.append("| %s | %s%s | %s KiB | %s KiB | %s bytes%s | %d |" % (
+            name, fmt_num(m["conns"]), "" if m["conns"] == want else " of " + fmt_num(want),
+            fmt_num(m[key + "_before"]), fmt_num(m[key + "_after"]), fmt_num(per),
+            " (PSS)" if multi else "", m["procs"]))
     return "\n".join(out)
 
 
 def gen_table(rows):
-    out = ["| load | epoll_gen /s | its CPU | sockflow bench /s | its CPU | ratio of medians "
-           "| runs: epoll_gen | runs: sockflow bench |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
-    for label, theirs, ours, tcpu, ocpu in rows:
-        t, o = statistics.median(theirs), statistics.median(ours)
-        out.append("| %s | %s | %.0f %% | %s | %.0f %% | %.2f | %s | %s |" % (
-            label, fmt_num(t), 100 * tcpu, fmt_num(o), 100 * ocpu, o / t if t else 0,
-            " ".join(fmt_num(x / 1000) + "k" for x in theirs),
-            " ".join(fmt_num(x / 1000) + "k" for x in ours)))
+    names = [g for g, _ in GENERATORS]
+    out = ["| load | generator | requests/s | ÷ epoll_gen | its CPU | server CPU | p99 µs "
+           "| runs |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for label, runs in rows:
+        base = runs["epoll_gen"]
+        for g in names:
+            good = {k: r for k, r in runs[g].items() if r}
+            if not good:
+                out.append("| %s | %s | – | – | – | – | – | no result |" % (label, g))
+                continue
+            both = [k for k in good if base.get(k) and base[k]["rps"]]
+            lat = (median_run(list(good.values())).get("latency_us") or {}).get("p99")
+            busy = spread(r.get("server_busy") for r in good.values())
+            shown = g
+            if g == "sockflow bench":
+                t = "/".join(sorted({str(r.get("threads", "?")) for r in good.values()}))
+                shown += " (default: %s thread%s)" % (t, "" if t == "1" else "s")
+            out.append("| %s | %s | %s | %s | %.0f %% | %s | %s | %s |" % (
+                label, shown, fmt_num(spread(r["rps"] for r in good.values())[0]),
+                "–" if g == "epoll_gen" else
+                fmt_spread(spread(good[k]["rps"] / base[k]["rps"] for k in both)),
+                100 * statistics.median(r["cpu_busy"] for r in good.values()),
+                "%.0f %%" % (100 * busy[0]) if busy else "–", fmt_us(lat),
+                " ".join(fmt_num(good[k]["rps"] / 1000) + "k" for k in sorted(good))))
     return "\n".join(out)
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--secs", type=float, default=2.0, help="measured seconds per run")
+    ap.add_argument("--secs", type=float, default=1.5, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run")
-    ap.add_argument("--rounds", type=int, default=3, help="runs per cell (median kept)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds: every server once per round, in turn (median kept)")
     ap.add_argument("--threads", type=int, default=1,
                     help="sockflow bench -T (default 1: the other core is the server's)")
-    ap.add_argument("--idle", type=int, default=10000, help="idle connections per server")
-    ap.add_argument("--gen-rounds", type=int, default=5, help="runs per generator check")
+    ap.add_argument("--idle", default="10000,19800",
+                    help="idle connections per server, a comma list (the larger counts only "
+                         "for the one-process event-loop servers)")
+    ap.add_argument("--gen-rounds", type=int, default=5, help="rounds of the generator check")
     ap.add_argument("--only", choices=["tcp", "udp", "stream", "memory", "gencheck"],
                     action="append", help="run only these sections")
+    ap.add_argument("--servers", help="only these servers, a comma list of: sockflow, epoll, "
+                    "libuv, libevent, node, socat, unp-thread, unp-fork, recvmmsg, recvfrom")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count the server's system calls per request with perf stat (which "
+                         "slows the server a little: its CPU figures are then not comparable)")
+    ap.add_argument("--quick", action="store_true",
+                    help="about a minute: one round of the main rows, sockflow against the "
+                         "references only; printed, not written")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     a = ap.parse_args()
+    a.write = a.only is None and not a.quick or a.out != ap.get_default("out")
+    if a.quick:
+        a.secs, a.warmup, a.rounds, a.gen_rounds = 1.0, 0.3, 1, 1
+        a.idle = "10000"
+        a.servers = a.servers or "sockflow,epoll,recvmmsg"
+        a.only = a.only or ["tcp", "udp", "memory", "gencheck"]
+    a.idle = [int(x) for x in str(a.idle).split(",") if x]
+    a.servers = set(a.servers.split(",")) if a.servers else None
+    return a
+
+
+def run_memory(a):
+    mem = []
+    for i, count in enumerate(a.idle):
+        for s in tcp_servers(a.servers):
+            if i > 0 and not s.many:
+                continue
+            if not s.available():
+                mem.append((s.name, count, None))
+                continue
+            try:
+                m = idle_memory(s, count)
+            except RuntimeError as e:
+                log(e)
+                m = None
+            mem.append((s.name, count, m))
+            if m:
+                log("  %-16s %d connections held" % (s.name, m["conns"]))
+    return mem
+
+
+def report(a, rows, lim, mem, gen, took, load0, load1):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc = ["# sockflow against the servers people pick instead", "",
+           "Written by `%s` (bench/compare) on %s, in %.0f s." % (
+               "make bench-quick" if a.quick else "make bench", now, took), "",
+           "- machine: %s" % machine(),
+           "- sockflow: %s" % sockflow_build(),
+           "- load average (1 min) when the runs began: %.2f, when the load runs ended: %.2f (other "
+           "work on the machine makes every figure noisier)" % (load0, load1),
+           "- peers: %s" % ", ".join(versions()),
+           "- every server on 127.0.0.1, one at a time under load, driven by the same "
+           "`sockflow bench` settings: %g s measured after %g s of warm-up, %d thread%s, "
+           "%d round%s; in each round every server runs once, the order turning from round to "
+           "round, so drift hits all alike. Generator and server share the machine's cores." % (
+               a.secs, a.warmup, a.threads, "" if a.threads == 1 else "s", a.rounds,
+               "" if a.rounds == 1 else "s"),
+           "- requests/s and CPU per request: the median over the rounds. \"÷ sockflow\": the "
+           "ratio to sockflow in the same round, median (min–max) over the rounds. Server "
+           "CPU: its utime + stime from /proc/PID/stat over the measured window (for fork "
+           "servers with their children), as a share of one CPU, and divided by the requests "
+           "of that window (in the connect row a request is a whole connection).",
+           "- `sockflow serve` runs with its defaults (one event loop), for UDP with "
+           "`--udp-rate 0`: by default it answers one source at most 1000 times a second.",
+           "- the connect rate is the whole flow per request: socket, connect, write, read "
+           "the echo, close; the generator spreads its connections over 127.0.0.2–127.0.0.9, "
+           "since one source address runs out of ephemeral ports near 14k connections/s "
+           "(TIME_WAIT stays on the client, which closes first).", ""]
+    if lim:
+        doc += ["## Against the references", "",
+                "sockflow ÷ the hand-tuned single-thread epoll server (bench/peers/epoll_echo.c), "
+                "the recvmmsg/sendmmsg loop (bench/peers/mmsg_echo.c), libuv and libevent: "
+                "per-round ratios, median (min–max). Above 1 in the requests column and below 1 "
+                "in the CPU column is sockflow ahead.", "", limit_table(lim), ""]
+    if rows:
+        doc += ["## Load", "", table(rows), ""]
+    if mem:
+        doc += ["## Memory per idle connection", "",
+                "%s connections opened and left idle; the server's memory read from /proc "
+                "before and after. One process: VmRSS. Several (fork servers): the PSS of "
+                "every process summed, so that pages shared after fork() count once; their "
+                "summed RSS would count the shared libraries once per connection. Kernel "
+                "socket buffers are not in either. The larger counts only for the servers "
+                "that hold connections in one process without a thread each; the descriptor "
+                "limit is %d on both sides." % (" and ".join(fmt_num(c) for c in a.idle),
+                                                 NOFILE), "", mem_table(mem), ""]
+    if gen:
+        doc += ["## Generator check", "",
+                "bench/peers/epoll_gen, a plain single-threaded epoll generator, and "
+                "`sockflow bench` with its default threads and with one, alternated against "
+                "one `sockflow serve`, %d round%s of %g s each after %g s of warm-up. "
+                "\"÷ epoll_gen\": per-round ratio, median (min–max). \"Its CPU\": the share "
+                "of one CPU the generator used; \"server CPU\": the server's. A generator that "
+                "takes the server's core shows as a lower server share and a lower rate." % (
+                    a.gen_rounds, "" if a.gen_rounds == 1 else "s", a.secs, a.warmup),
+                "", gen_table(gen), ""]
+    return "\n".join(doc)
+
+
+def main():
+    global SYSCALLS
+    a = parse_args()
+    SYSCALLS = a.syscalls
     raise_nofile()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     only = set(a.only or ["tcp", "udp", "stream", "memory", "gencheck"])
+    tcp_tests = [t for t in TCP_TESTS if t[3] or not a.quick]
     t0 = time.monotonic()
     load0 = os.getloadavg()[0]
     rows, mem, gen = [], [], []
     try:
         if "tcp" in only:
             log("== TCP echo servers")
-            run_matrix(TCP_TESTS, tcp_servers(), a, rows)
+            run_matrix(tcp_tests, tcp_servers(a.servers), a, rows)
         if "udp" in only:
             log("== UDP echo servers")
-            run_matrix(UDP_TESTS, udp_servers(), a, rows)
+            run_matrix(UDP_TESTS, udp_servers(a.servers), a, rows)
         if "stream" in only:
             log("== stream")
             run_stream(a, rows)
@@ -656,60 +1081,14 @@ def main():
             gen = gencheck(a)
         load1 = os.getloadavg()[0]
         if "memory" in only:
-            log("== memory per idle connection (%d each)" % a.idle)
-            for s in tcp_servers():
-                if not s.available():
-                    mem.append((s.name, None))
-                    continue
-                try:
-                    m = idle_memory(s, a.idle)
-                except RuntimeError as e:
-                    log(e)
-                    m = None
-                mem.append((s.name, m))
-                if m:
-                    log("  %-12s %d connections held" % (s.name, m["conns"]))
+            log("== memory per idle connection (%s each)" % ", ".join(map(str, a.idle)))
+            mem = run_memory(a)
     finally:
         stop_all()
-    took = time.monotonic() - t0
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    doc = ["# sockflow against the servers people pick instead", "",
-           "Written by `make bench` (bench/compare) on %s, in %.0f s." % (now, took), "",
-           "- machine: %s" % machine(),
-           "- load average (1 min) when the runs began: %.2f, when the load runs ended: %.2f (other "
-           "work on the machine makes every figure noisier)" % (load0, load1),
-           "- peers: %s" % ", ".join(versions()),
-           "- every server on 127.0.0.1, one at a time under load, driven by the same "
-           "`sockflow bench` settings: %g s measured after %g s of warm-up, %d thread%s, "
-           "median of %d runs; runs alternate between servers, round after round, so drift "
-           "hits all alike. Generator and server share the machine's cores." % (
-               a.secs, a.warmup, a.threads, "" if a.threads == 1 else "s", a.rounds),
-           "- `sockflow serve` runs with its defaults (one event loop), for UDP with "
-           "`--udp-rate 0`: by default it answers one source at most 1000 times a second.",
-           "- the connect rate is the whole flow per request: socket, connect, write, read "
-           "the echo, close; the generator spreads its connections over 127.0.0.2–127.0.0.9, "
-           "since one source address runs out of ephemeral ports near 14k connections/s "
-           "(TIME_WAIT stays on the client, which closes first).", ""]
-    if rows:
-        doc += ["## Load", "", table(rows, a), ""]
-    if mem:
-        doc += ["## Memory per idle connection", "",
-                "%d connections opened and left idle; the server's memory read from /proc "
-                "before and after. One process: VmRSS. Several (fork servers): the PSS of "
-                "every process summed, so that pages shared after fork() count once; their "
-                "summed RSS would count the shared libraries once per connection. Kernel "
-                "socket buffers are not in either." % a.idle, "", mem_table(mem), ""]
-    if gen:
-        doc += ["## Generator check", "",
-                "`sockflow bench` (%d thread%s) and bench/peers/epoll_gen, a plain "
-                "single-threaded epoll generator, alternated against one `sockflow serve`, "
-                "median of %d runs of %g s each. \"Its CPU\": the share of one CPU the "
-                "generator used: below 100 %% it waited for the server, so the server set the "
-                "pace, not the generator." % (a.threads, "" if a.threads == 1 else "s",
-                                               a.gen_rounds, a.secs), "", gen_table(gen), ""]
-    text = "\n".join(doc)
+    lim = limit_rows(rows, tcp_tests + UDP_TESTS)
+    text = report(a, rows, lim, mem, gen, time.monotonic() - t0, load0, load1)
     print(text)
-    if a.only is None or a.out != ap.get_default("out"):
+    if a.write:
         with open(a.out, "w") as f:
             f.write(text)
         log("written to %s" % os.path.relpath(a.out, ROOT))
