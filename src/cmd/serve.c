@@ -252,7 +252,7 @@ listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_add
     rc = sf_server_listen(s, svc, addrs, naddrs, port, c->protos, &err);
     /* No IPv6 on this host: the default loopback pair falls back to IPv4 alone. */
     if (rc < 0 && defaulted && naddrs == 2 &&
-        (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) && strstr(err.msg, "[::1]"))
+        (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) && err.addr.ss_family == AF_INET6)
         rc = sf_server_listen(s, svc, addrs, 1, port, c->protos, &err);
     /* The well-known ports of the classic services are below 1024: suggest the same
      * number shifted above it (echo 7 -> 7007), as the examples do. */

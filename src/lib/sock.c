@@ -54,7 +54,9 @@ fail_close(const sf_trace *t, int fd, sf_err *err, const char *call, const sf_ad
     if (fd >= 0)
         sf_close(t, fd);
     sf_addr_format(a, where, sizeof(where));
-    return sf_err_set(err, code, "%s %s", call, where);
+    sf_err_set(err, code, "%s %s", call, where);
+    sf_err_set_addr(err, (const struct sockaddr *)&a->ss, a->len);
+    return code;
 }
 
 /* SO_REUSEPORT lets any socket of the same user join a port's group, so a second server
@@ -134,13 +136,13 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
 
 /* accept(2), Linux: errors already pending on the new connection are returned by
  * accept and should be treated like EAGAIN; the listener itself is fine. */
-static int
-accept_error_is_transient(int e)
+int
+sf_accept_error_is_transient(int code)
 {
-    switch (e) {
-    case EAGAIN: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
-    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
-    case ENOBUFS: case ENOMEM: case EPERM:
+    switch (-code) {
+    case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
+    case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case ENOBUFS:
+    case ENOMEM: case EPERM:
         return 1;
     default:
         return 0;
@@ -168,7 +170,7 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
                           flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
     if (fd >= 0)
         return fd;
-    return accept_error_is_transient(errno) ? SF_EAGAIN : -errno;
+    return errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
 }
 
 int
@@ -183,8 +185,9 @@ sf_tcp_accept_blocking(const sf_trace *t, int lfd, sf_addr *peer)
     int fd;
 
     /* A transient error means this connection is gone, not the listener: wait again. */
-    while ((fd = accept_one(t, lfd, peer, SOCK_CLOEXEC)) == SF_EAGAIN)
-        ;
+    do {
+        fd = accept_one(t, lfd, peer, SOCK_CLOEXEC);
+    } while (sf_accept_error_is_transient(fd));
     return fd;
 }
 
@@ -308,6 +311,16 @@ int
 sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_err *err)
 {
     return bound_socket(t, a, SOCK_DGRAM, opts, err);
+}
+
+int
+sf_udp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
+{
+    int fd = open_socket(t, family, SOCK_DGRAM, !nonblock);
+
+    if (fd < 0)
+        return sf_err_set(err, -errno, "socket %s, SOCK_DGRAM", family_name(family));
+    return fd;
 }
 
 int

@@ -114,6 +114,47 @@ flood(int fd, const char *pattern, size_t patlen, size_t max)
     return total;
 }
 
+/* Connect to loopback:port until the connection is refused (a closed listener), at most
+ * UNIT_WAIT_MS; returns 1 if it was. */
+static int
+connect_until_refused(int port)
+{
+    sf_addr a = unit_loopback(AF_INET, port);
+
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; unit_now_ms() < end;) {
+        int c = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
+
+        if (c == -ECONNREFUSED)
+            return 1;
+        if (c >= 0)
+            close(c);
+        unit_sleep_ms(5);
+    }
+    return 0;
+}
+
+/* New clients of the echo at port until one gets its byte back, at most UNIT_WAIT_MS;
+ * returns how many were turned away first (-1: never served). */
+static int
+connect_until_served(int port, char ch)
+{
+    int turned_away = 0;
+
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; unit_now_ms() < end;) {
+        int c = unit_tcp_client(AF_INET, port), served;
+        char got;
+
+        assert_int_equal(sf_write(NULL, c, &ch, 1), 1);
+        served = unit_read_exact(c, &got, 1, UNIT_WAIT_MS) == 1 && got == ch;
+        close(c);
+        if (served)
+            return turned_away;
+        turned_away++;
+        unit_sleep_ms(20);
+    }
+    return -1;
+}
+
 /* ---- listeners ---- */
 
 static void
@@ -352,7 +393,7 @@ max_conns_refuses_then_frees(void **state)
     sf_server_opts o = { .max_conns = 1 };
     sf_server_stats st;
     unit_server u;
-    int a, b, served = 0, refused = 1;
+    int a, b, served, refused = 1;
     char buf[4];
 
     (void)state;
@@ -370,19 +411,9 @@ max_conns_refuses_then_frees(void **state)
     assert_int_equal(buf[0], 'A');
     close(a);
 
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !served && unit_now_ms() < end;) {
-        int c = unit_tcp_client(AF_INET, u.port);
-
-        assert_int_equal(sf_write(NULL, c, "c", 1), 1);
-        if (unit_read_exact(c, buf, 1, UNIT_WAIT_MS) == 1 && buf[0] == 'c')
-            served = 1;
-        else
-            refused++;
-        close(c);
-        if (!served)
-            unit_sleep_ms(20);
-    }
-    assert_true(served);
+    served = connect_until_served(u.port, 'c');
+    assert_true(served >= 0);
+    refused += served;
     unit_server_stop(&u, &st);
     assert_int_equal(st.accepted, 2);
     assert_int_equal(st.refused_max, refused);
@@ -1328,7 +1359,7 @@ drain_lets_clients_finish(void **state)
 {
     sf_server_opts o = { .drain_timeout_ms = 20000 };
     unit_server u;
-    int fd, refused = 0;
+    int fd;
     char buf[4];
     uint64_t t0;
 
@@ -1338,17 +1369,7 @@ drain_lets_clients_finish(void **state)
     assert_int_equal(sf_write(NULL, fd, "1", 1), 1);
     assert_int_equal(unit_read_exact(fd, buf, 1, UNIT_WAIT_MS), 1);
     sf_server_stop(u.s, 1);
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !refused && unit_now_ms() < end;) {
-        sf_addr a = unit_loopback(AF_INET, u.port);
-        int c = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
-
-        if (c == -ECONNREFUSED)
-            refused = 1;
-        else if (c >= 0)
-            close(c);
-        unit_sleep_ms(5);
-    }
-    assert_true(refused);
+    assert_true(connect_until_refused(u.port));
     assert_int_equal(sf_write(NULL, fd, "2", 1), 1);
     assert_int_equal(unit_read_exact(fd, buf, 1, UNIT_WAIT_MS), 1);
     assert_int_equal(buf[0], '2');
@@ -1419,7 +1440,7 @@ signals_drain_then_stop(void **state)
 {
     static const int sigs[] = { SIGINT, SIGTERM, 0 };
     unit_server u;
-    int fd, refused = 0;
+    int fd;
     char buf[2];
 
     (void)state;
@@ -1429,17 +1450,7 @@ signals_drain_then_stop(void **state)
     fd = unit_tcp_client(AF_INET, u.port);
     echo_roundtrip_tcp(AF_INET, u.port, "z");
     assert_int_equal(pthread_kill(u.th, SIGTERM), 0);
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !refused && unit_now_ms() < end;) {
-        sf_addr a = unit_loopback(AF_INET, u.port);
-        int c = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
-
-        if (c == -ECONNREFUSED)
-            refused = 1;
-        else if (c >= 0)
-            close(c);
-        unit_sleep_ms(5);
-    }
-    assert_true(refused);
+    assert_true(connect_until_refused(u.port));
     assert_int_equal(sf_write(NULL, fd, "w", 1), 1);
     assert_int_equal(unit_read_exact(fd, buf, 1, UNIT_WAIT_MS), 1);
     assert_int_equal(unit_server_join(&u, 100), -ETIMEDOUT);
@@ -1540,18 +1551,7 @@ emfile_sheds_without_spinning(void **state)
         close(fds[i]);
 
     /* Descriptors come back once clients leave: a new client is served. */
-    served = 0;
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !served && unit_now_ms() < end;) {
-        int c = unit_tcp_client(AF_INET, port);
-        char ch;
-
-        assert_int_equal(sf_write(NULL, c, "f", 1), 1);
-        served = unit_read_exact(c, &ch, 1, UNIT_WAIT_MS) == 1 && ch == 'f';
-        close(c);
-        if (!served)
-            unit_sleep_ms(20);
-    }
-    assert_true(served);
+    assert_true(connect_until_served(port, 'f') >= 0);
 
     assert_int_equal(kill(pid, SIGTERM), 0);
     assert_true(unit_poll(pfd[0], POLLIN, UNIT_WAIT_MS) & POLLIN);
