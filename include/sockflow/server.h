@@ -16,8 +16,8 @@ typedef struct sf_conn sf_conn;
 enum { SF_PROTO_TCP = 1, SF_PROTO_UDP = 2 };
 
 /* One datagram handed to a service. The service answers by pointing reply at reply_len
- * bytes (in d->out, which holds outcap bytes, or in d->in itself); reply_len 0 sends
- * nothing. */
+ * bytes (in d->out, which holds outcap bytes, or in d->in itself); reply left NULL sends
+ * nothing, reply_len 0 with reply set sends an empty datagram. */
 typedef struct sf_dgram {
     const char *in;
     size_t inlen;

@@ -231,8 +231,8 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
                     .state = ls->state, .out = b->outbuf + b->outused,
                     .outcap = b->dmax - b->outused };
     ls->svc->on_datagram(&d);
-    if (d.reply_len == 0)
-        return;
+    if (d.reply == NULL)
+        return;     /* no reply; a reply of 0 bytes is an empty datagram (RFC 862) */
     /* No amplification: past SF_UDP_REPLY_FREE bytes, never more than was asked
      * (echo's equal size is fine). */
     if (d.reply_len > SF_UDP_REPLY_FREE && d.reply_len > len) {

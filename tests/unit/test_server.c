@@ -355,6 +355,23 @@ echo_udp_sizes(void **state)
     assert_int_equal(st.accepted, 0);
 }
 
+/* RFC 862 echoes what it receives: an empty datagram gets an empty one back, as from
+ * inetd's echo. */
+static void
+echo_udp_empty_datagram(void **state)
+{
+    sf_server_stats st;
+    unit_server u;
+
+    (void)state;
+    unit_server_start(&u, NULL, &sf_svc_echo, SF_PROTO_UDP, 1);
+    assert_int_equal(echo_roundtrip_udp(AF_INET, u.port, 0, UNIT_WAIT_MS), 0);
+    assert_int_equal(echo_roundtrip_udp(AF_INET6, u.port, 0, UNIT_WAIT_MS), 0);
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.dgrams_in, 2);
+    assert_int_equal(st.dgrams_out, 2);
+}
+
 /* Several loops (SO_REUSEPORT): every client is served, whichever loop takes it. */
 static void
 echo_several_loops(void **state)
@@ -1590,6 +1607,7 @@ main(void)
         cmocka_unit_test(echo_tcp_v4_v6),
         cmocka_unit_test(echo_tcp_half_close),
         cmocka_unit_test(echo_udp_sizes),
+        cmocka_unit_test(echo_udp_empty_datagram),
         cmocka_unit_test(echo_several_loops),
         cmocka_unit_test(max_conns_refuses_then_frees),
         cmocka_unit_test(dgram_max_drops_bigger),
