@@ -1,6 +1,7 @@
 /* server: set-up, listening, running, stopping, draining and counters. Each loop (worker)
  * owns its listening sockets (SO_REUSEPORT when there are several loops); the TCP engine
  * (server_tcp.c) and the UDP engine (server_udp.c) do the rest. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -290,40 +291,132 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
     return sf_addr_port(&at);
 }
 
+/* The host part of a, for messages about addresses rather than sockets. */
+static const char *
+host_text(const sf_addr *a, char *buf, size_t len)
+{
+    const void *ip = sf_addr_family(a) == AF_INET6
+        ? (const void *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr
+        : (const void *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+
+    if (inet_ntop(sf_addr_family(a), ip, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "?");
+    return buf;
+}
+
+static int
+is_wildcard(const sf_addr *a)
+{
+    if (sf_addr_family(a) == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+    return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+/* Would a socket on a and one on b at the same port collide? IPv6 sockets are
+ * IPV6_V6ONLY, so the families never do. */
+static int
+addrs_overlap(const sf_addr *a, const sf_addr *b)
+{
+    sf_addr pa = *a, pb = *b;
+
+    if (sf_addr_family(a) != sf_addr_family(b))
+        return 0;
+    if (is_wildcard(a) || is_wildcard(b))
+        return 1;
+    sf_addr_set_port(&pa, 0);
+    sf_addr_set_port(&pb, 0);
+    return pa.len == pb.len && memcmp(&pa.ss, &pb.ss, pa.len) == 0;
+}
+
+/* Addresses given to one call that would take the same port twice: with port 0 no
+ * port could ever be found for both, and with a port the second would fail as if
+ * another server held it. Said plainly instead. */
+static int
+check_overlaps(const sf_addr *addrs, int naddrs, sf_err *err)
+{
+    for (int i = 1; i < naddrs; i++) {
+        for (int j = 0; j < i; j++) {
+            char hi[SF_ADDR_STRLEN], hj[SF_ADDR_STRLEN];
+
+            if (!addrs_overlap(&addrs[i], &addrs[j]))
+                continue;
+            host_text(&addrs[i], hi, sizeof(hi));
+            host_text(&addrs[j], hj, sizeof(hj));
+            if (!is_wildcard(&addrs[j]) && !is_wildcard(&addrs[i]))
+                return sf_err_set(err, SF_EUSAGE, "listen %s: given twice", hi);
+            return sf_err_set(err, SF_EUSAGE, "listen %s: overlaps %s (every %s address "
+                              "is in the wildcard): give one of them", hi, hj,
+                              sf_addr_family(&addrs[i]) == AF_INET6 ? "IPv6" : "IPv4");
+        }
+    }
+    return 0;
+}
+
+/* A socket this server already has at a (same protocol and port, overlapping address). */
+static const sf_listener *
+own_listener_at(const sf_server *s, const sf_addr *a, int proto)
+{
+    for (int i = 0; i < s->nlisteners; i++) {
+        const sf_listener *l = &s->listeners[i];
+
+        if (l->proto == proto && sf_addr_port(&l->addr) == sf_addr_port(a) &&
+            addrs_overlap(&l->addr, a))
+            return l;
+    }
+    return NULL;
+}
+
+/* Every address and protocol at port (0: the port the first one gets). */
+static int
+bind_all(sf_server *s, const sf_service *svc, const sf_addr *addrs, int naddrs, int port,
+         unsigned protos, sf_err *err)
+{
+    int rc = 0;
+
+    for (int i = 0; i < naddrs && rc >= 0; i++) {
+        for (int proto = SF_PROTO_TCP; proto <= SF_PROTO_UDP && rc >= 0; proto <<= 1) {
+            sf_addr a = addrs[i];
+            const sf_listener *own;
+            char where[SF_ADDR_STRLEN], there[SF_ADDR_STRLEN];
+
+            if (!(protos & proto))
+                continue;
+            sf_addr_set_port(&a, port);
+            if (port != 0 && (own = own_listener_at(s, &a, proto)) != NULL)
+                return sf_err_set(err, SF_EUSAGE, "bind %s: this server listens on %s "
+                                  "already (%s)", sf_addr_format(&a, where, sizeof(where)),
+                                  sf_addr_format(&own->addr, there, sizeof(there)),
+                                  own->svc->name);
+            rc = bind_one(s, svc, &a, proto, err);
+            if (rc >= 0)
+                port = rc;
+        }
+    }
+    return rc;
+}
+
 int
 sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, int naddrs,
                  int port, unsigned protos, sf_err *err)
 {
     int mark[s->nw];
     int lmark = s->nlisteners;
-    int rc = 0;
+    int rc;
 
     protos &= svc->protos;
     if (protos == 0 || naddrs <= 0)
         return sf_err_set(err, SF_EUSAGE, "%s: no %s service", svc->name,
                           protos == 0 ? "such protocol for this" : "address for the");
+    if ((rc = check_overlaps(addrs, naddrs, err)) < 0)
+        return rc;
     for (int i = 0; i < s->nw; i++)
         mark[i] = s->w[i].nls;
     for (int attempt = 0; attempt < PORT_TRIES; attempt++) {
-        int p = port;
-
-        for (int i = 0; i < naddrs && rc >= 0; i++) {
-            for (int proto = SF_PROTO_TCP; proto <= SF_PROTO_UDP && rc >= 0; proto <<= 1) {
-                sf_addr a = addrs[i];
-
-                if (!(protos & proto))
-                    continue;
-                sf_addr_set_port(&a, p);
-                rc = bind_one(s, svc, &a, proto, err);
-                if (rc >= 0)
-                    p = rc;
-            }
-        }
+        rc = bind_all(s, svc, addrs, naddrs, port, protos, err);
         /* A picked port may be taken on another address or protocol: pick again. */
         if (rc >= 0 || port != 0 || rc != -EADDRINUSE)
             break;
         drop_lsocks_since(s, mark, lmark);
-        rc = 0;
     }
     if (rc < 0) {
         drop_lsocks_since(s, mark, lmark);
