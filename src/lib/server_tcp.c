@@ -415,13 +415,17 @@ start_conn(worker *w, lsock *ls, int fd)
     sf_server *s = w->s;
     sf_conn *c;
 
-    if (s->o.max_conns > 0 && atomic_load(&s->total_conns) >= s->o.max_conns) {
+    /* The slot is taken before it is checked: with several loops a check and a later
+     * increment let two of them take the last slot together. */
+    if (atomic_fetch_add(&s->total_conns, 1) >= s->o.max_conns && s->o.max_conns > 0) {
+        atomic_fetch_sub(&s->total_conns, 1);
         w->st.refused_max++;
         close(fd);
         return;
     }
     c = calloc(1, sizeof(*c) + ls->svc->conn_size);
     if (c == NULL) {
+        atomic_fetch_sub(&s->total_conns, 1);
         close(fd);
         return;
     }
@@ -434,11 +438,11 @@ start_conn(worker *w, lsock *ls, int fd)
             w->conns[fd] = NULL;
             w->nconns--;
         }
+        atomic_fetch_sub(&s->total_conns, 1);
         close(fd);
         free(c);
         return;
     }
-    atomic_fetch_add(&s->total_conns, 1);
     w->st.accepted++;
     if (ls->svc->on_open)
         ls->svc->on_open(c);

@@ -436,6 +436,84 @@ max_conns_refuses_then_frees(void **state)
     assert_int_equal(st.refused_max, refused);
 }
 
+/* How many connections a service sees open at once, at most. */
+static atomic_int peak_open, peak_max;
+
+static void
+peak_on_open(sf_conn *c)
+{
+    int n = atomic_fetch_add(&peak_open, 1) + 1, m = atomic_load(&peak_max);
+
+    (void)c;
+    while (n > m && !atomic_compare_exchange_weak(&peak_max, &m, n))
+        ;
+}
+
+static void
+peak_on_close(sf_conn *c)
+{
+    (void)c;
+    atomic_fetch_sub(&peak_open, 1);
+}
+
+static const sf_service peak_svc = {
+    .name = "peak", .protos = SF_PROTO_TCP, .on_open = peak_on_open,
+    .on_close = peak_on_close,
+};
+
+typedef struct churn_arg {
+    int port;
+    uint64_t end_ms;
+} churn_arg;
+
+/* Connect, stay a moment, leave; again and again until end_ms. */
+static void *
+churn_clients(void *arg)
+{
+    const churn_arg *ca = arg;
+    sf_addr a = unit_loopback(AF_INET, ca->port);
+
+    while (unit_now_ms() < ca->end_ms) {
+        int fds[25];
+
+        for (int i = 0; i < 25; i++)
+            fds[i] = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
+        unit_sleep_ms(2);
+        for (int i = 0; i < 25; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+    }
+    return NULL;
+}
+
+/* With several loops the cap holds exactly: 8 threads of clients coming and going
+ * around max_conns at 4 loops never have more than max_conns open at once (a
+ * check-then-increment let two loops admit the last free slot together). */
+static void
+max_conns_exact_with_several_loops(void **state)
+{
+    enum { MAX = 50, THREADS = 8 };
+    sf_server_opts o = { .loops = 4, .max_conns = MAX };
+    pthread_t th[THREADS];
+    churn_arg ca;
+    sf_server_stats st;
+    unit_server u;
+
+    (void)state;
+    atomic_store(&peak_open, 0);
+    atomic_store(&peak_max, 0);
+    unit_server_start(&u, &o, &peak_svc, SF_PROTO_TCP, 0);
+    ca = (churn_arg){ u.port, unit_now_ms() + 2000 };
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, churn_clients, &ca), 0);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(unit_join(th[i], UNIT_WAIT_MS + 2000, NULL), 0);
+    unit_server_stop(&u, &st);
+    assert_true(st.refused_max > 0);
+    assert_true(atomic_load(&peak_max) <= MAX);
+    assert_int_equal(atomic_load(&peak_max), MAX);
+}
+
 /* A datagram bigger than dgram_max is dropped and counted, never echoed cut. */
 static void
 dgram_max_drops_bigger(void **state)
@@ -1610,6 +1688,7 @@ main(void)
         cmocka_unit_test(echo_udp_empty_datagram),
         cmocka_unit_test(echo_several_loops),
         cmocka_unit_test(max_conns_refuses_then_frees),
+        cmocka_unit_test(max_conns_exact_with_several_loops),
         cmocka_unit_test(dgram_max_drops_bigger),
         cmocka_unit_test(udp_rate_per_source),
         cmocka_unit_test(udp_no_reply_to_served_port),
