@@ -70,7 +70,7 @@ typedef struct sf_server_opts {
     int udp_allow_low_ports;    /* answer source ports below 1024 too (not the above) */
     uint32_t udp_rate;          /* replies a second to one source; 0: 1000; SF_UDP_NO_LIMIT */
     uint32_t udp_burst;         /* replies one source may have at once; 0: as udp_rate */
-    uint32_t udp_sources;       /* sources tracked per loop (bounded table); 0: 4096 */
+    uint32_t udp_sources;       /* sources tracked, one table for all loops; 0: 4096 */
     const sf_tracer *tracer;    /* NULL: no tracing */
     sf_log_fn log;              /* one line per event worth a person's attention */
     void *log_ud;

@@ -40,7 +40,7 @@ static const char serve_usage[] =
     "      --allow-low-ports  answer source ports below 1024 (by default: not)\n"
     "      --udp-rate N[/s]   replies a second to one source (default 1000; 0 no limit)\n"
     "      --udp-burst N      replies one source may have at once (default: the rate)\n"
-    "      --udp-sources N    sources tracked per loop (default 4096)\n"
+    "      --udp-sources N    sources tracked, all loops together (default 4096)\n"
     "  -q, --quiet            log nothing but errors\n"
     CMD_TRACE_USAGE
     "  -h, --help\n";

@@ -73,10 +73,7 @@ worker_init(sf_server *s, worker *w, int index, sf_err *err)
     if (w->loop == NULL)
         return err ? err->code : -ENOMEM;
     w->scratch = malloc(SCRATCH_SIZE);
-    w->guard = sf__udpguard_new(s->o.udp_allow_low_ports,
-                                s->o.udp_rate == SF_UDP_NO_LIMIT ? 0 : s->o.udp_rate,
-                                s->o.udp_burst, s->o.udp_sources);
-    if (!w->scratch || !w->guard || sf__udp_worker_init(w, s->o.dgram_max) < 0)
+    if (!w->scratch || sf__udp_worker_init(w, s->o.dgram_max) < 0)
         return sf_err_set(err, -ENOMEM, "server buffers");
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return 0;
@@ -116,6 +113,15 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         return NULL;
     }
     s->nw = s->o.loops;
+    s->guard = sf__udpguard_new(s->o.udp_allow_low_ports,
+                                s->o.udp_rate == SF_UDP_NO_LIMIT ? 0 : s->o.udp_rate,
+                                s->o.udp_burst, s->o.udp_sources, s->nw > 1);
+    if (s->guard == NULL) {
+        sf_err_set(err, -ENOMEM, "server");
+        free(s->w);
+        free(s);
+        return NULL;
+    }
     /* A worker never set up must own no descriptor when sf_server_free runs. */
     for (int i = 0; i < s->nw; i++)
         s->w[i].spare_fd = -1;
@@ -170,8 +176,8 @@ sf_server_free(sf_server *s)
         free(w->conns);
         free(w->scratch);
         sf__udp_worker_free(w);
-        sf__udpguard_free(w->guard);
     }
+    sf__udpguard_free(s->guard);
     pthread_mutex_destroy(&s->accept_lock);
     free(s->w);
     free(s);
@@ -286,8 +292,7 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
     }
     s->listeners[s->nlisteners++] = (sf_listener){ svc, proto, at };
     if (proto == SF_PROTO_UDP)
-        for (int i = 0; i < s->nw; i++)
-            sf__udpguard_add_port(s->w[i].guard, sf_addr_port(&at));
+        sf__udpguard_add_port(s->guard, sf_addr_port(&at));
     return sf_addr_port(&at);
 }
 

@@ -67,7 +67,6 @@ struct worker {
     sf_conn *dead;          /* closed, waiting to be freed */
     char *scratch;          /* one read buffer for every connection of this loop */
     udp_batch *udp;
-    sf_udpguard *guard;
     uint64_t unlogged[SF__NDROP];   /* drops not yet told in the log, by reason */
     struct sockaddr_storage last_from[SF__NDROP];
     socklen_t last_fromlen[SF__NDROP];
@@ -86,6 +85,7 @@ struct sf_server {
     atomic_int stop_mode;   /* 0 running, 1 draining, 2 stopping now */
     atomic_uint_fast64_t udp_log_ms;    /* when a loop last logged drops */
     pthread_mutex_t accept_lock; /* several loops: accept4 vs. the EMFILE spare trick */
+    sf_udpguard *guard;     /* one for all loops: one budget per source */
     uint32_t sweep_ms;
 };
 

@@ -179,7 +179,7 @@ guard_datagram(worker *w, struct msghdr *h, uint64_t now)
 {
     struct sockaddr_storage dst;
     socklen_t dstlen = dgram_destination(h, &dst);
-    int ticket = sf__udpguard_check(w->guard, h->msg_name, h->msg_namelen,
+    int ticket = sf__udpguard_check(w->s->guard, h->msg_name, h->msg_namelen,
                                     dstlen ? (struct sockaddr *)&dst : NULL, dstlen, now);
 
     if (ticket < 0)
@@ -239,7 +239,7 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
         count_drop(w, SF__DROP_OVERSIZE, h);
         return;
     }
-    sf__udpguard_spend(w->guard, ticket);
+    sf__udpguard_spend(w->s->guard, ticket);
     queue_reply(b, &d, h);
 }
 

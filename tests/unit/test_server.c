@@ -585,6 +585,38 @@ udp_rate_per_source(void **state)
     assert_int_equal(st.dgrams_rate, 16);
 }
 
+/* One budget per source whatever the loops: SO_REUSEPORT spreads one address's
+ * datagrams over the loops by source port, and each loop's own budget would multiply
+ * it by the number of loops. */
+static void
+udp_rate_one_budget_across_loops(void **state)
+{
+    enum { SOCKS = 32, EACH = 10 };
+    sf_server_opts o = { .loops = 4, .udp_rate = 1, .udp_burst = 40 };
+    sf_server_stats st;
+    unit_server u;
+    sf_addr to;
+    int fds[SOCKS], replies = 0;
+
+    (void)state;
+    unit_server_start(&u, &o, &sf_svc_echo, SF_PROTO_UDP, 0);
+    to = unit_loopback(AF_INET, u.port);
+    for (int i = 0; i < SOCKS; i++)
+        assert_true((fds[i] = sf_udp_connect(NULL, &to, NULL, 1, NULL)) >= 0);
+    for (int k = 0; k < EACH; k++)
+        for (int i = 0; i < SOCKS; i++)
+            assert_int_equal(sf_write(NULL, fds[i], "r", 1), 1);
+    for (int i = 0; i < SOCKS; i++) {
+        replies += count_replies(fds[i], i == 0 ? 300 : 20);
+        close(fds[i]);
+    }
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.dgrams_in, SOCKS * EACH);
+    /* the burst, and the one token a second the run may have added */
+    assert_true(replies >= 40 && replies <= 42);
+    assert_int_equal(st.dgrams_out, replies);
+}
+
 /* No reply to a datagram whose source port is one this server serves (two servers
  * answering each other forever); the same request from an ordinary port is answered. */
 static void
@@ -1691,6 +1723,7 @@ main(void)
         cmocka_unit_test(max_conns_exact_with_several_loops),
         cmocka_unit_test(dgram_max_drops_bigger),
         cmocka_unit_test(udp_rate_per_source),
+        cmocka_unit_test(udp_rate_one_budget_across_loops),
         cmocka_unit_test(udp_no_reply_to_served_port),
         cmocka_unit_test(udp_reply_size_bound),
         cmocka_unit_test(idle_timeout_closes),
