@@ -53,6 +53,7 @@ typedef void (*sf_log_fn)(void *ud, const char *line);
 
 #define SF_UDP_NO_LIMIT 0xffffffffu     /* udp_rate: no per-source budget */
 #define SF_UDP_REPLY_FREE 512           /* a reply may be this big whatever the request */
+#define SF_UDP_BURST_DEFAULT 10         /* udp_burst 0: this (or the rate, if smaller) */
 
 typedef struct sf_server_opts {
     int loops;                  /* event loops (threads); 0: 1 */
@@ -68,8 +69,11 @@ typedef struct sf_server_opts {
      * this server serves; broadcast, multicast or unspecified sources and destinations;
      * a reply larger than SF_UDP_REPLY_FREE bytes to a smaller request. */
     int udp_allow_low_ports;    /* answer source ports below 1024 too (not the above) */
-    uint32_t udp_rate;          /* replies a second to one source; 0: 1000; SF_UDP_NO_LIMIT */
-    uint32_t udp_burst;         /* replies one source may have at once; 0: as udp_rate */
+    uint32_t udp_rate;          /* replies a second to one source; 0: 1000; SF_UDP_NO_LIMIT
+                                   (no budget: a loop between two servers never ends) */
+    uint32_t udp_burst;         /* replies one source may have at once; 0:
+                                   SF_UDP_BURST_DEFAULT, so a loop between two servers
+                                   dies within about 20 datagrams */
     uint32_t udp_sources;       /* sources tracked, one table for all loops; 0: 4096 */
     const sf_tracer *tracer;    /* NULL: no tracing */
     sf_log_fn log;              /* one line per event worth a person's attention */

@@ -38,8 +38,10 @@ static const char serve_usage[] =
     "UDP is never answered to a classic service's port (7 9 13 19 37), to broadcast,\n"
     "multicast or unspecified addresses, nor larger than 512 bytes to a smaller request:\n"
     "      --allow-low-ports  answer source ports below 1024 (by default: not)\n"
-    "      --udp-rate N[/s]   replies a second to one source (default 1000; 0 no limit)\n"
-    "      --udp-burst N      replies one source may have at once (default: the rate)\n"
+    "      --udp-rate N[/s]   replies a second to one source (default 1000; 0: no limit,\n"
+    "                         which lets a loop between two servers run for ever)\n"
+    "      --udp-burst N      replies one source may have at once (default 10: a loop\n"
+    "                         between two servers dies within about 20 datagrams)\n"
     "      --udp-sources N    sources tracked, all loops together (default 4096)\n"
     "  -q, --quiet            log nothing but errors\n"
     CMD_TRACE_USAGE

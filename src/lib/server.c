@@ -101,8 +101,12 @@ sf_server_new(const sf_server_opts *opts, sf_err *err)
         s->o.dgram_max = 65536;
     if (s->o.udp_rate == 0)
         s->o.udp_rate = 1000;
+    /* Small, so that one forged datagram between two servers that both answer (on
+     * ordinary ports: CVE-2024-2169) dies within about twice this many datagrams. */
     if (s->o.udp_burst == 0)
-        s->o.udp_burst = s->o.udp_rate == SF_UDP_NO_LIMIT ? 1 : s->o.udp_rate;
+        s->o.udp_burst = s->o.udp_rate == SF_UDP_NO_LIMIT ? 1
+                       : s->o.udp_rate < SF_UDP_BURST_DEFAULT ? s->o.udp_rate
+                                                              : SF_UDP_BURST_DEFAULT;
     if (s->o.udp_sources == 0)
         s->o.udp_sources = 4096;
     s->sweep_ms = sweep_interval(&s->o);

@@ -617,6 +617,60 @@ udp_rate_one_budget_across_loops(void **state)
     assert_int_equal(st.dgrams_out, replies);
 }
 
+/* Send one UDP datagram to 127.0.0.1:to that claims to come from 127.0.0.1:from, through
+ * a raw socket (root only); 0, or -1 when raw sockets are not allowed. */
+static int
+forge_udp_v4(int from, int to, const char *payload, size_t len)
+{
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = 0,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    unsigned char pkt[64];
+    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
+    assert_true(len + 8 <= sizeof(pkt));
+    /* The UDP header: ports, length, checksum 0 (none, allowed over IPv4). */
+    pkt[0] = (unsigned char)(from >> 8);
+    pkt[1] = (unsigned char)from;
+    pkt[2] = (unsigned char)(to >> 8);
+    pkt[3] = (unsigned char)to;
+    pkt[4] = (unsigned char)((len + 8) >> 8);
+    pkt[5] = (unsigned char)(len + 8);
+    pkt[6] = pkt[7] = 0;
+    memcpy(pkt + 8, payload, len);
+    n = sendto(fd, pkt, len + 8, 0, (struct sockaddr *)&dst, sizeof(dst));
+    close(fd);
+    assert_int_equal(n, (ssize_t)len + 8);
+    return 0;
+}
+
+/* One forged datagram between two echo servers on ordinary ports (CVE-2024-2169): the
+ * default per-source burst is small, so the ping-pong dies within about 20 datagrams
+ * instead of running through a burst of a thousand (or for ever). */
+static void
+udp_loop_between_servers_dies(void **state)
+{
+    sf_server_stats sa, sb;
+    unit_server a, b;
+
+    (void)state;
+    unit_server_start(&a, NULL, &sf_svc_echo, SF_PROTO_UDP, 0);
+    unit_server_start(&b, NULL, &sf_svc_echo, SF_PROTO_UDP, 0);
+    if (forge_udp_v4(a.port, b.port, "loop", 4) < 0) {
+        unit_server_stop(&a, NULL);
+        unit_server_stop(&b, NULL);
+        skip();     /* raw sockets need root (CAP_NET_RAW) */
+    }
+    unit_sleep_ms(1000);
+    unit_server_stop(&a, &sa);
+    unit_server_stop(&b, &sb);
+    assert_true(sb.dgrams_out >= 1);            /* the loop did start */
+    assert_in_range(sa.dgrams_out + sb.dgrams_out, 2, 24);
+    assert_true(sa.dgrams_rate + sb.dgrams_rate == 1);  /* and a drop ended it */
+}
+
 /* No reply to a datagram whose source port is one this server serves (two servers
  * answering each other forever); the same request from an ordinary port is answered. */
 static void
@@ -1724,6 +1778,7 @@ main(void)
         cmocka_unit_test(dgram_max_drops_bigger),
         cmocka_unit_test(udp_rate_per_source),
         cmocka_unit_test(udp_rate_one_budget_across_loops),
+        cmocka_unit_test(udp_loop_between_servers_dies),
         cmocka_unit_test(udp_no_reply_to_served_port),
         cmocka_unit_test(udp_reply_size_bound),
         cmocka_unit_test(idle_timeout_closes),
