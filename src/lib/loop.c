@@ -15,6 +15,7 @@
 #include "sockflow/loop.h"
 
 #define MAX_EVENTS 256
+#define MAX_DEFER 16        /* passes timers may wait for ready events (16 x 256 events) */
 #define MAX_SIGNALS 8
 
 typedef struct watcher {
@@ -45,6 +46,7 @@ struct sf_loop {
     sigset_t sigmask;
     uint64_t now_ms;
     uint64_t wakeups;
+    int deferred;           /* passes in a row that left the timers for later */
 };
 
 static uint64_t
@@ -360,12 +362,16 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
     struct epoll_event evs[MAX_EVENTS];
     int n, handled = 0;
 
-    n = epoll_wait(l->epfd, evs, MAX_EVENTS, next_timeout(l, timeout_ms));
+    n = epoll_wait(l->epfd, evs, MAX_EVENTS, l->deferred ? 0 : next_timeout(l, timeout_ms));
     l->wakeups++;
     if (n < 0) {
         if (errno != EINTR)
             return -errno;
-        n = 0;
+        /* A signal (SIGCONT after a stop) is no sign that time ran out: the ready
+         * events come first, on the next pass, which waits no longer since a timer is
+         * due. */
+        l->deferred++;
+        return 0;
     }
     l->now_ms = mono_ms();
     for (int i = 0; i < n; i++) {
@@ -386,6 +392,12 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
         l->w[fd].fn(l, fd, events, l->w[fd].ud);
         handled++;
     }
+    /* A full batch: more may be ready. Timers judge staleness (idle connections), so
+     * after a stall (SIGSTOP, a debugger, a paused VM) every ready event is handled
+     * before them, within MAX_DEFER passes so a busy loop still runs its timers. */
+    if (n == MAX_EVENTS && ++l->deferred < MAX_DEFER)
+        return handled;
+    l->deferred = 0;
     return handled + run_timers(l);
 }
 
