@@ -18,6 +18,10 @@ typedef struct sf_listen_opts {
                                if the port is taken, rather than join whatever group of
                                the same user holds it (set on the first of a group) */
     int blocking;           /* leave the socket blocking (the default is nonblocking) */
+    /* TCP: options set on the listening socket, which the accepted ones inherit (Linux
+     * copies them at accept), so no call per connection is needed. */
+    int sndbuf;             /* SO_SNDBUF: fixes the send buffer (the kernel doubles it and
+                               stops autotuning it); 0: the kernel's autotuning */
 } sf_listen_opts;
 
 /* socket → setsockopt(SO_REUSEADDR) → bind → listen, on one address. The socket is

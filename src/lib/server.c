@@ -21,6 +21,8 @@
 #define PORT_TRIES 16
 #define SWEEP_MS 1000     /* the longest time between two sweeps for timeouts */
 #define SWEEP_MIN_MS 10
+#define SNDBUF_MIN (64 * 1024)
+#define SNDBUF_MAX (64 * 1024 * 1024)
 
 void
 sf__server_log(sf_server *s, const char *fmt, ...)
@@ -264,11 +266,23 @@ want_destination(int fd, int family, sf_err *err)
                                ? "IPV6_RECVPKTINFO" : "IP_PKTINFO") : 0;
 }
 
+/* What one client that never reads may pin in the kernel follows the queue cap: left
+ * to autotuning, the send buffer grows to 4 MiB (tcp_wmem) per connection. 64 KiB at
+ * least, so a small queue cap does not slow a connection that reads. */
+static int
+send_buffer(const sf_server_opts *o)
+{
+    size_t b = o->queue_cap > SNDBUF_MIN ? o->queue_cap : SNDBUF_MIN;
+
+    return b > SNDBUF_MAX ? SNDBUF_MAX : (int)b;
+}
+
 static int
 bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_err *err)
 {
     int loops = svc->one_loop ? 1 : s->nw;
-    sf_listen_opts lo = { .backlog = s->o.backlog, .reuseport = loops > 1 };
+    sf_listen_opts lo = { .backlog = s->o.backlog, .reuseport = loops > 1,
+                          .sndbuf = send_buffer(&s->o) };
     sf_addr at = *a;
     int rc;
 

@@ -127,6 +127,9 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     fd = bound_socket(t, a, SOCK_STREAM, opts, err);
     if (fd < 0)
         return fd;
+    if (opts && opts->sndbuf > 0 &&
+        set_option(t, fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", opts->sndbuf) < 0)
+        return fail_close(t, fd, err, "setsockopt SO_SNDBUF", a);
     rc = listen(fd, backlog);
     TRACE(t, "listen", fd, rc, NULL, 0, "backlog=%d", backlog);
     if (rc < 0)

@@ -5,7 +5,9 @@ every wait bounded, every process stopped by its pid."""
 import fcntl
 import os
 import random
+import re
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -810,3 +812,59 @@ def test_stall_longer_than_send_timeout_keeps_reading_clients(serve):
     assert "send timeout" not in s.stderr
     for c in clients:
         c.close()
+
+
+def _server_skmem(port):
+    """skmem of the server's side of each connection on port: [{'t': .., 'tb': .., ...}]."""
+    out = subprocess.run(["ss", "-tmnH", "state", "established", f"sport = :{port}"],
+                         stdout=subprocess.PIPE, timeout=10, check=True).stdout.decode()
+    found = []
+    for m in re.finditer(r"skmem:\(([^)]*)\)", out):
+        found.append({k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", m.group(1))})
+    return found
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_kernel_memory_per_non_reader_is_bounded(serve):
+    """RELIABILITY.md 'kernel memory per slow peer': 20 echo clients each write 8 MiB and
+    read nothing. What each pins in the server's kernel send buffer (ss -tm: t, the
+    bytes queued, w, and the buffer, tb) is bounded by the queue cap (256 KiB: the kernel
+    doubles it), not autotuned up to 4 MiB."""
+    s = serve("echo:0", "-t", "-4", "--queue-cap", "256k", "--send-timeout", "30")
+    port = s.port()
+    hogs = [connect(port) for _ in range(20)]
+    chunk = b"h" * 65536
+    for h in hogs:
+        h.setblocking(False)
+    sent = [0] * len(hogs)
+    deadline = time.monotonic() + 10
+    stuck_since = None
+    while time.monotonic() < deadline:
+        progress = False
+        for i, h in enumerate(hogs):
+            if sent[i] >= 8 * MiB:
+                continue
+            try:
+                sent[i] += h.send(chunk)
+                progress = True
+            except BlockingIOError:
+                pass
+        if progress:
+            stuck_since = None
+        elif stuck_since is None:
+            stuck_since = time.monotonic()
+        elif time.monotonic() - stuck_since > 0.5:
+            break
+        time.sleep(0.001 if progress else 0.02)
+    mem = _server_skmem(port)
+    assert len(mem) == 20, mem
+    worst_w, worst_tb = max(m["w"] for m in mem), max(m["tb"] for m in mem)
+    print(f"\n[kernel memory] per non-reader: send queue max {worst_w} B, buffer max "
+          f"{worst_tb} B, total {sum(m['w'] for m in mem)} B for 20")
+    assert worst_tb <= 2 * 256 * 1024
+    assert worst_w <= 2 * 256 * 1024 + 64 * 1024
+    # The server is still fine for others.
+    with connect(port) as c:
+        assert round_trip(c) < 0.5
+    for h in hogs:
+        reset_close(h)

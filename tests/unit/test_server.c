@@ -514,6 +514,50 @@ max_conns_exact_with_several_loops(void **state)
     assert_int_equal(atomic_load(&peak_max), MAX);
 }
 
+/* What an accepted socket was given, as its service sees it at on_open. */
+static atomic_int opened_sndbuf;
+
+static void
+sockopt_on_open(sf_conn *c)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+
+    assert_int_equal(getsockopt(sf_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &v, &len), 0);
+    atomic_store(&opened_sndbuf, v);
+}
+
+static const sf_service sockopt_svc = {
+    .name = "sockopt", .protos = SF_PROTO_TCP, .on_open = sockopt_on_open,
+};
+
+/* What one client that never reads can pin in the kernel is bounded by queue_cap too:
+ * the accepted socket's send buffer is fixed (no autotuning up to 4 MiB), the kernel's
+ * double of max(queue_cap, 64 KiB). */
+static void
+accepted_send_buffer_follows_queue_cap(void **state)
+{
+    size_t caps[] = { 256 * 1024, 16 * 1024, 1024 * 1024 };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+        sf_server_opts o = { .queue_cap = caps[i] };
+        size_t want = 2 * (caps[i] > 65536 ? caps[i] : 65536);
+        unit_server u;
+        int fd;
+
+        atomic_store(&opened_sndbuf, 0);
+        unit_server_start(&u, &o, &sockopt_svc, SF_PROTO_TCP, 0);
+        fd = unit_tcp_client(AF_INET, u.port);
+        for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+             atomic_load(&opened_sndbuf) == 0 && unit_now_ms() < end;)
+            unit_sleep_ms(5);
+        assert_int_equal(atomic_load(&opened_sndbuf), want);
+        close(fd);
+        unit_server_stop(&u, NULL);
+    }
+}
+
 /* A datagram bigger than dgram_max is dropped and counted, never echoed cut. */
 static void
 dgram_max_drops_bigger(void **state)
@@ -1775,6 +1819,7 @@ main(void)
         cmocka_unit_test(echo_several_loops),
         cmocka_unit_test(max_conns_refuses_then_frees),
         cmocka_unit_test(max_conns_exact_with_several_loops),
+        cmocka_unit_test(accepted_send_buffer_follows_queue_cap),
         cmocka_unit_test(dgram_max_drops_bigger),
         cmocka_unit_test(udp_rate_per_source),
         cmocka_unit_test(udp_rate_one_budget_across_loops),
