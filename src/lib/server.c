@@ -253,7 +253,8 @@ drop_lsocks_since(sf_server *s, const int *mark, int lmark)
 }
 
 /* Ask for each datagram's destination address, so that one sent to a broadcast or
- * multicast address (fraggle) is not answered. */
+ * multicast address (fraggle) is not answered, and a reply from the wildcard address
+ * leaves from the address the request came to. */
 static int
 want_destination(int fd, int family, sf_err *err)
 {
@@ -265,6 +266,8 @@ want_destination(int fd, int family, sf_err *err)
     return rc < 0 ? sf_err_set(err, -errno, "setsockopt %s", family == AF_INET6
                                ? "IPV6_RECVPKTINFO" : "IP_PKTINFO") : 0;
 }
+
+static int is_wildcard(const sf_addr *a);
 
 /* What one client that never reads may pin in the kernel follows the queue cap: left
  * to autotuning, the send buffer grows to 4 MiB (tcp_wmem) per connection. 64 KiB at
@@ -303,6 +306,8 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
         rc = proto == SF_PROTO_UDP ? want_destination(fd, sf_addr_family(&at), err) : 0;
         if (rc == 0)
             rc = add_lsock(&s->w[i], fd, proto, svc, err);
+        if (rc == 0)
+            s->w[i].ls[s->w[i].nls - 1].wildcard = proto == SF_PROTO_UDP && is_wildcard(&at);
         if (rc < 0) {
             close(fd);
             return rc;

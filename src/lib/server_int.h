@@ -27,6 +27,7 @@ typedef struct lsock {
     const sf_service *svc;
     void *state;            /* the service's per-loop state, shared by its sockets here */
     worker *w;
+    int wildcard;           /* UDP on 0.0.0.0 or ::: replies name their source address */
 } lsock;
 
 enum {

@@ -23,6 +23,7 @@ struct udp_batch {
     char cmsg[UDP_BATCH][CMSG_ROOM];
     struct mmsghdr out[UDP_BATCH];
     struct iovec outiov[UDP_BATCH];
+    char outcmsg[UDP_BATCH][CMSG_SPACE(sizeof(struct in6_pktinfo))];   /* reply source */
     size_t dmax;
     char *inbuf;            /* UDP_BATCH buffers of dmax + 1 bytes */
     char *outbuf;           /* dmax bytes the services write their replies into */
@@ -144,52 +145,95 @@ receive_batch(worker *w, int fd)
 
 /* ---- answer one ---- */
 
-/* The destination of a received datagram from its IP_PKTINFO, or 0 if not given. */
-static socklen_t
-dgram_destination(struct msghdr *h, struct sockaddr_storage *dst)
+/* Where a datagram was sent: its destination address and interface (IP_PKTINFO /
+ * IPV6_PKTINFO); len 0 when not given. */
+typedef struct dgram_dst {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int ifindex;
+} dgram_dst;
+
+static void
+dgram_destination(struct msghdr *h, dgram_dst *d)
 {
+    d->len = 0;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
         if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
-            struct sockaddr_in *a = (struct sockaddr_in *)dst;
+            struct sockaddr_in *a = (struct sockaddr_in *)&d->sa;
             struct in_pktinfo pi;
 
             memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
             memset(a, 0, sizeof(*a));
             a->sin_family = AF_INET;
             a->sin_addr = pi.ipi_addr;
-            return sizeof(*a);
+            d->len = sizeof(*a);
+            d->ifindex = pi.ipi_ifindex;
+            return;
         }
         if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)dst;
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&d->sa;
             struct in6_pktinfo pi;
 
             memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
             memset(a, 0, sizeof(*a));
             a->sin6_family = AF_INET6;
             a->sin6_addr = pi.ipi6_addr;
-            return sizeof(*a);
+            d->len = sizeof(*a);
+            d->ifindex = (int)pi.ipi6_ifindex;
+            return;
         }
     }
-    return 0;
 }
 
-/* The guard's verdict on datagram i: a ticket >= 0, or the drop (counted). */
+/* The guard's verdict on datagram h: a ticket >= 0, or the drop (counted). */
 static int
-guard_datagram(worker *w, struct msghdr *h, uint64_t now)
+guard_datagram(worker *w, struct msghdr *h, const dgram_dst *dst, uint64_t now)
 {
-    struct sockaddr_storage dst;
-    socklen_t dstlen = dgram_destination(h, &dst);
     int ticket = sf__udpguard_check(w->s->guard, h->msg_name, h->msg_namelen,
-                                    dstlen ? (struct sockaddr *)&dst : NULL, dstlen, now);
+                                    dst->len ? (const struct sockaddr *)&dst->sa : NULL,
+                                    dst->len, now);
 
     if (ticket < 0)
         count_drop(w, -ticket - 1, h);
     return ticket;
 }
 
-/* Queue d's reply to the sender of h. */
+/* A reply from a socket on the wildcard address leaves from the address the request
+ * came to: without it the kernel picks the source by route, a multi-homed host answers
+ * a request to its second address from its first, and a connected client never sees
+ * the reply. */
 static void
-queue_reply(udp_batch *b, const sf_dgram *d, struct msghdr *h)
+reply_source(struct msghdr *m, char *room, const dgram_dst *dst)
+{
+    struct cmsghdr *cm;
+
+    m->msg_control = room;
+    if (dst->sa.ss_family == AF_INET) {
+        struct in_pktinfo pi = { .ipi_spec_dst = ((struct sockaddr_in *)&dst->sa)->sin_addr };
+
+        m->msg_controllen = CMSG_SPACE(sizeof(pi));
+        cm = CMSG_FIRSTHDR(m);
+        cm->cmsg_level = IPPROTO_IP;
+        cm->cmsg_type = IP_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+    } else {
+        struct in6_pktinfo pi = { .ipi6_addr = ((struct sockaddr_in6 *)&dst->sa)->sin6_addr,
+                                  .ipi6_ifindex = (unsigned)dst->ifindex };
+
+        m->msg_controllen = CMSG_SPACE(sizeof(pi));
+        cm = CMSG_FIRSTHDR(m);
+        cm->cmsg_level = IPPROTO_IPV6;
+        cm->cmsg_type = IPV6_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+    }
+}
+
+/* Queue d's reply to the sender of h, from dst when the socket is on the wildcard. */
+static void
+queue_reply(udp_batch *b, const sf_dgram *d, struct msghdr *h, const lsock *ls,
+            const dgram_dst *dst)
 {
     struct mmsghdr *m = &b->out[b->nout];
 
@@ -203,6 +247,8 @@ queue_reply(udp_batch *b, const sf_dgram *d, struct msghdr *h)
     m->msg_hdr.msg_iovlen = 1;
     m->msg_hdr.msg_name = h->msg_name;
     m->msg_hdr.msg_namelen = h->msg_namelen;
+    if (ls->wildcard && dst->len)
+        reply_source(&m->msg_hdr, b->outcmsg[b->nout], dst);
     b->nout++;
 }
 
@@ -212,6 +258,7 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
     udp_batch *b = w->udp;
     struct msghdr *h = &b->in[i].msg_hdr;
     size_t len = b->in[i].msg_len;
+    dgram_dst dst;
     sf_addr from;
     sf_dgram d;
     int ticket;
@@ -223,7 +270,8 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
     }
     if (ls->svc->on_datagram == NULL)
         return;     /* never answered (discard): nothing to guard */
-    ticket = guard_datagram(w, h, now);
+    dgram_destination(h, &dst);
+    ticket = guard_datagram(w, h, &dst, now);
     if (ticket < 0)
         return;
     sf_addr_from_sa(&from, (struct sockaddr *)h->msg_name, h->msg_namelen);
@@ -240,7 +288,7 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
         return;
     }
     sf__udpguard_spend(w->s->guard, ticket);
-    queue_reply(b, &d, h);
+    queue_reply(b, &d, h, ls, &dst);
 }
 
 /* ---- send the replies ---- */

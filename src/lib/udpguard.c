@@ -138,10 +138,19 @@ read_broadcasts(sf_udpguard *g, uint64_t now_ms)
     if (getifaddrs(&ifs) < 0)
         return;
     g->nbcast = 0;
-    for (i = ifs; i && g->nbcast < MAX_BCAST; i = i->ifa_next)
-        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
-            (i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr)
-            g->bcast[g->nbcast++] = ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr.s_addr;
+    for (i = ifs; i && g->nbcast < MAX_BCAST; i = i->ifa_next) {
+        uint32_t b;
+
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
+            !(i->ifa_flags & IFF_BROADCAST) || !i->ifa_broadaddr)
+            continue;
+        b = ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr.s_addr;
+        /* An address added without `brd` (containers, clouds) has none: getifaddrs
+         * then reports the address itself, which is a host, not a broadcast. */
+        if (b == ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr)
+            continue;
+        g->bcast[g->nbcast++] = b;
+    }
     freeifaddrs(ifs);
 }
 
