@@ -115,8 +115,11 @@ int sf_server_listener_count(const sf_server *s);
 const sf_listener *sf_server_listener(const sf_server *s, int i);
 
 /* Serve until stopped. SIGINT stops at once; SIGTERM stops accepting and gives the
- * clients drain_timeout_ms to finish, a second signal stops at once. SIGPIPE is ignored.
- * Returns 0 or a negative code. */
+ * clients drain_timeout_ms to finish, a second signal stops at once. While it runs,
+ * SIGINT and SIGTERM are blocked in the calling thread (the caller's other threads
+ * should block them too) and SIGPIPE is ignored; on return the caller's signal mask
+ * and SIGPIPE handler are back, and a SIGINT/SIGTERM left pending for the server is
+ * taken, not delivered. Returns 0 or a negative code. */
 int sf_server_run(sf_server *s);
 
 /* Stop from any thread: drain (1) or at once (0). */

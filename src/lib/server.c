@@ -511,19 +511,53 @@ sf_server_stop(sf_server *s, int drain)
         sf_loop_stop(s->w[i].loop);
 }
 
-int
-sf_server_run(sf_server *s)
-{
-    static const int sigs[] = { SIGINT, SIGTERM, 0 };
-    int rc;
+/* The caller's signal state, taken by take_signals and given back by give_back. */
+typedef struct caller_signals {
+    sigset_t mask;
+    struct sigaction pipe;
+} caller_signals;
 
-    signal(SIGPIPE, SIG_IGN);
-    rc = sf_loop_block_signals(sigs);
-    if (rc < 0)
-        return rc;
-    for (int i = 0; sigs[i]; i++)
-        if ((rc = sf_loop_signal(s->w[0].loop, sigs[i], on_signal, s)) < 0)
-            return rc;
+/* SIGINT and SIGTERM reach loop 0 through its signalfd only: blocked in this thread
+ * (the loops' threads inherit it); SIGPIPE ignored (a reset peer must not kill). */
+static int
+take_signals(const sigset_t *sigs, caller_signals *was)
+{
+    struct sigaction ign = { .sa_handler = SIG_IGN };
+    int rc = -pthread_sigmask(SIG_BLOCK, sigs, &was->mask);
+
+    if (rc == 0 && sigaction(SIGPIPE, &ign, &was->pipe) < 0) {
+        rc = -errno;
+        pthread_sigmask(SIG_SETMASK, &was->mask, NULL);
+    }
+    return rc;
+}
+
+/* A program embedding the server gets its mask and SIGPIPE handler back. A SIGINT or
+ * SIGTERM still pending was meant for the server: taken now, or unblocking it would
+ * deliver it to the caller (by default, killing it). */
+static void
+give_back_signals(const sigset_t *sigs, const caller_signals *was)
+{
+    struct timespec now = { 0, 0 };
+    sigset_t pending, take;
+
+    sigemptyset(&take);
+    if (sigpending(&pending) == 0)
+        for (int signo = 1; signo < NSIG; signo++)
+            if (sigismember(sigs, signo) == 1 && sigismember(&pending, signo) == 1 &&
+                !sigismember(&was->mask, signo))
+                sigaddset(&take, signo);
+    while (sigtimedwait(&take, NULL, &now) > 0)
+        ;
+    sigaction(SIGPIPE, &was->pipe, NULL);
+    pthread_sigmask(SIG_SETMASK, &was->mask, NULL);
+}
+
+static int
+run_workers(sf_server *s)
+{
+    int rc = 0;
+
     for (int i = 1; i < s->nw; i++) {
         rc = -pthread_create(&s->w[i].thread, NULL, worker_main, &s->w[i]);
         if (rc < 0) {
@@ -537,6 +571,27 @@ sf_server_run(sf_server *s)
     for (int i = 1; i < s->nw; i++)
         if (s->w[i].started)
             pthread_join(s->w[i].thread, NULL);
+    return rc;
+}
+
+int
+sf_server_run(sf_server *s)
+{
+    static const int signos[] = { SIGINT, SIGTERM };
+    caller_signals was;
+    sigset_t sigs;
+    int rc;
+
+    sigemptyset(&sigs);
+    for (size_t i = 0; i < sizeof(signos) / sizeof(signos[0]); i++)
+        sigaddset(&sigs, signos[i]);
+    if ((rc = take_signals(&sigs, &was)) < 0)
+        return rc;
+    for (size_t i = 0; i < sizeof(signos) / sizeof(signos[0]) && rc == 0; i++)
+        rc = sf_loop_signal(s->w[0].loop, signos[i], on_signal, s);
+    if (rc == 0)
+        rc = run_workers(s);
+    give_back_signals(&sigs, &was);
     return rc;
 }
 

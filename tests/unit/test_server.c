@@ -1658,6 +1658,90 @@ stop_at_once(void **state)
     assert_int_equal(unit_count_fds(), before);
 }
 
+static volatile sig_atomic_t caller_pipes;
+
+static void
+caller_sigpipe(int signo)
+{
+    (void)signo;
+    caller_pipes++;
+}
+
+static void *
+stop_soon(void *arg)
+{
+    unit_sleep_ms(200);
+    kill(getpid(), SIGINT);     /* reaches the server through its signalfd */
+    (void)arg;
+    return NULL;
+}
+
+/* The body of signals_restored_after_run, in a child: 0 when all held. */
+static int
+run_and_check_signals(void)
+{
+    struct sigaction sa = { .sa_handler = caller_sigpipe }, now;
+    sigset_t empty, mask;
+    pthread_t th;
+    sf_server *s;
+    sf_addr a = unit_loopback(AF_INET, 0);
+
+    sigemptyset(&empty);
+    sigaction(SIGPIPE, &sa, NULL);
+    pthread_sigmask(SIG_SETMASK, &empty, NULL);
+    if ((s = sf_server_new(NULL, NULL)) == NULL ||
+        sf_server_listen(s, &sf_svc_echo, &a, 1, 0, SF_PROTO_TCP, NULL) < 0)
+        return 10;
+    /* The stopping thread must not take the SIGINT itself (its default would kill). */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    pthread_create(&th, NULL, stop_soon, NULL);
+    pthread_sigmask(SIG_SETMASK, &empty, NULL);
+    if (sf_server_run(s) != 0)
+        return 11;
+    pthread_join(th, NULL);
+    sf_server_free(s);
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    if (sigismember(&mask, SIGINT) || sigismember(&mask, SIGTERM))
+        return 12;          /* still blocked */
+    sigaction(SIGPIPE, NULL, &now);
+    if (now.sa_handler != caller_sigpipe)
+        return 13;          /* still ignored */
+    raise(SIGPIPE);
+    return caller_pipes == 1 ? 0 : 14;
+}
+
+/* A program that embeds sf_server_run gets its signal mask and its SIGPIPE handler back
+ * when the server returns; the SIGINT that stopped the server is not delivered again
+ * (it would kill the program). Run in a child: it changes the process's signals. */
+static void
+signals_restored_after_run(void **state)
+{
+    int status;
+    pid_t pid;
+
+    (void)state;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(run_and_check_signals());
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+
+        if (w == pid)
+            break;
+        if (unit_now_ms() >= end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("child did not finish");
+        }
+        unit_sleep_ms(10);
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* SIGTERM drains (new clients refused, present ones served); a second signal, SIGINT,
  * stops at once. The signals reach the server's loop through signalfd. */
 static void
@@ -1844,6 +1928,7 @@ main(void)
         cmocka_unit_test(drain_timeout_ends_it),
         cmocka_unit_test(stop_at_once),
         cmocka_unit_test(signals_drain_then_stop),
+        cmocka_unit_test(signals_restored_after_run),
         cmocka_unit_test(emfile_sheds_without_spinning),
     };
 
