@@ -11,7 +11,8 @@
 #include "sockflow/sock.h"
 #include "server_int.h"
 
-#define UDP_BATCH 16
+#define UDP_BATCH 64
+#define UDP_ROUNDS 8        /* batches in a row before the other sockets get their turn */
 #define CMSG_ROOM 128       /* room for the destination address (IP_PKTINFO) */
 #define UDP_LOG_MS 1000     /* at most one line a second about unanswered datagrams */
 
@@ -19,7 +20,7 @@
 struct udp_batch {
     struct mmsghdr in[UDP_BATCH];
     struct iovec iniov[UDP_BATCH];
-    struct sockaddr_storage peer[UDP_BATCH];
+    sf_addr peer[UDP_BATCH];    /* received into in place: handed to services as is */
     char cmsg[UDP_BATCH][CMSG_ROOM];
     struct mmsghdr out[UDP_BATCH];
     struct iovec outiov[UDP_BATCH];
@@ -44,7 +45,19 @@ sf__udp_worker_init(worker *w, size_t dgram_max)
      * as truncated (MSG_TRUNC) and is dropped rather than echoed cut. */
     b->inbuf = malloc(UDP_BATCH * (dgram_max + 1));
     b->outbuf = malloc(dgram_max);
-    return b->inbuf && b->outbuf ? 0 : -ENOMEM;
+    if (b->inbuf == NULL || b->outbuf == NULL)
+        return -ENOMEM;
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct msghdr *h = &b->in[i].msg_hdr;
+
+        b->iniov[i].iov_base = b->inbuf + (size_t)i * (dgram_max + 1);
+        b->iniov[i].iov_len = dgram_max + 1;
+        h->msg_iov = &b->iniov[i];
+        h->msg_iovlen = 1;
+        h->msg_name = &b->peer[i].ss;
+        h->msg_control = b->cmsg[i];
+    }
+    return 0;
 }
 
 void
@@ -119,6 +132,7 @@ sf__udp_log_drops(worker *w)
 
 /* ---- receive a batch ---- */
 
+/* Only what the kernel changes is set again: the rest was set up once. */
 static int
 receive_batch(worker *w, int fd)
 {
@@ -128,15 +142,9 @@ receive_batch(worker *w, int fd)
     for (int i = 0; i < UDP_BATCH; i++) {
         struct msghdr *h = &b->in[i].msg_hdr;
 
-        b->iniov[i].iov_base = b->inbuf + (size_t)i * (b->dmax + 1);
-        b->iniov[i].iov_len = b->dmax + 1;
-        memset(h, 0, sizeof(*h));
-        h->msg_iov = &b->iniov[i];
-        h->msg_iovlen = 1;
-        h->msg_name = &b->peer[i];
-        h->msg_namelen = sizeof(b->peer[i]);
-        h->msg_control = b->cmsg[i];
+        h->msg_namelen = sizeof(b->peer[i].ss);
         h->msg_controllen = CMSG_ROOM;
+        h->msg_flags = 0;
     }
     b->outused = 0;
     b->nout = 0;
@@ -259,7 +267,6 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
     struct msghdr *h = &b->in[i].msg_hdr;
     size_t len = b->in[i].msg_len;
     dgram_dst dst;
-    sf_addr from;
     sf_dgram d;
     int ticket;
 
@@ -274,8 +281,8 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
     ticket = guard_datagram(w, h, &dst, now);
     if (ticket < 0)
         return;
-    sf_addr_from_sa(&from, (struct sockaddr *)h->msg_name, h->msg_namelen);
-    d = (sf_dgram){ .in = h->msg_iov->iov_base, .inlen = len, .from = &from,
+    b->peer[i].len = h->msg_namelen;
+    d = (sf_dgram){ .in = h->msg_iov->iov_base, .inlen = len, .from = &b->peer[i],
                     .state = ls->state, .out = b->outbuf + b->outused,
                     .outcap = b->dmax - b->outused };
     ls->svc->on_datagram(&d);
@@ -320,12 +327,16 @@ sf__udp_ready(sf_loop *l, int fd, int events, void *ud)
     lsock *ls = ud;
     worker *w = ls->w;
     uint64_t now = sf_loop_now_ms(l);
-    int n;
+    int n = UDP_BATCH;
 
     (void)events;
-    n = receive_batch(w, fd);
-    for (int i = 0; i < n; i++)
-        answer_one(w, ls, i, now);
-    send_batch(w, fd);
+    /* A full batch means more are waiting: take them now rather than after another
+     * epoll_wait, within UDP_ROUNDS so that one busy socket cannot starve the rest. */
+    for (int round = 0; round < UDP_ROUNDS && n == UDP_BATCH; round++) {
+        n = receive_batch(w, fd);
+        for (int i = 0; i < n; i++)
+            answer_one(w, ls, i, now);
+        send_batch(w, fd);
+    }
     sf__udp_log_drops(w);
 }

@@ -161,7 +161,8 @@ is_broadcast(sf_udpguard *g, const struct sockaddr *sa, socklen_t len, uint64_t 
 
     int found = 0;
 
-    if (!v4_of(sa, len, &v4))
+    /* Loopback is never an interface's broadcast: no table to read, no lock to take. */
+    if (!v4_of(sa, len, &v4) || (ntohl(v4) >> 24) == 127)
         return 0;
     if (g->shared)
         pthread_mutex_lock(&g->bcast_lock);
