@@ -22,6 +22,7 @@ typedef struct sf_listen_opts {
      * copies them at accept), so no call per connection is needed. */
     int sndbuf;             /* SO_SNDBUF: fixes the send buffer (the kernel doubles it and
                                stops autotuning it); 0: the kernel's autotuning */
+    int nodelay;            /* TCP_NODELAY: no wait for a delayed ACK between writes */
 } sf_listen_opts;
 
 /* socket → setsockopt(SO_REUSEADDR) → bind → listen, on one address. The socket is

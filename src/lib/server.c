@@ -285,7 +285,7 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
 {
     int loops = svc->one_loop ? 1 : s->nw;
     sf_listen_opts lo = { .backlog = s->o.backlog, .reuseport = loops > 1,
-                          .sndbuf = send_buffer(&s->o) };
+                          .sndbuf = send_buffer(&s->o), .nodelay = 1 };
     sf_addr at = *a;
     int rc;
 

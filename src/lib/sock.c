@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -130,6 +131,9 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     if (opts && opts->sndbuf > 0 &&
         set_option(t, fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", opts->sndbuf) < 0)
         return fail_close(t, fd, err, "setsockopt SO_SNDBUF", a);
+    if (opts && opts->nodelay &&
+        set_option(t, fd, IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", 1) < 0)
+        return fail_close(t, fd, err, "setsockopt TCP_NODELAY", a);
     rc = listen(fd, backlog);
     TRACE(t, "listen", fd, rc, NULL, 0, "backlog=%d", backlog);
     if (rc < 0)

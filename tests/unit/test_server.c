@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <linux/sockios.h>
+#include <netinet/tcp.h>
 
 #include "unit.h"
 
@@ -515,15 +516,17 @@ max_conns_exact_with_several_loops(void **state)
 }
 
 /* What an accepted socket was given, as its service sees it at on_open. */
-static atomic_int opened_sndbuf;
+static atomic_int opened_sndbuf, opened_nodelay;
 
 static void
 sockopt_on_open(sf_conn *c)
 {
-    int v = 0;
+    int v = 0, nd = 0;
     socklen_t len = sizeof(v);
 
     assert_int_equal(getsockopt(sf_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &v, &len), 0);
+    assert_int_equal(getsockopt(sf_conn_fd(c), IPPROTO_TCP, TCP_NODELAY, &nd, &len), 0);
+    atomic_store(&opened_nodelay, nd ? 1 : 2);
     atomic_store(&opened_sndbuf, v);
 }
 
@@ -556,6 +559,26 @@ accepted_send_buffer_follows_queue_cap(void **state)
         close(fd);
         unit_server_stop(&u, NULL);
     }
+}
+
+/* Accepted sockets have TCP_NODELAY (inherited from the listener): the second write of
+ * a message longer than one read must not wait for a delayed ACK (~40 ms). */
+static void
+accepted_sockets_nodelay(void **state)
+{
+    unit_server u;
+    int fd;
+
+    (void)state;
+    atomic_store(&opened_nodelay, 0);
+    unit_server_start(&u, NULL, &sockopt_svc, SF_PROTO_TCP, 0);
+    fd = unit_tcp_client(AF_INET, u.port);
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+         atomic_load(&opened_nodelay) == 0 && unit_now_ms() < end;)
+        unit_sleep_ms(5);
+    assert_int_equal(atomic_load(&opened_nodelay), 1);
+    close(fd);
+    unit_server_stop(&u, NULL);
 }
 
 /* A datagram bigger than dgram_max is dropped and counted, never echoed cut. */
@@ -1904,6 +1927,7 @@ main(void)
         cmocka_unit_test(max_conns_refuses_then_frees),
         cmocka_unit_test(max_conns_exact_with_several_loops),
         cmocka_unit_test(accepted_send_buffer_follows_queue_cap),
+        cmocka_unit_test(accepted_sockets_nodelay),
         cmocka_unit_test(dgram_max_drops_bigger),
         cmocka_unit_test(udp_rate_per_source),
         cmocka_unit_test(udp_rate_one_budget_across_loops),
