@@ -179,7 +179,6 @@ sf_server_free(sf_server *s)
         if (w->spare_fd >= 0)
             close(w->spare_fd);
         sf_loop_free(w->loop);
-        free(w->conns);
         free(w->scratch);
         sf__udp_worker_free(w);
     }

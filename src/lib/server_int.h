@@ -38,15 +38,19 @@ enum {
     SF__C_CLOSED    = 1 << 4,   /* closed; freed once the running callbacks return */
 };
 
+/* 40 bytes (a 48-byte allocation) plus the service's state: the server holds one per
+ * idle connection, in the loop's table indexed by fd. */
 struct sf_conn {
+    lsock *ls;
+    sf_buf *out;            /* only while a write is incomplete */
+    union {
+        uint64_t finish_ms; /* when finishing began (while open) */
+        sf_conn *next_dead; /* closed while callbacks ran: freed when they return */
+    } u;
+    uint32_t id;            /* wraps after 2^32 connections */
+    uint32_t last_ms;       /* last read or write progress, the loop's clock mod 2^32 */
     int fd;
     unsigned flags;
-    unsigned long id;
-    lsock *ls;
-    sf_buf *out;
-    sf_conn *next_dead;     /* closed while callbacks ran: freed when they return */
-    uint64_t last_ms;       /* last read or write progress */
-    uint64_t finish_ms;     /* when finishing began */
     char data[];            /* service state, ls->svc->conn_size bytes */
 };
 
@@ -58,9 +62,7 @@ struct worker {
     int started;
     lsock ls[SF__MAX_LISTENERS];
     int nls;
-    sf_conn **conns;        /* indexed by fd */
-    int nconns_cap;
-    int nconns;
+    int nconns;             /* connections in the loop's table (sf_loop_watched) */
     int spare_fd;           /* given up when accept hits EMFILE */
     uint64_t emfile_log_ms; /* when EMFILE was last logged; 0: never */
     int draining;

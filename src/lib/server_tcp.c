@@ -23,25 +23,11 @@ static void conn_io(sf_loop *l, int fd, int events, void *ud);
 
 /* ---- connections ---- */
 
-static int
-table_put(worker *w, sf_conn *c)
+/* The connection on fd, from the loop's table (NULL: none). */
+static sf_conn *
+conn_at(worker *w, int fd)
 {
-    if (c->fd >= w->nconns_cap) {
-        int n = w->nconns_cap ? w->nconns_cap : 256;
-        sf_conn **t;
-
-        while (n <= c->fd)
-            n *= 2;
-        t = realloc(w->conns, (size_t)n * sizeof(*t));
-        if (t == NULL)
-            return -ENOMEM;
-        memset(t + w->nconns_cap, 0, (size_t)(n - w->nconns_cap) * sizeof(*t));
-        w->conns = t;
-        w->nconns_cap = n;
-    }
-    w->conns[c->fd] = c;
-    w->nconns++;
-    return 0;
+    return sf_loop_watched(w->loop, fd, conn_io);
 }
 
 static void
@@ -54,7 +40,6 @@ free_conn(worker *w, sf_conn *c)
         c->ls->svc->on_close(c);
     sf_loop_unwatch(w->loop, c->fd);
     sf_close(tp, c->fd);
-    w->conns[c->fd] = NULL;
     w->nconns--;
     w->st.closed++;
     left = atomic_fetch_sub(&w->s->total_conns, 1) - 1;
@@ -86,7 +71,7 @@ sf_conn_close(sf_conn *c, const char *reason)
         /* A callback up the stack may still hold c (chat walks its members while
          * sending): free it only once every callback has returned. */
         sf_loop_set_events(w->loop, c->fd, 0);
-        c->next_dead = w->dead;
+        c->u.next_dead = w->dead;
         w->dead = c;
         return;
     }
@@ -112,7 +97,7 @@ sf__worker_leave(worker *w)
     while (w->dead) {
         sf_conn *c = w->dead;
 
-        w->dead = c->next_dead;
+        w->dead = c->u.next_dead;
         free_conn(w, c);
     }
     w->depth--;
@@ -162,7 +147,7 @@ sf_conn_send(sf_conn *c, const void *p, size_t len)
         if (n > 0) {
             done = (size_t)n;
             w->st.bytes_out += (uint64_t)n;
-            c->last_ms = sf_loop_now_ms(w->loop);
+            c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
         }
         if (done == len)
             return 0;
@@ -215,7 +200,7 @@ sf_conn_finish(sf_conn *c)
         return;
     c->flags |= SF__C_FINISHING;
     c->flags &= ~SF__C_DRAIN;
-    c->finish_ms = sf_loop_now_ms(c->ls->w->loop);
+    c->u.finish_ms = sf_loop_now_ms(c->ls->w->loop);
     finish_step(c);
 }
 
@@ -257,7 +242,8 @@ sf_conn_log(sf_conn *c, const char *fmt, ...)
         snprintf(who, sizeof(who), "fd %d", c->fd);
     else
         sf_addr_format(&peer, who, sizeof(who));
-    sf__server_log(c->ls->w->s, "%s #%lu %s: %s", c->ls->svc->name, c->id, who, msg);
+    sf__server_log(c->ls->w->s, "%s #%lu %s: %s", c->ls->svc->name, (unsigned long)c->id,
+                   who, msg);
 }
 
 static void
@@ -276,7 +262,7 @@ conn_readable(worker *w, sf_conn *c)
         sf_conn_close(c, n == -ECONNRESET ? NULL : sf_strerror((int)n));
         return;
     }
-    c->last_ms = sf_loop_now_ms(w->loop);
+    c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
     if (n == 0) {
         c->flags |= SF__C_PEER_EOF;
         if (c->flags & SF__C_FINISHING) {
@@ -311,7 +297,7 @@ conn_writable(worker *w, sf_conn *c)
         }
         if ((size_t)left < before) {
             w->st.bytes_out += before - (size_t)left;
-            c->last_ms = sf_loop_now_ms(w->loop);
+            c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
         }
         if (left > 0)
             return;
@@ -431,18 +417,15 @@ start_conn(worker *w, lsock *ls, int fd)
     }
     c->fd = fd;
     c->ls = ls;
-    c->id = atomic_fetch_add(&s->next_id, 1) + 1;
-    c->last_ms = sf_loop_now_ms(w->loop);
-    if (table_put(w, c) < 0 || sf_loop_watch(w->loop, fd, SF_READ, conn_io, c) < 0) {
-        if (fd < w->nconns_cap && w->conns[fd] == c) {
-            w->conns[fd] = NULL;
-            w->nconns--;
-        }
+    c->id = (uint32_t)(atomic_fetch_add(&s->next_id, 1) + 1);
+    c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
+    if (sf_loop_watch(w->loop, fd, SF_READ, conn_io, c) < 0) {
         atomic_fetch_sub(&s->total_conns, 1);
         close(fd);
         free(c);
         return;
     }
+    w->nconns++;
     w->st.accepted++;
     if (ls->svc->on_open)
         ls->svc->on_open(c);
@@ -508,10 +491,15 @@ sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud)
 void
 sf__tcp_close_all(worker *w)
 {
+    if (w->loop == NULL)
+        return;     /* never set up: no connection either */
     sf__worker_enter(w);
-    for (int fd = 0; fd < w->nconns_cap; fd++)
-        if (w->conns[fd])
-            sf_conn_close(w->conns[fd], NULL);
+    for (int fd = 0, end = sf_loop_fd_end(w->loop); fd < end; fd++) {
+        sf_conn *c = conn_at(w, fd);
+
+        if (c)
+            sf_conn_close(c, NULL);
+    }
     sf__worker_leave(w);
 }
 
@@ -523,14 +511,14 @@ sf__tcp_sweep(sf_loop *l, void *ud)
     uint64_t now = sf_loop_now_ms(l);
 
     sf__worker_enter(w);
-    for (int fd = 0; fd < w->nconns_cap; fd++) {
-        sf_conn *c = w->conns[fd];
-        uint64_t quiet;
+    for (int fd = 0, end = sf_loop_fd_end(l); fd < end; fd++) {
+        sf_conn *c = conn_at(w, fd);
+        uint32_t quiet;
 
         if (c == NULL || (c->flags & SF__C_CLOSED))
             continue;
-        quiet = now - c->last_ms;
-        if ((c->flags & SF__C_FINISHING) && now - c->finish_ms > LINGER_MS) {
+        quiet = (uint32_t)now - c->last_ms;     /* modulo 2^32: right up to 49 days */
+        if ((c->flags & SF__C_FINISHING) && now - c->u.finish_ms > LINGER_MS) {
             sf_conn_close(c, NULL);
         } else if (s->o.send_timeout_ms && quiet > s->o.send_timeout_ms &&
                    ((c->out && sf_buf_len(c->out) > 0) || (c->flags & SF__C_DRAIN))) {

@@ -722,9 +722,14 @@ udp_loop_between_servers_dies(void **state)
     sf_server_stats sa, sb;
     unit_server a, b;
 
+    /* The default burst, with a rate slow enough that refilling cannot keep a loop
+     * going on a loaded machine (an exchange can take a millisecond there, which the
+     * default 1000 a second would refill). */
+    sf_server_opts o = { .udp_rate = 100 };
+
     (void)state;
-    unit_server_start(&a, NULL, &sf_svc_echo, SF_PROTO_UDP, 0);
-    unit_server_start(&b, NULL, &sf_svc_echo, SF_PROTO_UDP, 0);
+    unit_server_start(&a, &o, &sf_svc_echo, SF_PROTO_UDP, 0);
+    unit_server_start(&b, &o, &sf_svc_echo, SF_PROTO_UDP, 0);
     if (forge_udp_v4(a.port, b.port, "loop", 4) < 0) {
         unit_server_stop(&a, NULL);
         unit_server_stop(&b, NULL);
