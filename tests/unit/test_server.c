@@ -903,11 +903,19 @@ bp_echo_data(sf_conn *c, char *data, size_t len)
     bp_note_queue(c);
 }
 
+static void
+bp_close(sf_conn *c)
+{
+    (void)c;
+    atomic_store(&bp_fd, -2);
+}
+
 static const sf_service bp_echo_svc = {
     .name = "bpecho",
     .protos = SF_PROTO_TCP,
     .on_open = bp_open,
     .on_data = bp_echo_data,
+    .on_close = bp_close,
 };
 
 static void
@@ -977,6 +985,10 @@ check_backpressure(size_t queue_cap)
         assert_memory_equal(got + off, pattern, len);
     }
     close(fd);
+    /* The server hears the close before it is stopped (else nothing is counted closed). */
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+         atomic_load(&bp_fd) != -2 && unit_now_ms() < end;)
+        unit_sleep_ms(5);
     unit_server_stop(&u, &st);
     assert_int_equal(st.queue_cap_hits, 0);
     assert_int_equal(st.bytes_in, total);
