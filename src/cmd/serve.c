@@ -31,7 +31,7 @@ static const char serve_usage[] =
     "      --backlog N        listen() backlog (default 511)\n"
     "      --max-conns N      at most N clients; more are closed at once (default: no limit)\n"
     "      --queue-cap SIZE   output queued per client before reading it stops (256k);\n"
-    "                         also the client's kernel send buffer (at least 64k)\n"
+    "                         its kernel send buffer too (at least 1m)\n"
     "      --idle-timeout S   close a client silent S seconds (default 300; 0 never)\n"
     "      --send-timeout S   close a client that reads nothing for S seconds (default 60)\n"
     "      --drain-timeout S  after SIGTERM, time for clients to finish (default 10)\n"

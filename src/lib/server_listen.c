@@ -11,7 +11,7 @@
 #include "server_int.h"
 
 #define PORT_TRIES 16
-#define SNDBUF_MIN (64 * 1024)
+#define SNDBUF_MIN (1024 * 1024)
 #define SNDBUF_MAX (64 * 1024 * 1024)
 
 /* The host part of a, for messages about addresses rather than sockets. */
@@ -168,8 +168,10 @@ want_destination(int fd, int family, sf_err *err)
 }
 
 /* What one client that never reads may pin in the kernel follows the queue cap: left
- * to autotuning, the send buffer grows to 4 MiB (tcp_wmem) per connection. 64 KiB at
- * least, so a small queue cap does not slow a connection that reads. */
+ * to autotuning, the send buffer grows to 4 MiB (tcp_wmem) per connection. 1 MiB at
+ * least (2 MiB in the kernel's count): a reader slower than its writer for a while (a
+ * chat member during a burst) still gets its lines rather than being dropped at a cap
+ * it would have kept up with before. */
 static int
 send_buffer(const sf_server_opts *o)
 {

@@ -118,6 +118,21 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
     return fd;
 }
 
+/* Options the accepted sockets inherit. Not traced: tuning, not a step of the flow the
+ * trace draws (its text and JSON forms are a contract). 0, or -1 with errno set. */
+static int
+tune_listener(int fd, const sf_listen_opts *opts)
+{
+    int on = 1;
+
+    if (opts->sndbuf > 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &opts->sndbuf, sizeof(opts->sndbuf)) < 0)
+        return -1;
+    if (opts->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0)
+        return -1;
+    return 0;
+}
+
 int
 sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
               sf_err *err)
@@ -128,12 +143,8 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     fd = bound_socket(t, a, SOCK_STREAM, opts, err);
     if (fd < 0)
         return fd;
-    if (opts && opts->sndbuf > 0 &&
-        set_option(t, fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", opts->sndbuf) < 0)
-        return fail_close(t, fd, err, "setsockopt SO_SNDBUF", a);
-    if (opts && opts->nodelay &&
-        set_option(t, fd, IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", 1) < 0)
-        return fail_close(t, fd, err, "setsockopt TCP_NODELAY", a);
+    if (opts && tune_listener(fd, opts) < 0)
+        return fail_close(t, fd, err, "setsockopt", a);
     rc = listen(fd, backlog);
     TRACE(t, "listen", fd, rc, NULL, 0, "backlog=%d", backlog);
     if (rc < 0)
