@@ -3,6 +3,7 @@
 #define SOCKFLOW_ERR_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 /* Results: >= 0 success, SF_EAGAIN "not ready" (never a failure), other negatives fail.
  * Failures are negative errno values (-ECONNREFUSED ...) or one of the codes below. */
@@ -16,6 +17,10 @@
 typedef struct sf_err {
     int code;                   /* the negative result the call returned */
     char msg[SF_ERR_MSG_MAX];   /* "connect 127.0.0.1:7: Connection refused" */
+    /* The address the failure was about (127.0.0.1:7 above), so a caller can act on it
+     * without reading msg; addr.ss_family is AF_UNSPEC (0) when there is none. */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
 } sf_err;
 
 /* Set err (if not NULL) to code and a printf-formatted message; returns code so that
@@ -23,6 +28,10 @@ typedef struct sf_err {
  * negative errno, ": strerror" is appended. */
 int sf_err_set(sf_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Record in err (if not NULL) the address the failure set by sf_err_set was about;
+ * sf_err_set clears it. len beyond sizeof(err->addr) is cut. */
+void sf_err_set_addr(sf_err *err, const struct sockaddr *sa, socklen_t len);
 
 /* Human text for a result code (strerror for errno values). Never NULL. */
 const char *sf_strerror(int code);

@@ -20,12 +20,18 @@ sf_loop *sf_loop_new(sf_err *err);
 void sf_loop_free(sf_loop *l);
 
 /* Watch fd for events (SF_READ|SF_WRITE; 0 keeps it registered but quiet). One
- * watcher per fd; watching again changes the events and callback. Returns 0 or -errno. */
+ * watcher per fd; watching again changes the events and callback. A loop knows at most
+ * 255 distinct callbacks. Returns 0, -ENOSPC past them, or -errno. */
 int sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud);
 /* Change only the events of a watched fd (cheap when unchanged). */
 int sf_loop_set_events(sf_loop *l, int fd, int events);
 /* Stop watching fd (call before closing it). */
 void sf_loop_unwatch(sf_loop *l, int fd);
+/* The ud fd is watched with, if its callback is fn; else NULL. Lets an owner use the
+ * loop's table (indexed by fd) as its own instead of keeping a second one. */
+void *sf_loop_watched(const sf_loop *l, int fd, sf_io_fn fn);
+/* One past the highest fd the table has room for (to walk it with sf_loop_watched). */
+int sf_loop_fd_end(const sf_loop *l);
 
 /* A one-shot timer firing after ms milliseconds. Returns an id > 0 or a negative code. */
 long sf_loop_timer(sf_loop *l, uint64_t ms, sf_timer_fn fn, void *ud);

@@ -16,8 +16,8 @@ typedef struct sf_conn sf_conn;
 enum { SF_PROTO_TCP = 1, SF_PROTO_UDP = 2 };
 
 /* One datagram handed to a service. The service answers by pointing reply at reply_len
- * bytes (in d->out, which holds outcap bytes, or in d->in itself); reply_len 0 sends
- * nothing. */
+ * bytes (in d->out, which holds outcap bytes, or in d->in itself); reply left NULL sends
+ * nothing, reply_len 0 with reply set sends an empty datagram. */
 typedef struct sf_dgram {
     const char *in;
     size_t inlen;
@@ -53,6 +53,7 @@ typedef void (*sf_log_fn)(void *ud, const char *line);
 
 #define SF_UDP_NO_LIMIT 0xffffffffu     /* udp_rate: no per-source budget */
 #define SF_UDP_REPLY_FREE 512           /* a reply may be this big whatever the request */
+#define SF_UDP_BURST_DEFAULT 10         /* udp_burst 0: this (or the rate, if smaller) */
 
 typedef struct sf_server_opts {
     int loops;                  /* event loops (threads); 0: 1 */
@@ -68,9 +69,12 @@ typedef struct sf_server_opts {
      * this server serves; broadcast, multicast or unspecified sources and destinations;
      * a reply larger than SF_UDP_REPLY_FREE bytes to a smaller request. */
     int udp_allow_low_ports;    /* answer source ports below 1024 too (not the above) */
-    uint32_t udp_rate;          /* replies a second to one source; 0: 1000; SF_UDP_NO_LIMIT */
-    uint32_t udp_burst;         /* replies one source may have at once; 0: as udp_rate */
-    uint32_t udp_sources;       /* sources tracked per loop (bounded table); 0: 4096 */
+    uint32_t udp_rate;          /* replies a second to one source; 0: 1000; SF_UDP_NO_LIMIT
+                                   (no budget: a loop between two servers never ends) */
+    uint32_t udp_burst;         /* replies one source may have at once; 0:
+                                   SF_UDP_BURST_DEFAULT, so a loop between two servers
+                                   dies within about 20 datagrams */
+    uint32_t udp_sources;       /* sources tracked, one table for all loops; 0: 4096 */
     const sf_tracer *tracer;    /* NULL: no tracing */
     sf_log_fn log;              /* one line per event worth a person's attention */
     void *log_ud;
@@ -111,8 +115,11 @@ int sf_server_listener_count(const sf_server *s);
 const sf_listener *sf_server_listener(const sf_server *s, int i);
 
 /* Serve until stopped. SIGINT stops at once; SIGTERM stops accepting and gives the
- * clients drain_timeout_ms to finish, a second signal stops at once. SIGPIPE is ignored.
- * Returns 0 or a negative code. */
+ * clients drain_timeout_ms to finish, a second signal stops at once. While it runs,
+ * SIGINT and SIGTERM are blocked in the calling thread (the caller's other threads
+ * should block them too) and SIGPIPE is ignored; on return the caller's signal mask
+ * and SIGPIPE handler are back, and a SIGINT/SIGTERM left pending for the server is
+ * taken, not delivered. Returns 0 or a negative code. */
 int sf_server_run(sf_server *s);
 
 /* Stop from any thread: drain (1) or at once (0). */

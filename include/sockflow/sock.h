@@ -18,6 +18,11 @@ typedef struct sf_listen_opts {
                                if the port is taken, rather than join whatever group of
                                the same user holds it (set on the first of a group) */
     int blocking;           /* leave the socket blocking (the default is nonblocking) */
+    /* TCP: options set on the listening socket, which the accepted ones inherit (Linux
+     * copies them at accept), so no call per connection is needed. */
+    int sndbuf;             /* SO_SNDBUF: fixes the send buffer (the kernel doubles it and
+                               stops autotuning it); 0: the kernel's autotuning */
+    int nodelay;            /* TCP_NODELAY: no wait for a delayed ACK between writes */
 } sf_listen_opts;
 
 /* socket → setsockopt(SO_REUSEADDR) → bind → listen, on one address. The socket is
@@ -35,13 +40,18 @@ int sf_tcp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                 sf_err *err);
 int sf_listen(const sf_trace *t, int fd, int backlog, sf_err *err);
 
-/* accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) one pending connection. Retries EINTR; the
- * transient errors of accept(2) (ECONNABORTED, EPROTO, network errors, ENOBUFS ...)
- * are reported as SF_EAGAIN so a listener stays armed. peer may be NULL.
- * Returns the new fd, SF_EAGAIN, or a negative errno (EMFILE, ENFILE, EBADF ...). */
+/* accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) one pending connection. Retries EINTR. peer may
+ * be NULL. Returns the new fd, SF_EAGAIN when none is waiting, or a negative errno:
+ * EMFILE, ENFILE, EBADF ... or one for which sf_accept_error_is_transient() is true. */
 int sf_tcp_accept(const sf_trace *t, int lfd, sf_addr *peer);
 
-/* Same, for a blocking listening socket (the demo and the examples): waits. */
+/* Is code (a result of sf_tcp_accept) one of accept(2)'s transient errors: the waiting
+ * connection failed (ECONNABORTED, EPROTO, network errors, ENOBUFS, ENOMEM, EPERM from
+ * a firewall), the listener is fine, accept again? 1 or 0; 0 for SF_EAGAIN. */
+int sf_accept_error_is_transient(int code);
+
+/* Same, for a blocking listening socket (the demo and the examples): waits, and
+ * accepts again after a transient error. */
 int sf_tcp_accept_blocking(const sf_trace *t, int lfd, sf_addr *peer);
 
 /* socket → [bind src] → connect, waiting at most timeout_ms (< 0: forever) for the
@@ -103,8 +113,8 @@ ssize_t sf_read_full(const sf_trace *t, int fd, void *buf, size_t len);
 /* Write all len bytes on a blocking fd. Returns len or a negative errno. */
 ssize_t sf_write_full(const sf_trace *t, int fd, const void *buf, size_t len);
 
-/* recvfrom / sendto for datagrams. from may be NULL. sf_recvfrom returns SF_EMSGTRUNC
- * style truncation as a positive length with *truncated set when not NULL. */
+/* recvfrom / sendto for datagrams. from may be NULL. A datagram longer than len is
+ * returned cut to len bytes, with *truncated set (when truncated is not NULL). */
 ssize_t sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from,
                     int *truncated);
 ssize_t sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr *to);

@@ -30,7 +30,8 @@ static const char serve_usage[] =
     "  -j, --loops N          event loops, one thread each (default 1)\n"
     "      --backlog N        listen() backlog (default 511)\n"
     "      --max-conns N      at most N clients; more are closed at once (default: no limit)\n"
-    "      --queue-cap SIZE   output queued per client before reading it stops (256k)\n"
+    "      --queue-cap SIZE   output queued per client before reading it stops (256k);\n"
+    "                         its kernel send buffer too (at least 1m)\n"
     "      --idle-timeout S   close a client silent S seconds (default 300; 0 never)\n"
     "      --send-timeout S   close a client that reads nothing for S seconds (default 60)\n"
     "      --drain-timeout S  after SIGTERM, time for clients to finish (default 10)\n"
@@ -38,9 +39,11 @@ static const char serve_usage[] =
     "UDP is never answered to a classic service's port (7 9 13 19 37), to broadcast,\n"
     "multicast or unspecified addresses, nor larger than 512 bytes to a smaller request:\n"
     "      --allow-low-ports  answer source ports below 1024 (by default: not)\n"
-    "      --udp-rate N[/s]   replies a second to one source (default 1000; 0 no limit)\n"
-    "      --udp-burst N      replies one source may have at once (default: the rate)\n"
-    "      --udp-sources N    sources tracked per loop (default 4096)\n"
+    "      --udp-rate N[/s]   replies a second to one source (default 1000; 0: no limit,\n"
+    "                         which lets a loop between two servers run for ever)\n"
+    "      --udp-burst N      replies one source may have at once (default 10: a loop\n"
+    "                         between two servers dies within about 20 datagrams)\n"
+    "      --udp-sources N    sources tracked, all loops together (default 4096)\n"
     "  -q, --quiet            log nothing but errors\n"
     CMD_TRACE_USAGE
     "  -h, --help\n";
@@ -252,7 +255,7 @@ listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_add
     rc = sf_server_listen(s, svc, addrs, naddrs, port, c->protos, &err);
     /* No IPv6 on this host: the default loopback pair falls back to IPv4 alone. */
     if (rc < 0 && defaulted && naddrs == 2 &&
-        (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) && strstr(err.msg, "[::1]"))
+        (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) && err.addr.ss_family == AF_INET6)
         rc = sf_server_listen(s, svc, addrs, 1, port, c->protos, &err);
     /* The well-known ports of the classic services are below 1024: suggest the same
      * number shifted above it (echo 7 -> 7007), as the examples do. */

@@ -15,6 +15,8 @@ sf_err_set(sf_err *err, int code, const char *fmt, ...)
     if (err == NULL)
         return code;
     err->code = code;
+    err->addr.ss_family = AF_UNSPEC;
+    err->addrlen = 0;
     va_start(ap, fmt);
     n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
@@ -25,6 +27,17 @@ sf_err_set(sf_err *err, int code, const char *fmt, ...)
     if (code < 0 && code > -4096 && n >= 0)
         snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, ": %s", sf_strerror(code));
     return code;
+}
+
+void
+sf_err_set_addr(sf_err *err, const struct sockaddr *sa, socklen_t len)
+{
+    if (err == NULL || sa == NULL)
+        return;
+    if (len > sizeof(err->addr))
+        len = sizeof(err->addr);
+    memcpy(&err->addr, sa, len);
+    err->addrlen = len;
 }
 
 const char *

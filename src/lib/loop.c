@@ -15,12 +15,17 @@
 #include "sockflow/loop.h"
 
 #define MAX_EVENTS 256
+#define MAX_DEFER 16        /* passes timers may wait for ready events (16 x 256 events) */
 #define MAX_SIGNALS 8
 
+#define MAX_FNS 255          /* distinct callbacks per loop */
+
+/* 16 bytes: a server holds one per idle connection, so the callback is a small index
+ * into the loop's table of callbacks (a server has a handful), not a pointer. */
 typedef struct watcher {
-    sf_io_fn fn;
     void *ud;
-    int events;
+    uint8_t fn;             /* index into fns, 0: not watched */
+    uint8_t events;
 } watcher;
 
 typedef struct timer {
@@ -37,6 +42,8 @@ struct sf_loop {
     atomic_int stopping;
     watcher *w;             /* indexed by fd */
     int nw;
+    sf_io_fn fns[MAX_FNS + 1];  /* the callbacks watchers name; fns[0] unused */
+    int nfns;
     timer *heap;            /* min-heap on due_ms */
     int ntimers, captimers;
     long next_timer_id;
@@ -45,6 +52,7 @@ struct sf_loop {
     sigset_t sigmask;
     uint64_t now_ms;
     uint64_t wakeups;
+    int deferred;           /* passes in a row that left the timers for later */
 };
 
 static uint64_t
@@ -123,6 +131,8 @@ sf_loop_free(sf_loop *l)
     free(l);
 }
 
+/* A fresh zeroed table rather than realloc + memset: the kernel hands out zero pages
+ * untouched, so a large table costs memory only for the descriptors in use. */
 static int
 grow_watchers(sf_loop *l, int fd)
 {
@@ -131,31 +141,48 @@ grow_watchers(sf_loop *l, int fd)
 
     while (n <= fd)
         n *= 2;
-    w = realloc(l->w, (size_t)n * sizeof(*w));
+    w = calloc((size_t)n, sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
-    memset(w + l->nw, 0, (size_t)(n - l->nw) * sizeof(*w));
+    if (l->nw)
+        memcpy(w, l->w, (size_t)l->nw * sizeof(*w));
+    free(l->w);
     l->w = w;
     l->nw = n;
     return 0;
+}
+
+/* The index of fn in the loop's table of callbacks, added if new; 0 when full. */
+static int
+fn_index(sf_loop *l, sf_io_fn fn)
+{
+    for (int i = 1; i <= l->nfns; i++)
+        if (l->fns[i] == fn)
+            return i;
+    if (l->nfns == MAX_FNS)
+        return 0;
+    l->fns[++l->nfns] = fn;
+    return l->nfns;
 }
 
 int
 sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud)
 {
     struct epoll_event ev = { .events = to_epoll(events), .data.fd = fd };
-    int op;
+    int op, idx;
 
     if (fd < 0)
         return -EBADF;
+    if ((idx = fn_index(l, fn)) == 0)
+        return -ENOSPC;
     if (fd >= l->nw && grow_watchers(l, fd) < 0)
         return -ENOMEM;
     op = l->w[fd].fn ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(l->epfd, op, fd, &ev) < 0)
         return -errno;
-    l->w[fd].fn = fn;
+    l->w[fd].fn = (uint8_t)idx;
     l->w[fd].ud = ud;
-    l->w[fd].events = events;
+    l->w[fd].events = (uint8_t)events;
     return 0;
 }
 
@@ -164,25 +191,39 @@ sf_loop_set_events(sf_loop *l, int fd, int events)
 {
     struct epoll_event ev = { .events = to_epoll(events), .data.fd = fd };
 
-    if (fd < 0 || fd >= l->nw || l->w[fd].fn == NULL)
+    if (fd < 0 || fd >= l->nw || l->w[fd].fn == 0)
         return -EBADF;
     if (l->w[fd].events == events)
         return 0;
     if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
         return -errno;
-    l->w[fd].events = events;
+    l->w[fd].events = (uint8_t)events;
     return 0;
 }
 
 void
 sf_loop_unwatch(sf_loop *l, int fd)
 {
-    if (fd < 0 || fd >= l->nw || l->w[fd].fn == NULL)
+    if (fd < 0 || fd >= l->nw || l->w[fd].fn == 0)
         return;
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
-    l->w[fd].fn = NULL;
+    l->w[fd].fn = 0;
     l->w[fd].ud = NULL;
     l->w[fd].events = 0;
+}
+
+void *
+sf_loop_watched(const sf_loop *l, int fd, sf_io_fn fn)
+{
+    if (fd < 0 || fd >= l->nw || l->w[fd].fn == 0 || l->fns[l->w[fd].fn] != fn)
+        return NULL;
+    return l->w[fd].ud;
+}
+
+int
+sf_loop_fd_end(const sf_loop *l)
+{
+    return l->nw;
 }
 
 /* ---- timers: a binary min-heap ---- */
@@ -360,12 +401,16 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
     struct epoll_event evs[MAX_EVENTS];
     int n, handled = 0;
 
-    n = epoll_wait(l->epfd, evs, MAX_EVENTS, next_timeout(l, timeout_ms));
+    n = epoll_wait(l->epfd, evs, MAX_EVENTS, l->deferred ? 0 : next_timeout(l, timeout_ms));
     l->wakeups++;
     if (n < 0) {
         if (errno != EINTR)
             return -errno;
-        n = 0;
+        /* A signal (SIGCONT after a stop) is no sign that time ran out: the ready
+         * events come first, on the next pass, which waits no longer since a timer is
+         * due. */
+        l->deferred++;
+        return 0;
     }
     l->now_ms = mono_ms();
     for (int i = 0; i < n; i++) {
@@ -374,7 +419,7 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
         int events = 0;
 
         /* The watcher may have gone during this batch (closed by another callback). */
-        if (fd >= l->nw || l->w[fd].fn == NULL)
+        if (fd >= l->nw || l->w[fd].fn == 0)
             continue;
         if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
             events |= SF_READ;
@@ -383,9 +428,15 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
         events &= l->w[fd].events | ((e & (EPOLLERR | EPOLLHUP)) ? SF_READ | SF_WRITE : 0);
         if (events == 0)
             continue;
-        l->w[fd].fn(l, fd, events, l->w[fd].ud);
+        l->fns[l->w[fd].fn](l, fd, events, l->w[fd].ud);
         handled++;
     }
+    /* A full batch: more may be ready. Timers judge staleness (idle connections), so
+     * after a stall (SIGSTOP, a debugger, a paused VM) every ready event is handled
+     * before them, within MAX_DEFER passes so a busy loop still runs its timers. */
+    if (n == MAX_EVENTS && ++l->deferred < MAX_DEFER)
+        return handled;
+    l->deferred = 0;
     return handled + run_timers(l);
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -56,7 +57,9 @@ fail_close(const sf_trace *t, int fd, sf_err *err, const char *call, const sf_ad
     if (fd >= 0)
         sf_close(t, fd);
     sf_addr_format(a, where, sizeof(where));
-    return sf_err_set(err, code, "%s %s", call, where);
+    sf_err_set(err, code, "%s %s", call, where);
+    sf_err_set_addr(err, (const struct sockaddr *)&a->ss, a->len);
+    return code;
 }
 
 /* SO_REUSEPORT lets any socket of the same user join a port's group, so a second server
@@ -118,6 +121,21 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
     return fd;
 }
 
+/* Options the accepted sockets inherit. Not traced: tuning, not a step of the flow the
+ * trace draws (its text and JSON forms are a contract). 0, or -1 with errno set. */
+static int
+tune_listener(int fd, const sf_listen_opts *opts)
+{
+    int on = 1;
+
+    if (opts->sndbuf > 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &opts->sndbuf, sizeof(opts->sndbuf)) < 0)
+        return -1;
+    if (opts->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0)
+        return -1;
+    return 0;
+}
+
 int
 sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
               sf_err *err)
@@ -128,6 +146,8 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     fd = bound_socket(t, a, SOCK_STREAM, opts, err);
     if (fd < 0)
         return fd;
+    if (opts && tune_listener(fd, opts) < 0)
+        return fail_close(t, fd, err, "setsockopt", a);
     rc = listen(fd, backlog);
     TRACE(t, SF_CALL_LISTEN, fd, rc, NULL, "backlog=%d", backlog);
     if (rc < 0)
@@ -152,13 +172,13 @@ sf_listen(const sf_trace *t, int fd, int backlog, sf_err *err)
 
 /* accept(2), Linux: errors already pending on the new connection are returned by
  * accept and should be treated like EAGAIN; the listener itself is fine. */
-static int
-accept_error_is_transient(int e)
+int
+sf_accept_error_is_transient(int code)
 {
-    switch (e) {
-    case EAGAIN: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
-    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
-    case ENOBUFS: case ENOMEM: case EPERM:
+    switch (-code) {
+    case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
+    case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case ENOBUFS:
+    case ENOMEM: case EPERM:
         return 1;
     default:
         return 0;
@@ -191,7 +211,7 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
                           flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
     if (fd >= 0)
         return fd;
-    return accept_error_is_transient(errno) ? SF_EAGAIN : -errno;
+    return errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
 }
 
 int
@@ -206,8 +226,9 @@ sf_tcp_accept_blocking(const sf_trace *t, int lfd, sf_addr *peer)
     int fd;
 
     /* A transient error means this connection is gone, not the listener: wait again. */
-    while ((fd = accept_one(t, lfd, peer, SOCK_CLOEXEC)) == SF_EAGAIN)
-        ;
+    do {
+        fd = accept_one(t, lfd, peer, SOCK_CLOEXEC);
+    } while (sf_accept_error_is_transient(fd));
     return fd;
 }
 

@@ -3,6 +3,7 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -14,6 +15,7 @@
 #define MAX_PORTS 64
 #define MAX_BCAST 32
 #define IFADDR_REFRESH_MS 60000
+#define LOCKS 64                /* shared guard: one lock per 1/64th of the sets */
 
 /* The classic services answer anything: a datagram from one of their ports is the
  * other half of a loop (OpenBSD inetd's dg_badinput, FreeBSD's check_loop). */
@@ -37,6 +39,9 @@ struct sf_udpguard {
     int nbcast;
     uint64_t bcast_ms;
     int bcast_read;
+    int shared;                 /* used by several threads: take the locks */
+    pthread_mutex_t bcast_lock;
+    pthread_mutex_t set_lock[LOCKS];
 };
 
 /* ---- token bucket ---- */
@@ -133,10 +138,19 @@ read_broadcasts(sf_udpguard *g, uint64_t now_ms)
     if (getifaddrs(&ifs) < 0)
         return;
     g->nbcast = 0;
-    for (i = ifs; i && g->nbcast < MAX_BCAST; i = i->ifa_next)
-        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
-            (i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr)
-            g->bcast[g->nbcast++] = ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr.s_addr;
+    for (i = ifs; i && g->nbcast < MAX_BCAST; i = i->ifa_next) {
+        uint32_t b;
+
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
+            !(i->ifa_flags & IFF_BROADCAST) || !i->ifa_broadaddr)
+            continue;
+        b = ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr.s_addr;
+        /* An address added without `brd` (containers, clouds) has none: getifaddrs
+         * then reports the address itself, which is a host, not a broadcast. */
+        if (b == ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr)
+            continue;
+        g->bcast[g->nbcast++] = b;
+    }
     freeifaddrs(ifs);
 }
 
@@ -145,13 +159,19 @@ is_broadcast(sf_udpguard *g, const struct sockaddr *sa, socklen_t len, uint64_t 
 {
     uint32_t v4;
 
-    if (!v4_of(sa, len, &v4))
+    int found = 0;
+
+    /* Loopback is never an interface's broadcast: no table to read, no lock to take. */
+    if (!v4_of(sa, len, &v4) || (ntohl(v4) >> 24) == 127)
         return 0;
+    if (g->shared)
+        pthread_mutex_lock(&g->bcast_lock);
     read_broadcasts(g, now_ms);
-    for (int i = 0; i < g->nbcast; i++)
-        if (g->bcast[i] == v4)
-            return 1;
-    return 0;
+    for (int i = 0; i < g->nbcast && !found; i++)
+        found = g->bcast[i] == v4;
+    if (g->shared)
+        pthread_mutex_unlock(&g->bcast_lock);
+    return found;
 }
 
 static int
@@ -188,17 +208,29 @@ source_key(const struct sockaddr *sa, socklen_t len, uint8_t key[16])
     }
 }
 
-static int
-find_slot(sf_udpguard *g, const uint8_t key[16], uint64_t now_ms)
+/* The first slot of the set where key lives. Seeded, so that nobody can aim many
+ * sources at one set. */
+static uint32_t
+set_of(const sf_udpguard *g, const uint8_t key[16])
 {
     uint64_t k0, k1;
-    uint32_t set;
-    int victim = -1;
 
     memcpy(&k0, key, 8);
     memcpy(&k1, key + 8, 8);
-    /* Seeded, so that nobody can aim many sources at one set. */
-    set = (uint32_t)mix(mix(k0 ^ g->seed) ^ k1) & g->mask & ~(uint32_t)(WAYS - 1);
+    return (uint32_t)mix(mix(k0 ^ g->seed) ^ k1) & g->mask & ~(uint32_t)(WAYS - 1);
+}
+
+static pthread_mutex_t *
+set_lock(sf_udpguard *g, uint32_t set)
+{
+    return g->shared ? &g->set_lock[(set / WAYS) % LOCKS] : NULL;
+}
+
+static int
+find_slot(sf_udpguard *g, const uint8_t key[16], uint32_t set, uint64_t now_ms)
+{
+    int victim = -1;
+
     for (uint32_t i = set; i < set + WAYS; i++) {
         slot *s = &g->slots[i];
 
@@ -217,13 +249,18 @@ find_slot(sf_udpguard *g, const uint8_t key[16], uint64_t now_ms)
 /* ---- the guard ---- */
 
 sf_udpguard *
-sf__udpguard_new(int allow_low_ports, uint32_t rate, uint32_t burst, uint32_t sources)
+sf__udpguard_new(int allow_low_ports, uint32_t rate, uint32_t burst, uint32_t sources,
+                 int shared)
 {
     sf_udpguard *g = calloc(1, sizeof(*g));
     uint32_t n = WAYS;
 
     if (g == NULL)
         return NULL;
+    g->shared = shared;
+    pthread_mutex_init(&g->bcast_lock, NULL);
+    for (int i = 0; i < LOCKS; i++)
+        pthread_mutex_init(&g->set_lock[i], NULL);
     while (n < sources && n < (1u << 24))
         n <<= 1;
     g->allow_low_ports = allow_low_ports;
@@ -244,6 +281,9 @@ sf__udpguard_free(sf_udpguard *g)
 {
     if (g == NULL)
         return;
+    pthread_mutex_destroy(&g->bcast_lock);
+    for (int i = 0; i < LOCKS; i++)
+        pthread_mutex_destroy(&g->set_lock[i]);
     free(g->slots);
     free(g);
 }
@@ -264,6 +304,8 @@ sf__udpguard_check(sf_udpguard *g, const struct sockaddr *sa, socklen_t len,
 {
     uint8_t key[16];
     int port = port_of(sa), s;
+    uint32_t set;
+    pthread_mutex_t *lock;
 
     if (port == 0)
         return SF_UDP_DROP_LOOP;
@@ -284,15 +326,29 @@ sf__udpguard_check(sf_udpguard *g, const struct sockaddr *sa, socklen_t len,
     if (g->rate == 0)
         return (int)g->mask + 1;    /* no budget to spend */
     source_key(sa, len, key);
-    s = find_slot(g, key, now_ms);
+    set = set_of(g, key);
+    if ((lock = set_lock(g, set)) != NULL)
+        pthread_mutex_lock(lock);
+    s = find_slot(g, key, set, now_ms);
     if (sf__bucket_refill(&g->slots[s].b, now_ms, g->rate, g->burst) == 0)
-        return SF_UDP_DROP_RATE;
+        s = SF_UDP_DROP_RATE;
+    if (lock)
+        pthread_mutex_unlock(lock);
     return s;
 }
 
 void
 sf__udpguard_spend(sf_udpguard *g, int ticket)
 {
-    if (g->rate > 0 && ticket >= 0 && (uint32_t)ticket <= g->mask)
-        sf__bucket_take(&g->slots[ticket].b);
+    pthread_mutex_t *lock;
+
+    if (g->rate == 0 || ticket < 0 || (uint32_t)ticket > g->mask)
+        return;
+    /* Shared: the slot may have changed hands since the check; the token then comes
+     * off its new source, a bounded error that never lets a source past its budget. */
+    if ((lock = set_lock(g, (uint32_t)ticket & ~(uint32_t)(WAYS - 1))) != NULL)
+        pthread_mutex_lock(lock);
+    sf__bucket_take(&g->slots[ticket].b);
+    if (lock)
+        pthread_mutex_unlock(lock);
 }

@@ -2,7 +2,7 @@
  * the port of a classic service or a privileged port (echo<->chargen loops, CERT
  * CA-1996-01; CVE-2024-2169), none to or from broadcast, multicast or unspecified
  * addresses (fraggle), and a per-source reply budget (token buckets in a bounded
- * table). Internal to the UDP engine; one guard per loop, not shared between threads. */
+ * table). Internal to the UDP engine; one guard per server, shared by its loops. */
 #ifndef SOCKFLOW_UDPGUARD_H
 #define SOCKFLOW_UDPGUARD_H
 
@@ -36,9 +36,11 @@ typedef struct sf_udpguard sf_udpguard;
 
 /* rate: replies a second per source (0: no limit); burst: tokens a source may spend at
  * once (at least 1); sources: how many sources are tracked (the table never grows; the
- * least recently seen in a set makes room). NULL when out of memory. */
+ * least recently seen in a set makes room); shared: the guard is used by several
+ * threads at once (one budget per source whatever the loop), so it takes locks.
+ * NULL when out of memory. */
 sf_udpguard *sf__udpguard_new(int allow_low_ports, uint32_t rate, uint32_t burst,
-                              uint32_t sources);
+                              uint32_t sources, int shared);
 void sf__udpguard_free(sf_udpguard *g);
 
 /* Count port as one this server serves UDP on: replies to it are refused (two servers

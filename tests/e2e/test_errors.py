@@ -74,6 +74,28 @@ def test_address_in_use_by_another_sockflow(serve):
     assert s.alive()
 
 
+@pytest.mark.parametrize("first,second,why", [
+    ("0.0.0.0", "127.0.0.1", "overlaps 0.0.0.0 (every IPv4 address is in the wildcard): "
+                             "give one of them"),
+    ("127.0.0.1", "0.0.0.0", "overlaps 127.0.0.1 (every IPv4 address is in the wildcard): "
+                             "give one of them"),
+    ("127.0.0.1", "127.0.0.1", "given twice"),
+])
+@pytest.mark.parametrize("port", ["0", "free"])
+def test_serve_overlapping_listen_addresses(first, second, why, port):
+    """Two -l that take the same port twice: one line naming the overlap, exit 1; never a
+    silent server bound to nothing, never 'another server' blamed for our own -l."""
+    port = str(free_port()) if port == "free" else port
+    r = run_sockflow(["serve", "-l", first, "-l", second, f"echo:{port}"], timeout=10)
+    failed(r, f"listen {second}: {why}")
+
+
+def test_serve_two_services_on_one_port():
+    port = free_port()
+    r = run_sockflow(["serve", "-t", f"echo:{port}", f"discard:{port}"], timeout=10)
+    failed(r, f"bind 127.0.0.1:{port}: this server listens on 127.0.0.1:{port} already (echo)")
+
+
 @pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
 def test_address_in_use_on_ipv6_only():
     with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as held:

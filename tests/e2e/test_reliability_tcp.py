@@ -5,7 +5,9 @@ every wait bounded, every process stopped by its pid."""
 import fcntl
 import os
 import random
+import re
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -731,3 +733,138 @@ def test_two_loops_under_load(serve):
     # Two threads did the work (a sanitizer runtime may add a quiet thread of its own).
     assert len([ms for ms in busy.values() if ms > 2]) == 2, f"not two loops at work: {busy}"
     assert s.stop() == 0
+
+
+def _stall_and_watch(s, clients, send_every, stall_at=1.0, stall_for=3.0, total=6.0):
+    """Drive clients (nonblocking) for total seconds: each sends a byte every send_every
+    seconds (None: never) and everything the server sends is read; the server is stopped
+    (SIGSTOP) stall_for seconds from stall_at. Returns (closed indexes, bytes sent, got)."""
+    sel = selectors.DefaultSelector()
+    for i, c in enumerate(clients):
+        c.setblocking(False)
+        sel.register(c, selectors.EVENT_READ, i)
+    closed, sent, got = set(), [0] * len(clients), [0] * len(clients)
+    t0 = time.monotonic()
+    next_send, stopped, resumed = t0, False, False
+    while time.monotonic() - t0 < total:
+        now = time.monotonic() - t0
+        if not stopped and now >= stall_at:
+            s.signal(signal.SIGSTOP)
+            stopped = True
+        if stopped and not resumed and now >= stall_at + stall_for:
+            s.signal(signal.SIGCONT)
+            resumed = True
+        if send_every is not None and time.monotonic() >= next_send:
+            for i, c in enumerate(clients):
+                if i not in closed:
+                    c.send(b"x")
+                    sent[i] += 1
+            next_send = time.monotonic() + send_every
+        for key, _ in sel.select(0.02):
+            try:
+                data = key.fileobj.recv(65536)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                closed.add(key.data)
+                sel.unregister(key.fileobj)
+            else:
+                got[key.data] += len(data)
+    sel.close()
+    if not resumed:
+        s.signal(signal.SIGCONT)
+    return closed, sent, got
+
+
+def test_stall_longer_than_idle_timeout_keeps_active_clients(serve):
+    """RELIABILITY.md 'stalls': the server stopped 3 s (SIGSTOP) with --idle-timeout 2
+    while 400 clients (more than one epoll batch) send a byte every 0.5 s: after SIGCONT
+    their input is handled before the sweep judges them, so none is closed as idle."""
+    s = serve("echo:0", "-t", "-4", "--idle-timeout", "2")
+    clients = [connect(s.port()) for _ in range(400)]
+    closed, sent, got = _stall_and_watch(s, clients, send_every=0.5)
+    time.sleep(0.2)
+    for i, c in enumerate(clients):
+        try:
+            got[i] += len(c.recv(65536))
+        except BlockingIOError:
+            pass
+    print(f"\n[stall] idle-timeout 2 s, 3 s stopped: {len(closed)} of 400 closed")
+    assert not closed, f"{len(closed)} active clients closed after the stall"
+    assert got == sent
+    assert "idle timeout" not in s.stderr
+    for c in clients:
+        c.close()
+
+
+def test_stall_longer_than_send_timeout_keeps_reading_clients(serve):
+    """Same for the send timeout: 20 chargen clients that read all along, the server
+    stopped 3 s with --send-timeout 2: after SIGCONT their sockets are writable and
+    written before the sweep judges them stalled."""
+    s = serve("chargen:0", "-t", "-4", "--send-timeout", "2")
+    clients = [connect(s.port()) for _ in range(20)]
+    closed, _, got = _stall_and_watch(s, clients, send_every=None)
+    print(f"\n[stall] send-timeout 2 s, 3 s stopped: {len(closed)} of 20 closed")
+    assert not closed, f"{len(closed)} reading clients closed after the stall"
+    assert all(g > 0 for g in got)
+    assert "send timeout" not in s.stderr
+    for c in clients:
+        c.close()
+
+
+def _server_skmem(port):
+    """skmem of the server's side of each connection on port: [{'t': .., 'tb': .., ...}]."""
+    out = subprocess.run(["ss", "-tmnH", "state", "established", f"sport = :{port}"],
+                         stdout=subprocess.PIPE, timeout=10, check=True).stdout.decode()
+    found = []
+    for m in re.finditer(r"skmem:\(([^)]*)\)", out):
+        found.append({k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", m.group(1))})
+    return found
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_kernel_memory_per_non_reader_is_bounded(serve):
+    """RELIABILITY.md 'kernel memory per slow peer': 20 echo clients each write 8 MiB
+    and read nothing. What each pins in the server's kernel send buffer (ss -tm: the
+    bytes queued, w, and the buffer, tb) is fixed by the queue cap (at least 1 MiB,
+    which the kernel doubles: 2 MiB with the default cap), not autotuned to 4 MiB."""
+    s = serve("echo:0", "-t", "-4", "--send-timeout", "30")
+    port = s.port()
+    hogs = [connect(port) for _ in range(20)]
+    chunk = b"h" * 65536
+    for h in hogs:
+        h.setblocking(False)
+    sent = [0] * len(hogs)
+    deadline = time.monotonic() + 10
+    stuck_since = None
+    while time.monotonic() < deadline:
+        progress = False
+        for i, h in enumerate(hogs):
+            if sent[i] >= 8 * MiB:
+                continue
+            try:
+                sent[i] += h.send(chunk)
+                progress = True
+            except BlockingIOError:
+                pass
+        if progress:
+            stuck_since = None
+        elif stuck_since is None:
+            stuck_since = time.monotonic()
+        elif time.monotonic() - stuck_since > 0.5:
+            break
+        time.sleep(0.001 if progress else 0.02)
+    mem = _server_skmem(port)
+    assert len(mem) == 20, mem
+    worst_w, worst_tb = max(m["w"] for m in mem), max(m["tb"] for m in mem)
+    print(f"\n[kernel memory] per non-reader: send queue max {worst_w} B, buffer max "
+          f"{worst_tb} B, total {sum(m['w'] for m in mem)} B for 20")
+    assert worst_tb <= 2 * MiB
+    assert worst_w <= 2 * MiB + 64 * 1024
+    # The server is still fine for others.
+    with connect(port) as c:
+        assert round_trip(c) < 0.5
+    for h in hogs:
+        reset_close(h)

@@ -39,8 +39,9 @@ def test_discard_never_answers(srv):
     assert udp_ask(srv.port("udp", "discard"), b"anything", timeout=0.5) is None
 
 
-def test_chargen_one_line_per_datagram_ring_advancing(srv):
-    port = srv.port("udp", "chargen")
+def test_chargen_one_line_per_datagram_ring_advancing(serve):
+    # 97 requests back to back from one address outrun the default burst (10): no budget.
+    port = serve("-u", "-4", "--udp-rate", "0", "chargen:0").port("udp", "chargen")
     replies = [udp_ask(port, b"") for _ in range(97)]
     assert replies == [chargen_line(i) for i in range(97)]
     assert all(len(r) == 74 for r in replies)
@@ -193,3 +194,49 @@ def test_drops_logged_at_most_once_a_second(srv):
     assert told == n
     assert 1 <= len(lines) <= 5, lines
     assert all("from a service port (last 127.0.0.1:19)" in l for l in lines)
+
+
+def _in_namespace(script, *args):
+    """Run script (in this directory) under `unshare --net` and return its JSON; skips
+    with the reason when a private network namespace cannot be made here."""
+    import json
+    import shutil
+    import subprocess
+
+    from conftest import SOCKFLOW
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace with a veth pair needs root")
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("unshare or ip missing")
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        r = subprocess.run(["unshare", "--net", "/usr/bin/python3", os.path.join(here, script),
+                            SOCKFLOW, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=60, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script} did not finish in 60 s")
+    if r.returncode != 0 and "unshare" in r.stderr:
+        pytest.skip(f"cannot make a network namespace here: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def multihomed():
+    return _in_namespace("netns_udp_hosts.py")
+
+
+def test_host_address_without_broadcast_is_answered(multihomed):
+    """RELIABILITY.md 'addresses without broadcast': an address added without `brd`
+    (getifaddrs then reports the address itself as its broadcast) is a host address:
+    a datagram to it is answered."""
+    assert multihomed["host_no_brd"] == {"reply": "which address?", "from": "10.9.0.1"}
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_reply_leaves_from_the_address_asked(multihomed, family):
+    """RELIABILITY.md 'reply source': on the wildcard address, a request to the host's
+    second address is answered from that address (IP_PKTINFO / IPV6_PKTINFO), so a
+    connected client sees the reply."""
+    want = "10.9.0.2" if family == "v4" else "fd00:9::2"
+    assert multihomed[f"second_{family}"] == {"reply": "which address?", "from": want}

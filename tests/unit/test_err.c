@@ -64,6 +64,27 @@ set_truncates_long_messages(void **state)
     assert_memory_equal(err.msg + SF_ERR_MSG_MAX - 10, ": Connect", 9);
 }
 
+/* The address a failure was about is kept beside the text, and a new failure without
+ * one clears it. */
+static void
+set_addr_kept_then_cleared(void **state)
+{
+    struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(7) };
+    sf_err err;
+
+    (void)state;
+    sf_err_set(&err, -ECONNREFUSED, "connect 0.0.0.0:7");
+    assert_int_equal(err.addr.ss_family, AF_UNSPEC);
+    sf_err_set_addr(&err, (struct sockaddr *)&in, sizeof(in));
+    assert_int_equal(err.addr.ss_family, AF_INET);
+    assert_int_equal(err.addrlen, sizeof(in));
+    assert_int_equal(((struct sockaddr_in *)&err.addr)->sin_port, htons(7));
+    sf_err_set(&err, SF_EUSAGE, "no address");
+    assert_int_equal(err.addr.ss_family, AF_UNSPEC);
+    assert_int_equal(err.addrlen, 0);
+    sf_err_set_addr(NULL, (struct sockaddr *)&in, sizeof(in));   /* no err: nothing */
+}
+
 static void
 strerror_texts(void **state)
 {
@@ -113,6 +134,7 @@ main(void)
         cmocka_unit_test(set_without_err_only_returns),
         cmocka_unit_test(set_own_codes_append_nothing),
         cmocka_unit_test(set_truncates_long_messages),
+        cmocka_unit_test(set_addr_kept_then_cleared),
         cmocka_unit_test(strerror_texts),
         cmocka_unit_test(errname_names),
         cmocka_unit_test(eagain_is_minus_errno),

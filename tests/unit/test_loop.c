@@ -98,6 +98,47 @@ watch_read_and_write(void **state)
     sf_loop_free(l);
 }
 
+static void
+on_other(sf_loop *l, int fd, int events, void *ud)
+{
+    on_io(l, fd, events, ud);
+}
+
+/* The loop's table serves its owner too: sf_loop_watched gives the ud of an fd watched
+ * with a given callback, and nothing for another callback or an unwatched fd; a table
+ * grown far past a first fd keeps what it held. */
+static void
+watched_lookup(void **state)
+{
+    sf_loop *l = new_loop();
+    io_rec a = { 0 }, b = { 0 };
+    int sv[2], hi;
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    hi = fcntl(sv[1], F_DUPFD_CLOEXEC, 600);
+    assert_true(hi >= 600);
+    assert_int_equal(sf_loop_watch(l, sv[0], SF_READ, on_io, &a), 0);
+    assert_int_equal(sf_loop_watch(l, hi, SF_READ, on_other, &b), 0);
+    assert_true(sf_loop_fd_end(l) > hi);
+    assert_ptr_equal(sf_loop_watched(l, sv[0], on_io), &a);
+    assert_ptr_equal(sf_loop_watched(l, hi, on_other), &b);
+    assert_null(sf_loop_watched(l, sv[0], on_other));
+    assert_null(sf_loop_watched(l, sv[1], on_io));
+    assert_null(sf_loop_watched(l, -1, on_io));
+    assert_null(sf_loop_watched(l, sf_loop_fd_end(l), on_io));
+    assert_int_equal(write(hi, "x", 1), 1);
+    RUN_UNTIL(l, a.calls > 0);
+    assert_int_equal(a.fd, sv[0]);
+    sf_loop_unwatch(l, sv[0]);
+    assert_null(sf_loop_watched(l, sv[0], on_io));
+    sf_loop_unwatch(l, hi);
+    sf_loop_free(l);
+    close(sv[0]);
+    close(sv[1]);
+    close(hi);
+}
+
 /* Events 0 keeps the fd registered but quiet; unwatch forgets it; watching again works. */
 static void
 quiet_unwatch_rewatch(void **state)
@@ -576,6 +617,7 @@ main(void)
         cmocka_unit_test(new_and_free),
         cmocka_unit_test(watch_read_and_write),
         cmocka_unit_test(quiet_unwatch_rewatch),
+        cmocka_unit_test(watched_lookup),
         cmocka_unit_test(watch_errors),
         cmocka_unit_test(hangup_reported_as_both),
         cmocka_unit_test(unwatch_during_batch),

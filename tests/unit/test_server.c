@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <linux/sockios.h>
+#include <netinet/tcp.h>
 
 #include "unit.h"
 
@@ -112,6 +113,47 @@ flood(int fd, const char *pattern, size_t patlen, size_t max)
         total += (size_t)w;
     }
     return total;
+}
+
+/* Connect to loopback:port until the connection is refused (a closed listener), at most
+ * UNIT_WAIT_MS; returns 1 if it was. */
+static int
+connect_until_refused(int port)
+{
+    sf_addr a = unit_loopback(AF_INET, port);
+
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; unit_now_ms() < end;) {
+        int c = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
+
+        if (c == -ECONNREFUSED)
+            return 1;
+        if (c >= 0)
+            close(c);
+        unit_sleep_ms(5);
+    }
+    return 0;
+}
+
+/* New clients of the echo at port until one gets its byte back, at most UNIT_WAIT_MS;
+ * returns how many were turned away first (-1: never served). */
+static int
+connect_until_served(int port, char ch)
+{
+    int turned_away = 0;
+
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; unit_now_ms() < end;) {
+        int c = unit_tcp_client(AF_INET, port), served;
+        char got;
+
+        assert_int_equal(sf_write(NULL, c, &ch, 1), 1);
+        served = unit_read_exact(c, &got, 1, UNIT_WAIT_MS) == 1 && got == ch;
+        close(c);
+        if (served)
+            return turned_away;
+        turned_away++;
+        unit_sleep_ms(20);
+    }
+    return -1;
 }
 
 /* ---- listeners ---- */
@@ -314,6 +356,23 @@ echo_udp_sizes(void **state)
     assert_int_equal(st.accepted, 0);
 }
 
+/* RFC 862 echoes what it receives: an empty datagram gets an empty one back, as from
+ * inetd's echo. */
+static void
+echo_udp_empty_datagram(void **state)
+{
+    sf_server_stats st;
+    unit_server u;
+
+    (void)state;
+    unit_server_start(&u, NULL, &sf_svc_echo, SF_PROTO_UDP, 1);
+    assert_int_equal(echo_roundtrip_udp(AF_INET, u.port, 0, UNIT_WAIT_MS), 0);
+    assert_int_equal(echo_roundtrip_udp(AF_INET6, u.port, 0, UNIT_WAIT_MS), 0);
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.dgrams_in, 2);
+    assert_int_equal(st.dgrams_out, 2);
+}
+
 /* Several loops (SO_REUSEPORT): every client is served, whichever loop takes it. */
 static void
 echo_several_loops(void **state)
@@ -352,7 +411,7 @@ max_conns_refuses_then_frees(void **state)
     sf_server_opts o = { .max_conns = 1 };
     sf_server_stats st;
     unit_server u;
-    int a, b, served = 0, refused = 1;
+    int a, b, served, refused = 1;
     char buf[4];
 
     (void)state;
@@ -370,22 +429,156 @@ max_conns_refuses_then_frees(void **state)
     assert_int_equal(buf[0], 'A');
     close(a);
 
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !served && unit_now_ms() < end;) {
-        int c = unit_tcp_client(AF_INET, u.port);
-
-        assert_int_equal(sf_write(NULL, c, "c", 1), 1);
-        if (unit_read_exact(c, buf, 1, UNIT_WAIT_MS) == 1 && buf[0] == 'c')
-            served = 1;
-        else
-            refused++;
-        close(c);
-        if (!served)
-            unit_sleep_ms(20);
-    }
-    assert_true(served);
+    served = connect_until_served(u.port, 'c');
+    assert_true(served >= 0);
+    refused += served;
     unit_server_stop(&u, &st);
     assert_int_equal(st.accepted, 2);
     assert_int_equal(st.refused_max, refused);
+}
+
+/* How many connections a service sees open at once, at most. */
+static atomic_int peak_open, peak_max;
+
+static void
+peak_on_open(sf_conn *c)
+{
+    int n = atomic_fetch_add(&peak_open, 1) + 1, m = atomic_load(&peak_max);
+
+    (void)c;
+    while (n > m && !atomic_compare_exchange_weak(&peak_max, &m, n))
+        ;
+}
+
+static void
+peak_on_close(sf_conn *c)
+{
+    (void)c;
+    atomic_fetch_sub(&peak_open, 1);
+}
+
+static const sf_service peak_svc = {
+    .name = "peak", .protos = SF_PROTO_TCP, .on_open = peak_on_open,
+    .on_close = peak_on_close,
+};
+
+typedef struct churn_arg {
+    int port;
+    uint64_t end_ms;
+} churn_arg;
+
+/* Connect, stay a moment, leave; again and again until end_ms. */
+static void *
+churn_clients(void *arg)
+{
+    const churn_arg *ca = arg;
+    sf_addr a = unit_loopback(AF_INET, ca->port);
+
+    while (unit_now_ms() < ca->end_ms) {
+        int fds[25];
+
+        for (int i = 0; i < 25; i++)
+            fds[i] = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
+        unit_sleep_ms(2);
+        for (int i = 0; i < 25; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+    }
+    return NULL;
+}
+
+/* With several loops the cap holds exactly: 8 threads of clients coming and going
+ * around max_conns at 4 loops never have more than max_conns open at once (a
+ * check-then-increment let two loops admit the last free slot together). */
+static void
+max_conns_exact_with_several_loops(void **state)
+{
+    enum { MAX = 50, THREADS = 8 };
+    sf_server_opts o = { .loops = 4, .max_conns = MAX };
+    pthread_t th[THREADS];
+    churn_arg ca;
+    sf_server_stats st;
+    unit_server u;
+
+    (void)state;
+    atomic_store(&peak_open, 0);
+    atomic_store(&peak_max, 0);
+    unit_server_start(&u, &o, &peak_svc, SF_PROTO_TCP, 0);
+    ca = (churn_arg){ u.port, unit_now_ms() + 2000 };
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, churn_clients, &ca), 0);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(unit_join(th[i], UNIT_WAIT_MS + 2000, NULL), 0);
+    unit_server_stop(&u, &st);
+    assert_true(st.refused_max > 0);
+    assert_true(atomic_load(&peak_max) <= MAX);
+    assert_int_equal(atomic_load(&peak_max), MAX);
+}
+
+/* What an accepted socket was given, as its service sees it at on_open. */
+static atomic_int opened_sndbuf, opened_nodelay;
+
+static void
+sockopt_on_open(sf_conn *c)
+{
+    int v = 0, nd = 0;
+    socklen_t len = sizeof(v);
+
+    assert_int_equal(getsockopt(sf_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &v, &len), 0);
+    assert_int_equal(getsockopt(sf_conn_fd(c), IPPROTO_TCP, TCP_NODELAY, &nd, &len), 0);
+    atomic_store(&opened_nodelay, nd ? 1 : 2);
+    atomic_store(&opened_sndbuf, v);
+}
+
+static const sf_service sockopt_svc = {
+    .name = "sockopt", .protos = SF_PROTO_TCP, .on_open = sockopt_on_open,
+};
+
+/* What one client that never reads can pin in the kernel is bounded by queue_cap too:
+ * the accepted socket's send buffer is fixed (no autotuning), the kernel's double of
+ * max(queue_cap, 1 MiB). */
+static void
+accepted_send_buffer_follows_queue_cap(void **state)
+{
+    size_t caps[] = { 256 * 1024, 16 * 1024, 4 * 1024 * 1024 };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+        sf_server_opts o = { .queue_cap = caps[i] };
+        size_t want = 2 * (caps[i] > 1048576 ? caps[i] : 1048576);
+        unit_server u;
+        int fd;
+
+        atomic_store(&opened_sndbuf, 0);
+        unit_server_start(&u, &o, &sockopt_svc, SF_PROTO_TCP, 0);
+        fd = unit_tcp_client(AF_INET, u.port);
+        for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+             atomic_load(&opened_sndbuf) == 0 && unit_now_ms() < end;)
+            unit_sleep_ms(5);
+        assert_int_equal(atomic_load(&opened_sndbuf), want);
+        close(fd);
+        unit_server_stop(&u, NULL);
+    }
+}
+
+/* Accepted sockets have TCP_NODELAY (inherited from the listener): the second write of
+ * a message longer than one read must not wait for a delayed ACK (~40 ms). */
+static void
+accepted_sockets_nodelay(void **state)
+{
+    unit_server u;
+    int fd;
+
+    (void)state;
+    atomic_store(&opened_nodelay, 0);
+    unit_server_start(&u, NULL, &sockopt_svc, SF_PROTO_TCP, 0);
+    fd = unit_tcp_client(AF_INET, u.port);
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+         atomic_load(&opened_nodelay) == 0 && unit_now_ms() < end;)
+        unit_sleep_ms(5);
+    assert_int_equal(atomic_load(&opened_nodelay), 1);
+    close(fd);
+    unit_server_stop(&u, NULL);
 }
 
 /* A datagram bigger than dgram_max is dropped and counted, never echoed cut. */
@@ -457,6 +650,97 @@ udp_rate_per_source(void **state)
     assert_int_equal(st.dgrams_in, 24);
     assert_int_equal(st.dgrams_out, 8);
     assert_int_equal(st.dgrams_rate, 16);
+}
+
+/* One budget per source whatever the loops: SO_REUSEPORT spreads one address's
+ * datagrams over the loops by source port, and each loop's own budget would multiply
+ * it by the number of loops. */
+static void
+udp_rate_one_budget_across_loops(void **state)
+{
+    enum { SOCKS = 32, EACH = 10 };
+    sf_server_opts o = { .loops = 4, .udp_rate = 1, .udp_burst = 40 };
+    sf_server_stats st;
+    unit_server u;
+    sf_addr to;
+    int fds[SOCKS], replies = 0;
+
+    (void)state;
+    unit_server_start(&u, &o, &sf_svc_echo, SF_PROTO_UDP, 0);
+    to = unit_loopback(AF_INET, u.port);
+    for (int i = 0; i < SOCKS; i++)
+        assert_true((fds[i] = sf_udp_connect(NULL, &to, NULL, 1, NULL)) >= 0);
+    for (int k = 0; k < EACH; k++)
+        for (int i = 0; i < SOCKS; i++)
+            assert_int_equal(sf_write(NULL, fds[i], "r", 1), 1);
+    for (int i = 0; i < SOCKS; i++) {
+        replies += count_replies(fds[i], i == 0 ? 300 : 20);
+        close(fds[i]);
+    }
+    unit_server_stop(&u, &st);
+    assert_int_equal(st.dgrams_in, SOCKS * EACH);
+    /* the burst, and the one token a second the run may have added */
+    assert_true(replies >= 40 && replies <= 42);
+    assert_int_equal(st.dgrams_out, replies);
+}
+
+/* Send one UDP datagram to 127.0.0.1:to that claims to come from 127.0.0.1:from, through
+ * a raw socket (root only); 0, or -1 when raw sockets are not allowed. */
+static int
+forge_udp_v4(int from, int to, const char *payload, size_t len)
+{
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = 0,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    unsigned char pkt[64];
+    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
+    assert_true(len + 8 <= sizeof(pkt));
+    /* The UDP header: ports, length, checksum 0 (none, allowed over IPv4). */
+    pkt[0] = (unsigned char)(from >> 8);
+    pkt[1] = (unsigned char)from;
+    pkt[2] = (unsigned char)(to >> 8);
+    pkt[3] = (unsigned char)to;
+    pkt[4] = (unsigned char)((len + 8) >> 8);
+    pkt[5] = (unsigned char)(len + 8);
+    pkt[6] = pkt[7] = 0;
+    memcpy(pkt + 8, payload, len);
+    n = sendto(fd, pkt, len + 8, 0, (struct sockaddr *)&dst, sizeof(dst));
+    close(fd);
+    assert_int_equal(n, (ssize_t)len + 8);
+    return 0;
+}
+
+/* One forged datagram between two echo servers on ordinary ports (CVE-2024-2169): the
+ * default per-source burst is small, so the ping-pong dies within about 20 datagrams
+ * instead of running through a burst of a thousand (or for ever). */
+static void
+udp_loop_between_servers_dies(void **state)
+{
+    sf_server_stats sa, sb;
+    unit_server a, b;
+
+    /* The default burst, with a rate slow enough that refilling cannot keep a loop
+     * going on a loaded machine (an exchange can take a millisecond there, which the
+     * default 1000 a second would refill). */
+    sf_server_opts o = { .udp_rate = 100 };
+
+    (void)state;
+    unit_server_start(&a, &o, &sf_svc_echo, SF_PROTO_UDP, 0);
+    unit_server_start(&b, &o, &sf_svc_echo, SF_PROTO_UDP, 0);
+    if (forge_udp_v4(a.port, b.port, "loop", 4) < 0) {
+        unit_server_stop(&a, NULL);
+        unit_server_stop(&b, NULL);
+        skip();     /* raw sockets need root (CAP_NET_RAW) */
+    }
+    unit_sleep_ms(1000);
+    unit_server_stop(&a, &sa);
+    unit_server_stop(&b, &sb);
+    assert_true(sb.dgrams_out >= 1);            /* the loop did start */
+    assert_in_range(sa.dgrams_out + sb.dgrams_out, 2, 24);
+    assert_true(sa.dgrams_rate + sb.dgrams_rate == 1);  /* and a drop ended it */
 }
 
 /* No reply to a datagram whose source port is one this server serves (two servers
@@ -619,11 +903,19 @@ bp_echo_data(sf_conn *c, char *data, size_t len)
     bp_note_queue(c);
 }
 
+static void
+bp_close(sf_conn *c)
+{
+    (void)c;
+    atomic_store(&bp_fd, -2);
+}
+
 static const sf_service bp_echo_svc = {
     .name = "bpecho",
     .protos = SF_PROTO_TCP,
     .on_open = bp_open,
     .on_data = bp_echo_data,
+    .on_close = bp_close,
 };
 
 static void
@@ -693,6 +985,10 @@ check_backpressure(size_t queue_cap)
         assert_memory_equal(got + off, pattern, len);
     }
     close(fd);
+    /* The server hears the close before it is stopped (else nothing is counted closed). */
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;
+         atomic_load(&bp_fd) != -2 && unit_now_ms() < end;)
+        unit_sleep_ms(5);
     unit_server_stop(&u, &st);
     assert_int_equal(st.queue_cap_hits, 0);
     assert_int_equal(st.bytes_in, total);
@@ -1328,7 +1624,7 @@ drain_lets_clients_finish(void **state)
 {
     sf_server_opts o = { .drain_timeout_ms = 20000 };
     unit_server u;
-    int fd, refused = 0;
+    int fd;
     char buf[4];
     uint64_t t0;
 
@@ -1338,17 +1634,7 @@ drain_lets_clients_finish(void **state)
     assert_int_equal(sf_write(NULL, fd, "1", 1), 1);
     assert_int_equal(unit_read_exact(fd, buf, 1, UNIT_WAIT_MS), 1);
     sf_server_stop(u.s, 1);
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !refused && unit_now_ms() < end;) {
-        sf_addr a = unit_loopback(AF_INET, u.port);
-        int c = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
-
-        if (c == -ECONNREFUSED)
-            refused = 1;
-        else if (c >= 0)
-            close(c);
-        unit_sleep_ms(5);
-    }
-    assert_true(refused);
+    assert_true(connect_until_refused(u.port));
     assert_int_equal(sf_write(NULL, fd, "2", 1), 1);
     assert_int_equal(unit_read_exact(fd, buf, 1, UNIT_WAIT_MS), 1);
     assert_int_equal(buf[0], '2');
@@ -1412,6 +1698,90 @@ stop_at_once(void **state)
     assert_int_equal(unit_count_fds(), before);
 }
 
+static volatile sig_atomic_t caller_pipes;
+
+static void
+caller_sigpipe(int signo)
+{
+    (void)signo;
+    caller_pipes++;
+}
+
+static void *
+stop_soon(void *arg)
+{
+    unit_sleep_ms(200);
+    kill(getpid(), SIGINT);     /* reaches the server through its signalfd */
+    (void)arg;
+    return NULL;
+}
+
+/* The body of signals_restored_after_run, in a child: 0 when all held. */
+static int
+run_and_check_signals(void)
+{
+    struct sigaction sa = { .sa_handler = caller_sigpipe }, now;
+    sigset_t empty, mask;
+    pthread_t th;
+    sf_server *s;
+    sf_addr a = unit_loopback(AF_INET, 0);
+
+    sigemptyset(&empty);
+    sigaction(SIGPIPE, &sa, NULL);
+    pthread_sigmask(SIG_SETMASK, &empty, NULL);
+    if ((s = sf_server_new(NULL, NULL)) == NULL ||
+        sf_server_listen(s, &sf_svc_echo, &a, 1, 0, SF_PROTO_TCP, NULL) < 0)
+        return 10;
+    /* The stopping thread must not take the SIGINT itself (its default would kill). */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    pthread_create(&th, NULL, stop_soon, NULL);
+    pthread_sigmask(SIG_SETMASK, &empty, NULL);
+    if (sf_server_run(s) != 0)
+        return 11;
+    pthread_join(th, NULL);
+    sf_server_free(s);
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    if (sigismember(&mask, SIGINT) || sigismember(&mask, SIGTERM))
+        return 12;          /* still blocked */
+    sigaction(SIGPIPE, NULL, &now);
+    if (now.sa_handler != caller_sigpipe)
+        return 13;          /* still ignored */
+    raise(SIGPIPE);
+    return caller_pipes == 1 ? 0 : 14;
+}
+
+/* A program that embeds sf_server_run gets its signal mask and its SIGPIPE handler back
+ * when the server returns; the SIGINT that stopped the server is not delivered again
+ * (it would kill the program). Run in a child: it changes the process's signals. */
+static void
+signals_restored_after_run(void **state)
+{
+    int status;
+    pid_t pid;
+
+    (void)state;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(run_and_check_signals());
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+
+        if (w == pid)
+            break;
+        if (unit_now_ms() >= end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("child did not finish");
+        }
+        unit_sleep_ms(10);
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* SIGTERM drains (new clients refused, present ones served); a second signal, SIGINT,
  * stops at once. The signals reach the server's loop through signalfd. */
 static void
@@ -1419,7 +1789,7 @@ signals_drain_then_stop(void **state)
 {
     static const int sigs[] = { SIGINT, SIGTERM, 0 };
     unit_server u;
-    int fd, refused = 0;
+    int fd;
     char buf[2];
 
     (void)state;
@@ -1429,17 +1799,7 @@ signals_drain_then_stop(void **state)
     fd = unit_tcp_client(AF_INET, u.port);
     echo_roundtrip_tcp(AF_INET, u.port, "z");
     assert_int_equal(pthread_kill(u.th, SIGTERM), 0);
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !refused && unit_now_ms() < end;) {
-        sf_addr a = unit_loopback(AF_INET, u.port);
-        int c = sf_tcp_connect(NULL, &a, NULL, UNIT_WAIT_MS, 0, NULL);
-
-        if (c == -ECONNREFUSED)
-            refused = 1;
-        else if (c >= 0)
-            close(c);
-        unit_sleep_ms(5);
-    }
-    assert_true(refused);
+    assert_true(connect_until_refused(u.port));
     assert_int_equal(sf_write(NULL, fd, "w", 1), 1);
     assert_int_equal(unit_read_exact(fd, buf, 1, UNIT_WAIT_MS), 1);
     assert_int_equal(unit_server_join(&u, 100), -ETIMEDOUT);
@@ -1540,18 +1900,7 @@ emfile_sheds_without_spinning(void **state)
         close(fds[i]);
 
     /* Descriptors come back once clients leave: a new client is served. */
-    served = 0;
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !served && unit_now_ms() < end;) {
-        int c = unit_tcp_client(AF_INET, port);
-        char ch;
-
-        assert_int_equal(sf_write(NULL, c, "f", 1), 1);
-        served = unit_read_exact(c, &ch, 1, UNIT_WAIT_MS) == 1 && ch == 'f';
-        close(c);
-        if (!served)
-            unit_sleep_ms(20);
-    }
-    assert_true(served);
+    assert_true(connect_until_served(port, 'f') >= 0);
 
     assert_int_equal(kill(pid, SIGTERM), 0);
     assert_true(unit_poll(pfd[0], POLLIN, UNIT_WAIT_MS) & POLLIN);
@@ -1590,10 +1939,16 @@ main(void)
         cmocka_unit_test(echo_tcp_v4_v6),
         cmocka_unit_test(echo_tcp_half_close),
         cmocka_unit_test(echo_udp_sizes),
+        cmocka_unit_test(echo_udp_empty_datagram),
         cmocka_unit_test(echo_several_loops),
         cmocka_unit_test(max_conns_refuses_then_frees),
+        cmocka_unit_test(max_conns_exact_with_several_loops),
+        cmocka_unit_test(accepted_send_buffer_follows_queue_cap),
+        cmocka_unit_test(accepted_sockets_nodelay),
         cmocka_unit_test(dgram_max_drops_bigger),
         cmocka_unit_test(udp_rate_per_source),
+        cmocka_unit_test(udp_rate_one_budget_across_loops),
+        cmocka_unit_test(udp_loop_between_servers_dies),
         cmocka_unit_test(udp_no_reply_to_served_port),
         cmocka_unit_test(udp_reply_size_bound),
         cmocka_unit_test(idle_timeout_closes),
@@ -1614,6 +1969,7 @@ main(void)
         cmocka_unit_test(drain_timeout_ends_it),
         cmocka_unit_test(stop_at_once),
         cmocka_unit_test(signals_drain_then_stop),
+        cmocka_unit_test(signals_restored_after_run),
         cmocka_unit_test(emfile_sheds_without_spinning),
     };
 

@@ -111,6 +111,10 @@ bind_in_use_message(void **state)
     assert_int_equal(sf_tcp_listen(NULL, &a, NULL, &err), -EADDRINUSE);
     snprintf(want, sizeof(want), "bind [::1]:%d: Address already in use", port);
     assert_string_equal(err.msg, want);
+    /* The address is kept beside the text: a caller acts on it without parsing msg. */
+    assert_int_equal(err.addr.ss_family, AF_INET6);
+    assert_int_equal(err.addrlen, sizeof(struct sockaddr_in6));
+    assert_int_equal(ntohs(((struct sockaddr_in6 *)&err.addr)->sin6_port), port);
 
     ufd = unit_udp_socket(AF_INET, &uport);
     a = unit_loopback(AF_INET, uport);
@@ -138,6 +142,66 @@ accept_nothing_pending(void **state)
     close(fd);
     /* Not a listener: a real error, not "not ready". */
     assert_int_equal(sf_tcp_accept(NULL, -1, NULL), -EBADF);
+}
+
+/* The transient errors of accept(2) are told apart from the listener's own failures. */
+static void
+accept_transient_errors(void **state)
+{
+    static const int transient[] = { ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT,
+                                     EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP,
+                                     ENETUNREACH, ENOBUFS, ENOMEM, EPERM };
+    static const int fatal[] = { EMFILE, ENFILE, EBADF, EINVAL, ENOTSOCK };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+        assert_true(sf_accept_error_is_transient(-transient[i]));
+    for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+        assert_false(sf_accept_error_is_transient(-fatal[i]));
+    assert_false(sf_accept_error_is_transient(SF_EAGAIN));
+    assert_false(sf_accept_error_is_transient(5));
+}
+
+/* The seed's connectionless client: an unbound datagram socket whose first sendto picks
+ * its port; the server's reply comes back to that port. */
+static void
+udp_socket_unbound_client(void **state)
+{
+    int families[] = { AF_INET, AF_INET6 };
+
+    (void)state;
+    for (int f = 0; f < 2; f++) {
+        int sport, fd, srv = unit_udp_socket(families[f], &sport);
+        sf_addr to = unit_loopback(families[f], sport), from, mine;
+        char buf[8];
+        sf_err err;
+        int trunc;
+
+        fd = sf_udp_socket(NULL, families[f], 0, &err);
+        assert_true(fd >= 0);
+        assert_false(unit_is_nonblocking(fd));
+        assert_true(unit_is_cloexec(fd));
+        assert_int_equal(sf_local_addr(fd, &mine), 0);
+        assert_int_equal(sf_addr_port(&mine), 0);   /* not bound yet */
+        assert_int_equal(sf_sendto(NULL, fd, "ping", 4, &to), 4);
+        assert_int_equal(sf_local_addr(fd, &mine), 0);
+        assert_true(sf_addr_port(&mine) > 0);       /* sendto picked the port */
+        assert_true(unit_poll(srv, POLLIN, UNIT_WAIT_MS) & POLLIN);
+        assert_int_equal(sf_recvfrom(NULL, srv, buf, sizeof(buf), &from, &trunc), 4);
+        assert_int_equal(sf_addr_port(&from), sf_addr_port(&mine));
+        assert_int_equal(sf_sendto(NULL, srv, "pong", 4, &from), 4);
+        assert_int_equal(sf_recvfrom(NULL, fd, buf, sizeof(buf), NULL, &trunc), 4);
+        assert_memory_equal(buf, "pong", 4);
+        close(fd);
+        close(srv);
+    }
+    {
+        int fd = sf_udp_socket(NULL, AF_INET, 1, NULL);
+
+        assert_true(fd >= 0);
+        assert_true(unit_is_nonblocking(fd));
+        close(fd);
+    }
 }
 
 /* The whole TCP flow on each family: connect, accept, both ends ESTABLISHED, bytes both
@@ -830,6 +894,8 @@ main(void)
         cmocka_unit_test(tcp_listen_port0),
         cmocka_unit_test(bind_in_use_message),
         cmocka_unit_test(accept_nothing_pending),
+        cmocka_unit_test(accept_transient_errors),
+        cmocka_unit_test(udp_socket_unbound_client),
         cmocka_unit_test(tcp_flow_v4),
         cmocka_unit_test(tcp_flow_v6),
         cmocka_unit_test(connect_nonblock_flag),

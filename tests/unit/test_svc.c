@@ -154,7 +154,7 @@ check6(sf_udpguard *g, const char *ip, int port, uint64_t now)
 static void
 guard_refuses_loop_ports(void **st)
 {
-    sf_udpguard *g = sf__udpguard_new(1, 100, 100, 64);
+    sf_udpguard *g = sf__udpguard_new(1, 100, 100, 64, 0);
     int classic[] = { 7, 9, 13, 19, 37, 0 };
 
     (void)st;
@@ -172,7 +172,7 @@ guard_refuses_loop_ports(void **st)
 static void
 guard_refuses_low_ports_by_default(void **st)
 {
-    sf_udpguard *g = sf__udpguard_new(0, 100, 100, 64);
+    sf_udpguard *g = sf__udpguard_new(0, 100, 100, 64, 0);
 
     (void)st;
     assert_int_equal(check4(g, "127.0.0.1", 1, 0), SF_UDP_DROP_LOW_PORT);
@@ -185,7 +185,7 @@ guard_refuses_low_ports_by_default(void **st)
 static void
 guard_refuses_bad_sources(void **st)
 {
-    sf_udpguard *g = sf__udpguard_new(0, 100, 100, 64);
+    sf_udpguard *g = sf__udpguard_new(0, 100, 100, 64, 0);
     const char *bad4[] = { "0.0.0.0", "0.1.2.3", "255.255.255.255", "224.0.0.1",
                            "239.255.255.250", "240.0.0.1" };
     const char *bad6[] = { "::", "ff02::1", "ff05::2", "::ffff:224.0.0.1",
@@ -217,7 +217,7 @@ guard_refuses_bad_sources(void **st)
 static void
 guard_budget_per_source(void **st)
 {
-    sf_udpguard *g = sf__udpguard_new(0, 10, 3, 64);
+    sf_udpguard *g = sf__udpguard_new(0, 10, 3, 64, 0);
     int t;
 
     (void)st;
@@ -255,7 +255,7 @@ guard_budget_per_source(void **st)
 static void
 guard_table_stays_bounded(void **st)
 {
-    sf_udpguard *g = sf__udpguard_new(0, 1, 1, 8);
+    sf_udpguard *g = sf__udpguard_new(0, 1, 1, 8, 0);
     char ip[32];
     int t;
 
@@ -274,7 +274,7 @@ guard_table_stays_bounded(void **st)
 static void
 guard_without_limit(void **st)
 {
-    sf_udpguard *g = sf__udpguard_new(0, 0, 1, 8);
+    sf_udpguard *g = sf__udpguard_new(0, 0, 1, 8, 0);
 
     (void)st;
     for (int i = 0; i < 1000; i++) {

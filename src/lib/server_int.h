@@ -1,0 +1,117 @@
+/* server_int: what the server's files share (not installed): the server, its workers (one
+ * per loop), their listening sockets, connections and datagram batch. server.c sets up,
+ * runs and stops; server_tcp.c is the TCP engine; server_udp.c the UDP engine. */
+#ifndef SOCKFLOW_SERVER_INT_H
+#define SOCKFLOW_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "sockflow/buf.h"
+#include "sockflow/server.h"
+#include "udpguard.h"
+
+#define SF__MAX_LISTENERS 64
+#define SF__NDROP 5             /* reasons a datagram gets no reply: SF_UDP_DROP_* and... */
+#define SF__DROP_OVERSIZE 4     /* ...a reply too large for its request */
+
+typedef struct worker worker;
+typedef struct udp_batch udp_batch;
+
+/* One listening (TCP) or bound (UDP) socket of one worker. */
+typedef struct lsock {
+    int fd;
+    int proto;
+    const sf_service *svc;
+    void *state;            /* the service's per-loop state, shared by its sockets here */
+    worker *w;
+    int wildcard;           /* UDP on 0.0.0.0 or ::: replies name their source address */
+} lsock;
+
+enum {
+    SF__C_FINISHING = 1 << 0,   /* flush, FIN, drop input until EOF */
+    SF__C_PEER_EOF  = 1 << 1,
+    SF__C_SHUT      = 1 << 2,   /* FIN sent */
+    SF__C_DRAIN     = 1 << 3,   /* service wants on_drain */
+    SF__C_CLOSED    = 1 << 4,   /* closed; freed once the running callbacks return */
+};
+
+/* 40 bytes (a 48-byte allocation) plus the service's state: the server holds one per
+ * idle connection, in the loop's table indexed by fd. */
+struct sf_conn {
+    lsock *ls;
+    sf_buf *out;            /* only while a write is incomplete */
+    union {
+        uint64_t finish_ms; /* when finishing began (while open) */
+        sf_conn *next_dead; /* closed while callbacks ran: freed when they return */
+    } u;
+    uint32_t id;            /* wraps after 2^32 connections */
+    uint32_t last_ms;       /* last read or write progress, the loop's clock mod 2^32 */
+    int fd;
+    unsigned flags;
+    char data[];            /* service state, ls->svc->conn_size bytes */
+};
+
+struct worker {
+    sf_server *s;
+    int index;
+    sf_loop *loop;
+    pthread_t thread;
+    int started;
+    lsock ls[SF__MAX_LISTENERS];
+    int nls;
+    int nconns;             /* connections in the loop's table (sf_loop_watched) */
+    int spare_fd;           /* given up when accept hits EMFILE */
+    uint64_t emfile_log_ms; /* when EMFILE was last logged; 0: never */
+    int draining;
+    int depth;              /* callbacks running: closes are deferred while > 0 */
+    sf_conn *dead;          /* closed, waiting to be freed */
+    char *scratch;          /* one read buffer for every connection of this loop */
+    udp_batch *udp;
+    uint64_t unlogged[SF__NDROP];   /* drops not yet told in the log, by reason */
+    struct sockaddr_storage last_from[SF__NDROP];
+    socklen_t last_fromlen[SF__NDROP];
+    uint64_t unlogged_since_ms;
+    sf_server_stats st;
+};
+
+struct sf_server {
+    sf_server_opts o;
+    worker *w;
+    int nw;
+    sf_listener listeners[SF__MAX_LISTENERS];
+    int nlisteners;
+    atomic_int total_conns;
+    atomic_ulong next_id;
+    atomic_int stop_mode;   /* 0 running, 1 draining, 2 stopping now */
+    atomic_uint_fast64_t udp_log_ms;    /* when a loop last logged drops */
+    pthread_mutex_t accept_lock; /* several loops: accept4 vs. the EMFILE spare trick */
+    sf_udpguard *guard;     /* one for all loops: one budget per source */
+    uint32_t sweep_ms;
+};
+
+/* server.c: a line through opts.log (nothing when unset). */
+void sf__server_log(sf_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* t filled for the server side of connection id, or NULL when tracing is off. */
+sf_trace *sf__server_trace(sf_server *s, sf_trace *t, unsigned long id);
+
+/* server_tcp.c */
+void sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud);
+/* Callbacks run between enter and leave; closes asked for meanwhile are deferred. */
+void sf__worker_enter(worker *w);
+void sf__worker_leave(worker *w);
+/* Close every connection of w (on_close still runs for each). */
+void sf__tcp_close_all(worker *w);
+/* The timer that closes idle, stalled and lingering connections; it re-arms itself. */
+void sf__tcp_sweep(sf_loop *l, void *ud);
+
+/* server_udp.c */
+int sf__udp_worker_init(worker *w, size_t dgram_max);
+void sf__udp_worker_free(worker *w);
+void sf__udp_ready(sf_loop *l, int fd, int events, void *ud);
+/* One line about the datagrams left unanswered, at most once a second per server. */
+void sf__udp_log_drops(worker *w);
+
+#endif

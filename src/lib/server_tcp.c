@@ -1,0 +1,538 @@
+/* server_tcp: the TCP engine. Connections in a table indexed by fd, one scratch read
+ * buffer per loop, an output queue only while a write is incomplete; accepting in bounded
+ * batches, shedding clients at EMFILE without spinning; the sweep for timeouts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sockflow/sock.h"
+#include "server_int.h"
+
+#define SCRATCH_SIZE (64 * 1024)
+#define LINGER_MS 5000
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+#define EMFILE_LOG_MS 10000
+
+static void conn_io(sf_loop *l, int fd, int events, void *ud);
+
+/* ---- connections ---- */
+
+/* The connection on fd, from the loop's table (NULL: none). */
+static sf_conn *
+conn_at(worker *w, int fd)
+{
+    return sf_loop_watched(w->loop, fd, conn_io);
+}
+
+static void
+free_conn(worker *w, sf_conn *c)
+{
+    sf_trace t, *tp = sf__server_trace(w->s, &t, c->id);
+    int left;
+
+    if (c->ls->svc->on_close)
+        c->ls->svc->on_close(c);
+    sf_loop_unwatch(w->loop, c->fd);
+    sf_close(tp, c->fd);
+    w->nconns--;
+    w->st.closed++;
+    left = atomic_fetch_sub(&w->s->total_conns, 1) - 1;
+    if (c->out) {
+        sf_buf_free(c->out);
+        free(c->out);
+    }
+    free(c);
+    if (!w->draining)
+        return;
+    if (w->nconns == 0 && w->index > 0)
+        sf_loop_stop(w->loop);
+    /* Loop 0 reads the signals, so it drains until every loop has (see worker_main). */
+    if (left == 0)
+        sf_loop_stop(w->s->w[0].loop);
+}
+
+void
+sf_conn_close(sf_conn *c, const char *reason)
+{
+    worker *w = c->ls->w;
+
+    if (c->flags & SF__C_CLOSED)
+        return;
+    if (reason)
+        sf_conn_log(c, "closed: %s", reason);
+    c->flags |= SF__C_CLOSED;
+    if (w->depth > 0) {
+        /* A callback up the stack may still hold c (chat walks its members while
+         * sending): free it only once every callback has returned. */
+        sf_loop_set_events(w->loop, c->fd, 0);
+        c->u.next_dead = w->dead;
+        w->dead = c;
+        return;
+    }
+    free_conn(w, c);
+}
+
+void
+sf__worker_enter(worker *w)
+{
+    w->depth++;
+}
+
+void
+sf__worker_leave(worker *w)
+{
+    if (w->depth > 1) {
+        w->depth--;
+        return;
+    }
+    /* Still "inside" while freeing: an on_close that sends (chat announcing a leave)
+     * may close another connection, which then joins the list instead of being freed
+     * under the feet of the on_close walking its members. */
+    while (w->dead) {
+        sf_conn *c = w->dead;
+
+        w->dead = c->u.next_dead;
+        free_conn(w, c);
+    }
+    w->depth--;
+}
+
+/* Which events to watch follows from the state: never read while output is queued. */
+static void
+update_events(sf_conn *c)
+{
+    int ev;
+
+    if (c->flags & SF__C_CLOSED)
+        return;
+    if (c->out && sf_buf_len(c->out) > 0)
+        ev = SF_WRITE;
+    else if (c->flags & SF__C_DRAIN)
+        ev = SF_READ | SF_WRITE;
+    else
+        ev = SF_READ;
+    if ((c->flags & SF__C_PEER_EOF) && ev != SF_WRITE)
+        ev &= ~SF_READ;
+    sf_loop_set_events(c->ls->w->loop, c->fd, ev);
+}
+
+int
+sf_conn_send(sf_conn *c, const void *p, size_t len)
+{
+    worker *w = c->ls->w;
+    size_t done = 0;
+
+    if (c->flags & (SF__C_CLOSED | SF__C_SHUT))
+        return -EPIPE;
+    if (c->out && sf_buf_len(c->out) > 0) {
+        if (len > sf_buf_room(c->out)) {
+            w->st.queue_cap_hits++;
+            return -ENOBUFS;
+        }
+    } else {
+        sf_trace t, *tp = sf__server_trace(w->s, &t, c->id);
+        ssize_t n = sf_write(tp, c->fd, p, len);
+
+        if (n < 0 && n != SF_EAGAIN) {
+            /* The client going away is the normal end of a stream (chargen): no log. */
+            sf_conn_close(c, n == -ECONNRESET || n == -EPIPE ? NULL : sf_strerror((int)n));
+            return (int)n;
+        }
+        if (n > 0) {
+            done = (size_t)n;
+            w->st.bytes_out += (uint64_t)n;
+            c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
+        }
+        if (done == len)
+            return 0;
+        if (len - done > w->s->o.queue_cap) {
+            w->st.queue_cap_hits++;
+            return -ENOBUFS;
+        }
+    }
+    if (c->out == NULL) {
+        c->out = malloc(sizeof(*c->out));
+        if (c->out == NULL)
+            return -ENOMEM;
+        sf_buf_init(c->out, w->s->o.queue_cap);
+    }
+    if (sf_buf_push(c->out, (const char *)p + done, len - done) < 0)
+        return -ENOMEM;
+    update_events(c);
+    return 0;
+}
+
+static void
+send_fin(sf_conn *c)
+{
+    sf_trace t, *tp = sf__server_trace(c->ls->w->s, &t, c->id);
+
+    if (c->flags & SF__C_SHUT)
+        return;
+    c->flags |= SF__C_SHUT;
+    sf_shutdown_write(tp, c->fd);
+}
+
+/* Finishing and nothing left to send: FIN now, close once the client has closed too. */
+static void
+finish_step(sf_conn *c)
+{
+    if (!(c->flags & SF__C_FINISHING) || (c->out && sf_buf_len(c->out) > 0))
+        return;
+    if (c->flags & SF__C_PEER_EOF) {
+        sf_conn_close(c, NULL);
+        return;
+    }
+    send_fin(c);
+    update_events(c);
+}
+
+void
+sf_conn_finish(sf_conn *c)
+{
+    if (c->flags & SF__C_CLOSED)
+        return;
+    c->flags |= SF__C_FINISHING;
+    c->flags &= ~SF__C_DRAIN;
+    c->u.finish_ms = sf_loop_now_ms(c->ls->w->loop);
+    finish_step(c);
+}
+
+void
+sf_conn_want_drain(sf_conn *c, int on)
+{
+    if (on)
+        c->flags |= SF__C_DRAIN;
+    else
+        c->flags &= ~SF__C_DRAIN;
+    update_events(c);
+}
+
+void *sf_conn_data(sf_conn *c) { return c->data; }
+void *sf_conn_state(sf_conn *c) { return c->ls->state; }
+unsigned long sf_conn_id(const sf_conn *c) { return c->id; }
+int sf_conn_fd(const sf_conn *c) { return c->fd; }
+size_t sf_conn_queued(const sf_conn *c) { return c->out ? sf_buf_len(c->out) : 0; }
+
+int
+sf_conn_peer(const sf_conn *c, sf_addr *a)
+{
+    return sf_peer_addr(c->fd, a);
+}
+
+void
+sf_conn_log(sf_conn *c, const char *fmt, ...)
+{
+    char msg[384], who[SF_ADDR_STRLEN];
+    sf_addr peer;
+    va_list ap;
+
+    if (c->ls->w->s->o.log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (sf_conn_peer(c, &peer) < 0)
+        snprintf(who, sizeof(who), "fd %d", c->fd);
+    else
+        sf_addr_format(&peer, who, sizeof(who));
+    sf__server_log(c->ls->w->s, "%s #%lu %s: %s", c->ls->svc->name, (unsigned long)c->id,
+                   who, msg);
+}
+
+static void
+conn_readable(worker *w, sf_conn *c)
+{
+    sf_trace t, *tp = sf__server_trace(w->s, &t, c->id);
+    const sf_service *svc = c->ls->svc;
+    /* Never more than the queue may hold: what a service sends back for one read (echo)
+     * can then always be queued, and a small queue_cap means backpressure, not a close. */
+    size_t want = w->s->o.queue_cap < SCRATCH_SIZE ? w->s->o.queue_cap : SCRATCH_SIZE;
+    ssize_t n = sf_read(tp, c->fd, w->scratch, want);
+
+    if (n == SF_EAGAIN)
+        return;
+    if (n < 0) {
+        sf_conn_close(c, n == -ECONNRESET ? NULL : sf_strerror((int)n));
+        return;
+    }
+    c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
+    if (n == 0) {
+        c->flags |= SF__C_PEER_EOF;
+        if (c->flags & SF__C_FINISHING) {
+            finish_step(c);
+            return;
+        }
+        if (svc->on_eof)
+            svc->on_eof(c);
+        else
+            sf_conn_finish(c);
+        update_events(c);
+        return;
+    }
+    w->st.bytes_in += (uint64_t)n;
+    if ((c->flags & SF__C_FINISHING) || svc->on_data == NULL)
+        return;     /* lingering: read and drop */
+    svc->on_data(c, w->scratch, (size_t)n);
+}
+
+static void
+conn_writable(worker *w, sf_conn *c)
+{
+    if (c->out && sf_buf_len(c->out) > 0) {
+        sf_trace t, *tp = sf__server_trace(w->s, &t, c->id);
+        size_t before = sf_buf_len(c->out);
+        ssize_t left = sf_buf_flush(tp, c->out, c->fd);
+
+        if (left < 0) {
+            sf_conn_close(c, left == -ECONNRESET || left == -EPIPE ? NULL
+                                                                   : sf_strerror((int)left));
+            return;
+        }
+        if ((size_t)left < before) {
+            w->st.bytes_out += before - (size_t)left;
+            c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
+        }
+        if (left > 0)
+            return;
+        /* Empty again: give the memory back while the connection idles. */
+        sf_buf_free(c->out);
+        free(c->out);
+        c->out = NULL;
+        update_events(c);
+        finish_step(c);
+        return;
+    }
+    if ((c->flags & SF__C_DRAIN) && c->ls->svc->on_drain)
+        c->ls->svc->on_drain(c);
+}
+
+static void
+conn_io(sf_loop *l, int fd, int events, void *ud)
+{
+    sf_conn *c = ud;
+    worker *w = c->ls->w;
+
+    (void)l;
+    (void)fd;
+    if (c->flags & SF__C_CLOSED)
+        return;
+    sf__worker_enter(w);
+    if (events & SF_WRITE)
+        conn_writable(w, c);
+    if ((events & SF_READ) && !(c->flags & SF__C_CLOSED))
+        conn_readable(w, c);
+    sf__worker_leave(w);
+}
+
+/* ---- accepting ---- */
+
+static void
+resume_accepting(sf_loop *l, void *ud)
+{
+    lsock *ls = ud;
+
+    if (ls->fd >= 0)    /* not closed meanwhile (drain) */
+        sf_loop_set_events(l, ls->fd, SF_READ);
+}
+
+/* The loops share one table of descriptors: while one gives back its spare to shed
+ * clients, another loop's accept4 would take the freed slot (and serve that client),
+ * and the spare could not be taken again. Seen with -j 2 at the limit: both spares
+ * gone within a second, then clients neither served nor turned away. So with several
+ * loops accept4 and the shedding take turns; one loop needs no lock. */
+static void
+lock_accept(sf_server *s)
+{
+    if (s->nw > 1)
+        pthread_mutex_lock(&s->accept_lock);
+}
+
+static void
+unlock_accept(sf_server *s)
+{
+    int e = errno;
+
+    if (s->nw > 1)
+        pthread_mutex_unlock(&s->accept_lock);
+    errno = e;
+}
+
+/* Out of descriptors: give back the spare one, accept and close at once so the client
+ * hears a clean close instead of waiting, then take the spare again. Without this a
+ * level-triggered listener would wake the loop endlessly. Called with the accept lock. */
+static void
+shed_connections(worker *w, lsock *ls)
+{
+    int shed = 0;
+
+    if (w->spare_fd < 0)
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        for (; shed < 64; shed++) {
+            int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+            if (fd < 0)
+                break;
+            close(fd);
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    w->st.emfile += (uint64_t)shed;
+    if (shed == 0) {
+        /* The spare made no room: it is gone (another loop took the slot) or the limit
+         * is below the descriptors already open. Stop accepting for a moment rather
+         * than wake on this listener again and again. */
+        sf_loop_set_events(w->loop, ls->fd, 0);
+        sf_loop_timer(w->loop, ACCEPT_PAUSE_MS, resume_accepting, ls);
+    }
+}
+
+static void
+start_conn(worker *w, lsock *ls, int fd)
+{
+    sf_server *s = w->s;
+    sf_conn *c;
+
+    /* The slot is taken before it is checked: with several loops a check and a later
+     * increment let two of them take the last slot together. */
+    if (atomic_fetch_add(&s->total_conns, 1) >= s->o.max_conns && s->o.max_conns > 0) {
+        atomic_fetch_sub(&s->total_conns, 1);
+        w->st.refused_max++;
+        close(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c) + ls->svc->conn_size);
+    if (c == NULL) {
+        atomic_fetch_sub(&s->total_conns, 1);
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->ls = ls;
+    c->id = (uint32_t)(atomic_fetch_add(&s->next_id, 1) + 1);
+    c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
+    if (sf_loop_watch(w->loop, fd, SF_READ, conn_io, c) < 0) {
+        atomic_fetch_sub(&s->total_conns, 1);
+        close(fd);
+        free(c);
+        return;
+    }
+    w->nconns++;
+    w->st.accepted++;
+    if (ls->svc->on_open)
+        ls->svc->on_open(c);
+}
+
+/* Out of descriptors: said once, then at most every EMFILE_LOG_MS while it lasts:
+ * never a flood. */
+static void
+log_out_of_descriptors(worker *w, int code)
+{
+    uint64_t now = sf_loop_now_ms(w->loop);
+
+    if (w->emfile_log_ms == 0 || now - w->emfile_log_ms >= EMFILE_LOG_MS) {
+        w->emfile_log_ms = now ? now : 1;
+        sf__server_log(w->s, "accept: %s (clients turned away so far: %llu)",
+                       sf_strerror(code), (unsigned long long)w->st.emfile);
+    }
+}
+
+/* A bounded batch keeps one busy listener from starving the connections. */
+static void
+tcp_accept_batch(worker *w, lsock *ls)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        sf_trace t, *tp = sf__server_trace(w->s, &t, 0);
+        int fd;
+
+        lock_accept(w->s);
+        fd = sf_tcp_accept(tp, ls->fd, NULL);
+        if (fd == -EMFILE || fd == -ENFILE)
+            shed_connections(w, ls);
+        unlock_accept(w->s);
+        if (fd >= 0) {
+            start_conn(w, ls, fd);
+            continue;
+        }
+        if (sf_accept_error_is_transient(fd))
+            continue;   /* that connection is gone, the listener is fine: the next */
+        if (fd == -EMFILE || fd == -ENFILE)
+            log_out_of_descriptors(w, fd);
+        else if (fd != SF_EAGAIN)
+            sf__server_log(w->s, "accept: %s", sf_strerror(fd));
+        return;
+    }
+}
+
+void
+sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud)
+{
+    lsock *ls = ud;
+    worker *w = ls->w;
+
+    (void)l;
+    (void)lfd;
+    (void)events;
+    sf__worker_enter(w);
+    tcp_accept_batch(w, ls);
+    sf__worker_leave(w);
+}
+
+/* Every connection closed through the deferred path, so that on_close callbacks may
+ * still send to (and close) the others. */
+void
+sf__tcp_close_all(worker *w)
+{
+    if (w->loop == NULL)
+        return;     /* never set up: no connection either */
+    sf__worker_enter(w);
+    for (int fd = 0, end = sf_loop_fd_end(w->loop); fd < end; fd++) {
+        sf_conn *c = conn_at(w, fd);
+
+        if (c)
+            sf_conn_close(c, NULL);
+    }
+    sf__worker_leave(w);
+}
+
+void
+sf__tcp_sweep(sf_loop *l, void *ud)
+{
+    worker *w = ud;
+    sf_server *s = w->s;
+    uint64_t now = sf_loop_now_ms(l);
+
+    sf__worker_enter(w);
+    for (int fd = 0, end = sf_loop_fd_end(l); fd < end; fd++) {
+        sf_conn *c = conn_at(w, fd);
+        uint32_t quiet;
+
+        if (c == NULL || (c->flags & SF__C_CLOSED))
+            continue;
+        quiet = (uint32_t)now - c->last_ms;     /* modulo 2^32: right up to 49 days */
+        if ((c->flags & SF__C_FINISHING) && now - c->u.finish_ms > LINGER_MS) {
+            sf_conn_close(c, NULL);
+        } else if (s->o.send_timeout_ms && quiet > s->o.send_timeout_ms &&
+                   ((c->out && sf_buf_len(c->out) > 0) || (c->flags & SF__C_DRAIN))) {
+            /* A generator (chargen) whose last write filled the socket has nothing
+             * queued, yet it is just as stuck. */
+            w->st.timeouts++;
+            sf_conn_close(c, "send timeout: the client is not reading");
+        } else if (s->o.idle_timeout_ms && quiet > s->o.idle_timeout_ms) {
+            w->st.timeouts++;
+            sf_conn_close(c, "idle timeout");
+        }
+    }
+    sf__worker_leave(w);
+    sf__udp_log_drops(w);
+    sf_loop_timer(l, s->sweep_ms, sf__tcp_sweep, w);
+}
+

@@ -1,0 +1,342 @@
+/* server_udp: the UDP engine. A batch of datagrams is received in one recvmmsg, each is
+ * answered on its own (guard → service → size bound), and the replies leave in one
+ * sendmmsg. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "sockflow/sock.h"
+#include "server_int.h"
+
+#define UDP_BATCH 64
+#define UDP_ROUNDS 8        /* batches in a row before the other sockets get their turn */
+#define CMSG_ROOM 128       /* room for the destination address (IP_PKTINFO) */
+#define UDP_LOG_MS 1000     /* at most one line a second about unanswered datagrams */
+
+/* A worker's datagrams in flight: received ones (in) and the replies to them (out). */
+struct udp_batch {
+    struct mmsghdr in[UDP_BATCH];
+    struct iovec iniov[UDP_BATCH];
+    sf_addr peer[UDP_BATCH];    /* received into in place: handed to services as is */
+    char cmsg[UDP_BATCH][CMSG_ROOM];
+    struct mmsghdr out[UDP_BATCH];
+    struct iovec outiov[UDP_BATCH];
+    char outcmsg[UDP_BATCH][CMSG_SPACE(sizeof(struct in6_pktinfo))];   /* reply source */
+    size_t dmax;
+    char *inbuf;            /* UDP_BATCH buffers of dmax + 1 bytes */
+    char *outbuf;           /* dmax bytes the services write their replies into */
+    size_t outused;
+    int nout;
+};
+
+int
+sf__udp_worker_init(worker *w, size_t dgram_max)
+{
+    udp_batch *b = calloc(1, sizeof(*b));
+
+    w->udp = b;
+    if (b == NULL)
+        return -ENOMEM;
+    b->dmax = dgram_max;
+    /* Datagram buffers are one byte larger than dgram_max, so a bigger datagram shows
+     * as truncated (MSG_TRUNC) and is dropped rather than echoed cut. */
+    b->inbuf = malloc(UDP_BATCH * (dgram_max + 1));
+    b->outbuf = malloc(dgram_max);
+    if (b->inbuf == NULL || b->outbuf == NULL)
+        return -ENOMEM;
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct msghdr *h = &b->in[i].msg_hdr;
+
+        b->iniov[i].iov_base = b->inbuf + (size_t)i * (dgram_max + 1);
+        b->iniov[i].iov_len = dgram_max + 1;
+        h->msg_iov = &b->iniov[i];
+        h->msg_iovlen = 1;
+        h->msg_name = &b->peer[i].ss;
+        h->msg_control = b->cmsg[i];
+    }
+    return 0;
+}
+
+void
+sf__udp_worker_free(worker *w)
+{
+    if (w->udp == NULL)
+        return;
+    free(w->udp->inbuf);
+    free(w->udp->outbuf);
+    free(w->udp);
+    w->udp = NULL;
+}
+
+/* ---- datagrams left unanswered: counted, and told in the log now and then ---- */
+
+static const char *const drop_what[SF__NDROP] = {
+    "from a service port", "from a port below 1024", "to or from a broadcast, "
+    "multicast or unspecified address", "over the per-source budget", "with a reply "
+    "larger than allowed",
+};
+
+static void
+count_drop(worker *w, int reason, const struct msghdr *h)
+{
+    switch (reason) {
+    case -SF_UDP_DROP_LOOP - 1: w->st.dgrams_loop++; break;
+    case -SF_UDP_DROP_LOW_PORT - 1: w->st.dgrams_low_port++; break;
+    case -SF_UDP_DROP_SOURCE - 1: w->st.dgrams_bad_addr++; break;
+    case -SF_UDP_DROP_RATE - 1: w->st.dgrams_rate++; break;
+    default: w->st.dgrams_oversize++; break;
+    }
+    if (w->unlogged[reason]++ == 0 && w->unlogged_since_ms == 0)
+        w->unlogged_since_ms = sf_loop_now_ms(w->loop);
+    memcpy(&w->last_from[reason], h->msg_name, h->msg_namelen);
+    w->last_fromlen[reason] = h->msg_namelen;
+}
+
+/* The loops take turns through udp_log_ms. */
+void
+sf__udp_log_drops(worker *w)
+{
+    sf_server *s = w->s;
+    uint64_t now = sf_loop_now_ms(w->loop), total = 0;
+    uint_fast64_t last = atomic_load(&s->udp_log_ms);
+    char line[768];
+    size_t off;
+
+    if (w->unlogged_since_ms == 0 || (last != 0 && now < last + UDP_LOG_MS) ||
+        !atomic_compare_exchange_strong(&s->udp_log_ms, &last, now))
+        return;
+    for (int r = 0; r < SF__NDROP; r++)
+        total += w->unlogged[r];
+    off = (size_t)snprintf(line, sizeof(line), "udp: no reply to %llu datagram%s in %.1f s:",
+                           (unsigned long long)total, total == 1 ? "" : "s",
+                           (double)(now - w->unlogged_since_ms) / 1000.0);
+    for (int r = 0, first = 1; r < SF__NDROP && off < sizeof(line); r++) {
+        char who[SF_ADDR_STRLEN];
+
+        if (w->unlogged[r] == 0)
+            continue;
+        sf_addr_format_sa((struct sockaddr *)&w->last_from[r], w->last_fromlen[r], who,
+                          sizeof(who));
+        off += (size_t)snprintf(line + off, sizeof(line) - off, "%s %llu %s (last %s)",
+                                first ? "" : ",", (unsigned long long)w->unlogged[r],
+                                drop_what[r], who);
+        first = 0;
+        w->unlogged[r] = 0;
+    }
+    w->unlogged_since_ms = 0;
+    sf__server_log(s, "%s", line);
+}
+
+/* ---- receive a batch ---- */
+
+/* Only what the kernel changes is set again: the rest was set up once. */
+static int
+receive_batch(worker *w, int fd)
+{
+    udp_batch *b = w->udp;
+    sf_trace t;
+
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct msghdr *h = &b->in[i].msg_hdr;
+
+        h->msg_namelen = sizeof(b->peer[i].ss);
+        h->msg_controllen = CMSG_ROOM;
+        h->msg_flags = 0;
+    }
+    b->outused = 0;
+    b->nout = 0;
+    return sf_recvmmsg(sf__server_trace(w->s, &t, 0), fd, b->in, UDP_BATCH);
+}
+
+/* ---- answer one ---- */
+
+/* Where a datagram was sent: its destination address and interface (IP_PKTINFO /
+ * IPV6_PKTINFO); len 0 when not given. */
+typedef struct dgram_dst {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int ifindex;
+} dgram_dst;
+
+static void
+dgram_destination(struct msghdr *h, dgram_dst *d)
+{
+    d->len = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&d->sa;
+            struct in_pktinfo pi;
+
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            memset(a, 0, sizeof(*a));
+            a->sin_family = AF_INET;
+            a->sin_addr = pi.ipi_addr;
+            d->len = sizeof(*a);
+            d->ifindex = pi.ipi_ifindex;
+            return;
+        }
+        if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&d->sa;
+            struct in6_pktinfo pi;
+
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            memset(a, 0, sizeof(*a));
+            a->sin6_family = AF_INET6;
+            a->sin6_addr = pi.ipi6_addr;
+            d->len = sizeof(*a);
+            d->ifindex = (int)pi.ipi6_ifindex;
+            return;
+        }
+    }
+}
+
+/* The guard's verdict on datagram h: a ticket >= 0, or the drop (counted). */
+static int
+guard_datagram(worker *w, struct msghdr *h, const dgram_dst *dst, uint64_t now)
+{
+    int ticket = sf__udpguard_check(w->s->guard, h->msg_name, h->msg_namelen,
+                                    dst->len ? (const struct sockaddr *)&dst->sa : NULL,
+                                    dst->len, now);
+
+    if (ticket < 0)
+        count_drop(w, -ticket - 1, h);
+    return ticket;
+}
+
+/* A reply from a socket on the wildcard address leaves from the address the request
+ * came to: without it the kernel picks the source by route, a multi-homed host answers
+ * a request to its second address from its first, and a connected client never sees
+ * the reply. */
+static void
+reply_source(struct msghdr *m, char *room, const dgram_dst *dst)
+{
+    struct cmsghdr *cm;
+
+    m->msg_control = room;
+    if (dst->sa.ss_family == AF_INET) {
+        struct in_pktinfo pi = { .ipi_spec_dst = ((struct sockaddr_in *)&dst->sa)->sin_addr };
+
+        m->msg_controllen = CMSG_SPACE(sizeof(pi));
+        cm = CMSG_FIRSTHDR(m);
+        cm->cmsg_level = IPPROTO_IP;
+        cm->cmsg_type = IP_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+    } else {
+        struct in6_pktinfo pi = { .ipi6_addr = ((struct sockaddr_in6 *)&dst->sa)->sin6_addr,
+                                  .ipi6_ifindex = (unsigned)dst->ifindex };
+
+        m->msg_controllen = CMSG_SPACE(sizeof(pi));
+        cm = CMSG_FIRSTHDR(m);
+        cm->cmsg_level = IPPROTO_IPV6;
+        cm->cmsg_type = IPV6_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+    }
+}
+
+/* Queue d's reply to the sender of h, from dst when the socket is on the wildcard. */
+static void
+queue_reply(udp_batch *b, const sf_dgram *d, struct msghdr *h, const lsock *ls,
+            const dgram_dst *dst)
+{
+    struct mmsghdr *m = &b->out[b->nout];
+
+    /* Replies written into the shared out buffer must not overlap the next one. */
+    if (d->reply == b->outbuf + b->outused)
+        b->outused += d->reply_len;
+    b->outiov[b->nout].iov_base = (void *)d->reply;
+    b->outiov[b->nout].iov_len = d->reply_len;
+    memset(m, 0, sizeof(*m));
+    m->msg_hdr.msg_iov = &b->outiov[b->nout];
+    m->msg_hdr.msg_iovlen = 1;
+    m->msg_hdr.msg_name = h->msg_name;
+    m->msg_hdr.msg_namelen = h->msg_namelen;
+    if (ls->wildcard && dst->len)
+        reply_source(&m->msg_hdr, b->outcmsg[b->nout], dst);
+    b->nout++;
+}
+
+static void
+answer_one(worker *w, lsock *ls, int i, uint64_t now)
+{
+    udp_batch *b = w->udp;
+    struct msghdr *h = &b->in[i].msg_hdr;
+    size_t len = b->in[i].msg_len;
+    dgram_dst dst;
+    sf_dgram d;
+    int ticket;
+
+    w->st.dgrams_in++;
+    if ((h->msg_flags & MSG_TRUNC) || len > b->dmax) {
+        w->st.dgrams_truncated++;
+        return;
+    }
+    if (ls->svc->on_datagram == NULL)
+        return;     /* never answered (discard): nothing to guard */
+    dgram_destination(h, &dst);
+    ticket = guard_datagram(w, h, &dst, now);
+    if (ticket < 0)
+        return;
+    b->peer[i].len = h->msg_namelen;
+    d = (sf_dgram){ .in = h->msg_iov->iov_base, .inlen = len, .from = &b->peer[i],
+                    .state = ls->state, .out = b->outbuf + b->outused,
+                    .outcap = b->dmax - b->outused };
+    ls->svc->on_datagram(&d);
+    if (d.reply == NULL)
+        return;     /* no reply; a reply of 0 bytes is an empty datagram (RFC 862) */
+    /* No amplification: past SF_UDP_REPLY_FREE bytes, never more than was asked
+     * (echo's equal size is fine). */
+    if (d.reply_len > SF_UDP_REPLY_FREE && d.reply_len > len) {
+        count_drop(w, SF__DROP_OVERSIZE, h);
+        return;
+    }
+    sf__udpguard_spend(w->s->guard, ticket);
+    queue_reply(b, &d, h, ls, &dst);
+}
+
+/* ---- send the replies ---- */
+
+static void
+send_batch(worker *w, int fd)
+{
+    udp_batch *b = w->udp;
+    sf_trace t;
+
+    for (int sent = 0; sent < b->nout;) {
+        int m = sf_sendmmsg(sf__server_trace(w->s, &t, 0), fd, b->out + sent,
+                            (unsigned)(b->nout - sent));
+
+        if (m <= 0) {
+            /* A full send buffer or an error for one peer: that datagram is lost. */
+            w->st.dgrams_dropped++;
+            sent++;
+            continue;
+        }
+        w->st.dgrams_out += (uint64_t)m;
+        sent += m;
+    }
+}
+
+void
+sf__udp_ready(sf_loop *l, int fd, int events, void *ud)
+{
+    lsock *ls = ud;
+    worker *w = ls->w;
+    uint64_t now = sf_loop_now_ms(l);
+    int n = UDP_BATCH;
+
+    (void)events;
+    /* A full batch means more are waiting: take them now rather than after another
+     * epoll_wait, within UDP_ROUNDS so that one busy socket cannot starve the rest. */
+    for (int round = 0; round < UDP_ROUNDS && n == UDP_BATCH; round++) {
+        n = receive_batch(w, fd);
+        for (int i = 0; i < n; i++)
+            answer_one(w, ls, i, now);
+        send_batch(w, fd);
+    }
+    sf__udp_log_drops(w);
+}
