@@ -9,6 +9,7 @@ static const char usage[] =
     "\n"
     "  serve   [-l ADDR] [-t|-u] [-j N] SERVICE[:PORT]...   run services (echo discard\n"
     "                                                        chargen daytime time chat)\n"
+    "  listen  [-k] [-u] [-e PROG] [--broker] [ADDR:]PORT     the listening side of connect\n"
     "  connect [-u] [-4|-6] [-w SECS] [-q SECS] [-s SRC[:PORT]] HOST PORT\n"
     "                                                        stdin -> socket -> stdout\n"
     "  bench   echo|connect|stream|udp HOST PORT [-c N] [-s SIZE] [-d SECS] [--json]\n"
@@ -39,6 +40,8 @@ main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "listen") == 0)
+        return cmd_listen(argc - 1, argv + 1);
     if (strcmp(cmd, "connect") == 0)
         return cmd_connect(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
