@@ -3,6 +3,7 @@
 #ifndef SOCKFLOW_ACCESS_H
 #define SOCKFLOW_ACCESS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "addr.h"
 #include "err.h"
@@ -46,6 +47,22 @@ int sf_access_allowed(const sf_access *a, const sf_addr *peer);
  * Counts the refusals. Thread-safe. */
 int sf_access_admit(sf_access *a, const sf_addr *peer);
 void sf_access_release(sf_access *a, const sf_addr *peer);
+
+/* After a refusal (rc from sf_access_admit) of peer: the log line for it, at most once
+ * a second ("refused 127.0.0.2:4000 (not allowed); refused since the last report: 3 by
+ * --allow/--deny, 0 over --max-conns-per-source"). Returns 1 with buf filled, 0 when
+ * a line was given less than a second ago (the count carries over). */
+int sf_access_refusal_line(sf_access *a, const sf_addr *peer, int rc, char *buf, size_t len);
+
+/* For a server's accept path: admit the new connection fd (peer from getpeername),
+ * remembering its slot by fd, so that sf_access_release_fd gives it back even when the
+ * peer has gone (getpeername fails after a reset). A refusal is logged through log
+ * (may be NULL) at most once a second. Returns 1 admitted, 0 refused (the caller
+ * closes fd). a NULL or without rules: 1. */
+int sf_access_admit_fd(sf_access *a, int fd, void (*log)(void *ud, const char *line),
+                       void *log_ud);
+/* Before closing an admitted fd. Safe for any fd (nothing to do if none was taken). */
+void sf_access_release_fd(sf_access *a, int fd);
 
 /* Refusals so far, and those not yet reported: sf_access_take_report returns 1 (with
  * the counts since the last report in *denied and *busy) at most once every

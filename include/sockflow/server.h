@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "access.h"
 #include "addr.h"
 #include "err.h"
 #include "loop.h"
@@ -71,6 +72,9 @@ typedef struct sf_server_opts {
     uint32_t udp_rate;          /* replies a second to one source; 0: 1000; SF_UDP_NO_LIMIT */
     uint32_t udp_burst;         /* replies one source may have at once; 0: as udp_rate */
     uint32_t udp_sources;       /* sources tracked per loop (bounded table); 0: 4096 */
+    sf_access *access;          /* allow/deny and per-source cap (NULL: everyone); TCP
+                                   clients refused are closed after accept, UDP datagrams
+                                   from refused sources dropped. The caller frees it. */
     const sf_tracer *tracer;    /* NULL: no tracing */
     sf_log_fn log;              /* one line per event worth a person's attention */
     void *log_ud;
@@ -107,10 +111,15 @@ sf_server *sf_server_new(const sf_server_opts *opts, sf_err *err);
 int sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, int naddrs,
                      int port, unsigned protos, sf_err *err);
 
+/* Serve svc on fd, a socket bound already (systemd's LISTEN_FDS): a listening stream
+ * socket or a datagram socket, run by the first loop. The server owns fd after, even
+ * on failure. Returns 0 or a negative code with err set. */
+int sf_server_adopt(sf_server *s, const sf_service *svc, int fd, sf_err *err);
+
 int sf_server_listener_count(const sf_server *s);
 const sf_listener *sf_server_listener(const sf_server *s, int i);
 
-/* Serve until stopped. SIGINT stops at once; SIGTERM stops accepting and gives the
+/* Serve until stopped. SIGINT stops at once; SIGTERM (or SIGHUP) stops accepting and gives the
  * clients drain_timeout_ms to finish, a second signal stops at once. SIGPIPE is ignored.
  * Returns 0 or a negative code. */
 int sf_server_run(sf_server *s);

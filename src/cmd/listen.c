@@ -19,7 +19,6 @@
 #include "cmd.h"
 #include "listen.h"
 #include "sockflow/activate.h"
-#include "sockflow/priv.h"
 
 static const char listen_usage[] =
     "usage: sockflow listen [OPTIONS] [ADDR:]PORT\n"
@@ -42,20 +41,15 @@ static const char listen_usage[] =
     "  -c, --sh-exec 'CMD'   the same with /bin/sh -c CMD\n"
     "      --inetd           the client is already connected on standard input (inetd\n"
     "                        nowait, systemd Accept=yes): check it and run -e/-c for it\n"
-    "      --allow ADDR[/N]  only these clients (repeatable, IPv4 and IPv6)\n"
-    "      --deny ADDR[/N]   never these clients (repeatable; deny wins over allow)\n"
-    "      --allowfile FILE, --denyfile FILE  the same, one rule a line, # comments\n"
-    "      --max-conns N     -e/-c and --broker: at most N clients at once (default 100)\n"
-    "      --max-conns-per-source N  at most N clients at once from one address\n"
-    "      --user NAME       after binding, become NAME (groups, group and user)\n"
+    "      --max-conns N      -e/-c and --broker: at most N clients at once (100)\n"
+    CMD_ACCESS_USAGE
     "  -v, --verbose         say who connects and how each program ended\n"
     CMD_TRACE_USAGE
     "  -h, --help\n"
     "Sockets passed by systemd (LISTEN_FDS) are used instead of binding.\n"
     "SIGTERM or SIGHUP: accept no more, let the present client(s) finish; again: at once.\n";
 
-enum { OPT_BROKER = 256, OPT_INETD, OPT_ALLOW, OPT_DENY, OPT_ALLOWFILE, OPT_DENYFILE,
-       OPT_MAX_CONNS, OPT_MAX_PER_SOURCE, OPT_USER };
+enum { OPT_BROKER = 256, OPT_INETD, OPT_MAX_CONNS };
 
 static const struct option listen_opts[] = {
     { "listen", required_argument, NULL, 'l' },
@@ -65,13 +59,8 @@ static const struct option listen_opts[] = {
     { "sh-exec", required_argument, NULL, 'c' },
     { "broker", no_argument, NULL, OPT_BROKER },
     { "inetd", no_argument, NULL, OPT_INETD },
-    { "allow", required_argument, NULL, OPT_ALLOW },
-    { "deny", required_argument, NULL, OPT_DENY },
-    { "allowfile", required_argument, NULL, OPT_ALLOWFILE },
-    { "denyfile", required_argument, NULL, OPT_DENYFILE },
     { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
-    { "max-conns-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE },
-    { "user", required_argument, NULL, OPT_USER },
+    CMD_ACCESS_LONGOPTS,
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     CMD_TRACE_LONGOPTS,
@@ -158,8 +147,7 @@ listen_log(const char *fmt, ...)
 int
 listen_admit(listen_conf *c, const sf_addr *peer)
 {
-    char who[SF_ADDR_STRLEN];
-    uint64_t denied, busy;
+    char line[SF_ADDR_STRLEN + 160];
     int rc;
 
     if (!sf_access_active(c->access))
@@ -167,32 +155,12 @@ listen_admit(listen_conf *c, const sf_addr *peer)
     rc = sf_access_admit(c->access, peer);
     if (rc == SF_ACCESS_OK)
         return 1;
-    if (sf_access_take_report(c->access, sf_now_ns() / 1000000u, 1000, &denied, &busy))
-        listen_log("refused %s (%s); refused since the last report: %llu by the rules, "
-                   "%llu over the per-source limit", sf_addr_format(peer, who, sizeof(who)),
-                   rc == SF_ACCESS_DENIED ? "not allowed" : "too many from that address",
-                   (unsigned long long)denied, (unsigned long long)busy);
+    if (sf_access_refusal_line(c->access, peer, rc, line, sizeof(line)))
+        listen_log("%s", line);
     return 0;
 }
 
 /* ---- options ---- */
-
-static int
-take_rule(listen_conf *c, int ch, const char *arg)
-{
-    sf_err err;
-    int rc;
-
-    if (ch == OPT_ALLOW || ch == OPT_DENY)
-        rc = sf_access_add(c->access, ch == OPT_ALLOW, arg, &err);
-    else
-        rc = sf_access_add_file(c->access, ch == OPT_ALLOWFILE, arg, &err);
-    if (rc == SF_EADDR)
-        return cmd_usage_error("listen", "%s", err.msg);
-    if (rc < 0)
-        return cmd_fail("%s", err.msg);
-    return 0;
-}
 
 static int
 take_exec(listen_conf *c, int ch, const char *arg)
@@ -212,21 +180,6 @@ take_exec(listen_conf *c, int ch, const char *arg)
 }
 
 static int
-take_count(listen_conf *c, int ch, const char *arg)
-{
-    long v = cmd_parse_count(arg, 1 << 20);
-
-    if (v < 1)
-        return cmd_usage_error("listen", "%s %s: a positive number", ch == OPT_MAX_CONNS
-                               ? "--max-conns" : "--max-conns-per-source", arg);
-    if (ch == OPT_MAX_CONNS)
-        c->max_conns = (int)v;
-    else
-        sf_access_set_max_per_source(c->access, (int)v);
-    return 0;
-}
-
-static int
 take_option(listen_conf *c, int ch, char **argv)
 {
     long v;
@@ -240,13 +193,15 @@ take_option(listen_conf *c, int ch, char **argv)
     case '6': c->family_flags = SF_ADDR_V6ONLY; return 0;
     case OPT_BROKER: c->broker = 1; return 0;
     case OPT_INETD: c->inetd = 1; return 0;
-    case OPT_USER: c->user = optarg; return 0;
     case 'e': case 'c': return take_exec(c, ch, optarg);
-    case OPT_ALLOW: case OPT_DENY: case OPT_ALLOWFILE: case OPT_DENYFILE:
-        return take_rule(c, ch, optarg);
-    case OPT_MAX_CONNS: case OPT_MAX_PER_SOURCE:
-        return take_count(c, ch, optarg);
+    case OPT_MAX_CONNS:
+        if ((v = cmd_parse_count(optarg, 1 << 20)) < 1)
+            return cmd_usage_error("listen", "--max-conns %s: a positive number", optarg);
+        c->max_conns = (int)v;
+        return 0;
     default:
+        if ((v = cmd_access_option(&c->ca, "listen", ch, optarg)) != 0)
+            return v < 0 ? (int)-v : 0;
         if ((v = cmd_trace_option(&c->ct, "listen", ch, optarg)) < 0)
             return EXIT_USAGE;
         return v == 0 ? cmd_bad_option("listen", ch, argv) : 0;
@@ -406,16 +361,6 @@ announce(const listen_conf *c)
     fflush(stderr);
 }
 
-static int
-drop_privileges(const listen_conf *c)
-{
-    sf_err err;
-
-    if (c->user && sf_drop_privileges(c->user, &err) < 0)
-        return cmd_fail("%s", err.msg);
-    return 0;
-}
-
 /* ---- one client at a time: the relay ---- */
 
 /* Wait for a client or a signal. The fd, SF_EAGAIN to look again, or -1 to stop. */
@@ -541,7 +486,7 @@ run(listen_conf *c)
         return run_inetd(c);
     if ((rc = open_listener(c)) != 0)
         return rc;
-    if ((rc = drop_privileges(c)) != 0)
+    if ((rc = cmd_access_drop_privileges(&c->ca)) != 0)
         return rc;
     announce(c);
     if (c->udp)
@@ -557,13 +502,12 @@ int
 cmd_listen(int argc, char **argv)
 {
     listen_conf c = { .lfd = -1, .sigfd = -1 };
-    sf_err err;
     int rc;
 
     c.tr = (sf_trace){ NULL, "server", 0 };
-    c.access = sf_access_new(&err);
-    if (c.access == NULL)
-        return cmd_fail("%s", err.msg);
+    if ((rc = cmd_access_init(&c.ca)) != 0)
+        return rc;
+    c.access = c.ca.access;
     rc = parse_opts(&c, argc, argv);
     if (rc == 0 && (rc = cmd_trace_open(&c.ct)) == 0) {
         if ((c.tr.tracer = cmd_tracer(&c.ct)) != NULL)
@@ -578,6 +522,6 @@ cmd_listen(int argc, char **argv)
         sf_unix_unlink(&c.bound);
     cmd_trace_close(&c.ct);
     sf_spawn_cmd_free(&c.cmd);
-    sf_access_free(c.access);
+    cmd_access_free(&c.ca);
     return rc < 0 ? EXIT_OK : rc;
 }

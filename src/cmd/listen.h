@@ -6,6 +6,7 @@
 #include "sockflow/sockflow.h"
 #include "sockflow/access.h"
 #include "sockflow/spawn.h"
+#include "accessopt.h"
 #include "traceopt.h"
 
 #define LISTEN_MAX_CONNS_DEFAULT 100    /* as ncat's --max-conns */
@@ -17,9 +18,9 @@ typedef struct listen_conf {
     const char *target;         /* [ADDR:]PORT or unix:... */
     int exec;                   /* -e or -c given */
     sf_spawn_cmd cmd;
-    sf_access *access;
+    cmd_access ca;              /* --allow/--deny ..., --user */
+    sf_access *access;          /* ca.access */
     int max_conns;
-    const char *user;
     cmd_trace ct;
     sf_trace tr;
     const sf_trace *t;          /* NULL: tracing off */

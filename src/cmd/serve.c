@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accessopt.h"
 #include "cmd.h"
+#include "passed.h"
 #include "traceopt.h"
 
 #define MAX_ADDRS 16
@@ -41,9 +43,13 @@ static const char serve_usage[] =
     "      --udp-rate N[/s]   replies a second to one source (default 1000; 0 no limit)\n"
     "      --udp-burst N      replies one source may have at once (default: the rate)\n"
     "      --udp-sources N    sources tracked per loop (default 4096)\n"
+    CMD_ACCESS_USAGE
     "  -q, --quiet            log nothing but errors\n"
     CMD_TRACE_USAGE
-    "  -h, --help\n";
+    "  -h, --help\n"
+    "Sockets passed by systemd (LISTEN_FDS) are served instead of binding: by name\n"
+    "(FileDescriptorName=echo), else in the order the services are given.\n"
+    "SIGTERM or SIGHUP: accept no more, let the clients finish (--drain-timeout).\n";
 
 enum { OPT_BACKLOG = 256, OPT_MAX_CONNS, OPT_QUEUE_CAP, OPT_IDLE, OPT_SEND, OPT_DRAIN,
        OPT_DGRAM_MAX, OPT_LOW_PORTS, OPT_UDP_RATE, OPT_UDP_BURST, OPT_UDP_SOURCES };
@@ -66,6 +72,7 @@ static const struct option serve_opts[] = {
     { "udp-sources", required_argument, NULL, OPT_UDP_SOURCES },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
+    CMD_ACCESS_LONGOPTS,
     CMD_TRACE_LONGOPTS,
     { NULL, 0, NULL, 0 },
 };
@@ -78,6 +85,7 @@ typedef struct serve_conf {
     int family_flags;
     int quiet;
     cmd_trace trace;
+    cmd_access ca;
 } serve_conf;
 
 static void
@@ -189,6 +197,11 @@ parse_opts(serve_conf *c, int argc, char **argv)
                 c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
             break;
         default:
+            if ((v = cmd_access_option(&c->ca, "serve", ch, optarg)) != 0) {
+                if (v < 0)
+                    return (int)-v;
+                break;
+            }
             if ((v = cmd_trace_option(&c->trace, "serve", ch, optarg)) < 0)
                 return EXIT_USAGE;
             if (v == 0)
@@ -272,34 +285,43 @@ cmd_serve(int argc, char **argv)
     serve_conf c = { 0 };
     sf_addr addrs[MAX_ADDRS];
     sf_server *s = NULL;
-    int naddrs, defaulted, rc;
+    int naddrs, defaulted, passed, rc;
     sf_err err;
 
+    if ((rc = cmd_access_init(&c.ca)) != 0)
+        return rc;
+    c.so.access = c.ca.access;
     rc = parse_opts(&c, argc, argv);
-    if (rc == -EXIT_OK - 1000)
-        return EXIT_OK;
-    if (rc != 0)
-        return rc;
-    if ((rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0)
-        return rc;
+    if (rc != 0 || (rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0) {
+        cmd_access_free(&c.ca);
+        return rc == -EXIT_OK - 1000 ? EXIT_OK : rc;
+    }
     c.so.log = log_line;
     c.so.log_ud = &c;
     if ((rc = cmd_trace_open(&c.trace)) != 0)
-        return rc;
+        goto out;
     c.so.tracer = cmd_tracer(&c.trace);
     s = sf_server_new(&c.so, &err);
     if (s == NULL) {
-        cmd_trace_close(&c.trace);
-        return cmd_fail("%s", err.msg);
+        rc = cmd_fail("%s", err.msg);
+        goto out;
     }
-    for (int i = optind; i < argc; i++) {
+    if ((rc = cmd_serve_passed(s, argv + optind, argc - optind, &passed)) != 0)
+        goto out;
+    for (int i = optind; i < argc && !passed; i++) {
         if ((rc = listen_service(s, &c, argv[i], addrs, naddrs, defaulted)) != 0)
             goto out;
     }
-    for (int i = 0; i < sf_server_listener_count(s); i++) {
+    if ((rc = cmd_access_drop_privileges(&c.ca)) != 0)
+        goto out;
+    for (int i = 0, warned = 0; i < sf_server_listener_count(s); i++) {
         const sf_listener *l = sf_server_listener(s, i);
         char where[SF_ADDR_STRLEN];
 
+        if (sf_addr_is_wildcard(&l->addr) && !warned++)
+            fprintf(stderr, "sockflow: warning: listening on %s: every address of this "
+                    "host, other hosts can reach it\n", sf_addr_format(&l->addr, where,
+                                                                      sizeof(where)));
         printf("listening on %s %s (%s)\n", l->proto == SF_PROTO_TCP ? "tcp" : "udp",
                sf_addr_format(&l->addr, where, sizeof(where)), l->svc->name);
     }
@@ -313,5 +335,6 @@ cmd_serve(int argc, char **argv)
 out:
     sf_server_free(s);
     cmd_trace_close(&c.trace);
+    cmd_access_free(&c.ca);
     return rc;
 }

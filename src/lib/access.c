@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "sockflow/access.h"
+#include "sockflow/sock.h"
+#include "sockflow/trace.h"
 
 #define NBUCKETS 1024
 #define LINE_MAX_LEN 512
@@ -38,6 +40,8 @@ struct sf_access {
     uint64_t denied, busy;
     uint64_t reported_denied, reported_busy;
     uint64_t report_ms;
+    source **byfd;              /* sf_access_admit_fd: the slot each fd holds */
+    int nbyfd;
 };
 
 sf_access *
@@ -68,6 +72,7 @@ sf_access_free(sf_access *a)
     }
     free(a->allow.r);
     free(a->deny.r);
+    free(a->byfd);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
@@ -268,14 +273,15 @@ find_source(sf_access *a, int family, const unsigned char *key)
     return p;
 }
 
-int
-sf_access_admit(sf_access *a, const sf_addr *peer)
+/* The decision, with the lock held; *slot gets the source entry counted, if any. */
+static int
+admit_locked(sf_access *a, const sf_addr *peer, source **slot)
 {
     unsigned char key[16];
     int family = peer_key(peer, key), rc = SF_ACCESS_OK;
     source **p;
 
-    pthread_mutex_lock(&a->lock);
+    *slot = NULL;
     if (!sf_access_allowed(a, peer)) {
         a->denied++;
         rc = SF_ACCESS_DENIED;
@@ -290,10 +296,36 @@ sf_access_admit(sf_access *a, const sf_addr *peer)
             rc = SF_ACCESS_BUSY;
         } else {
             (*p)->count++;
+            *slot = *p;
         }
     }
+    return rc;
+}
+
+int
+sf_access_admit(sf_access *a, const sf_addr *peer)
+{
+    source *slot;
+    int rc;
+
+    pthread_mutex_lock(&a->lock);
+    rc = admit_locked(a, peer, &slot);
     pthread_mutex_unlock(&a->lock);
     return rc;
+}
+
+/* One connection fewer for the source s; its entry goes with the last. */
+static void
+put_slot(sf_access *a, source *s)
+{
+    source **p = &a->table[hash_key(s->family, s->addr)];
+
+    if (--s->count > 0)
+        return;
+    while (*p != s)
+        p = &(*p)->next;
+    *p = s->next;
+    free(s);
 }
 
 void
@@ -301,15 +333,84 @@ sf_access_release(sf_access *a, const sf_addr *peer)
 {
     unsigned char key[16];
     int family = peer_key(peer, key);
-    source **p, *s;
+    source *s;
 
     if (a->max_per_source == 0 || family == 0)
         return;
     pthread_mutex_lock(&a->lock);
-    p = find_source(a, family, key);
-    if ((s = *p) != NULL && --s->count <= 0) {
-        *p = s->next;
-        free(s);
+    if ((s = *find_source(a, family, key)) != NULL)
+        put_slot(a, s);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static int
+remember_fd(sf_access *a, int fd, source *slot)
+{
+    if (fd >= a->nbyfd) {
+        int n = fd < 1024 ? 1024 : fd * 2;
+        source **p = realloc(a->byfd, (size_t)n * sizeof(*p));
+
+        if (p == NULL)
+            return -1;
+        memset(p + a->nbyfd, 0, (size_t)(n - a->nbyfd) * sizeof(*p));
+        a->byfd = p;
+        a->nbyfd = n;
+    }
+    a->byfd[fd] = slot;
+    return 0;
+}
+
+int
+sf_access_refusal_line(sf_access *a, const sf_addr *peer, int rc, char *buf, size_t len)
+{
+    char who[SF_ADDR_STRLEN];
+    uint64_t denied, busy;
+
+    if (!sf_access_take_report(a, sf_now_ns() / 1000000u, 1000, &denied, &busy))
+        return 0;
+    snprintf(buf, len, "refused %s (%s); refused since the last report: %llu by "
+             "--allow/--deny, %llu over --max-conns-per-source",
+             sf_addr_format(peer, who, sizeof(who)),
+             rc == SF_ACCESS_DENIED ? "not allowed" : "too many from that address",
+             (unsigned long long)denied, (unsigned long long)busy);
+    return 1;
+}
+
+int
+sf_access_admit_fd(sf_access *a, int fd, void (*log)(void *ud, const char *line),
+                   void *log_ud)
+{
+    char line[SF_ADDR_STRLEN + 160];
+    sf_addr peer;
+    source *slot;
+    int rc;
+
+    if (!sf_access_active(a) || sf_peer_addr(fd, &peer) < 0)
+        return 1;   /* no rules, or the peer is gone already: its read will find out */
+    pthread_mutex_lock(&a->lock);
+    rc = admit_locked(a, &peer, &slot);
+    if (rc == SF_ACCESS_OK && slot && remember_fd(a, fd, slot) < 0) {
+        put_slot(a, slot);
+        a->busy++;
+        rc = SF_ACCESS_BUSY;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (rc == SF_ACCESS_OK)
+        return 1;
+    if (log && sf_access_refusal_line(a, &peer, rc, line, sizeof(line)))
+        log(log_ud, line);
+    return 0;
+}
+
+void
+sf_access_release_fd(sf_access *a, int fd)
+{
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->lock);
+    if (fd >= 0 && fd < a->nbyfd && a->byfd[fd]) {
+        put_slot(a, a->byfd[fd]);
+        a->byfd[fd] = NULL;
     }
     pthread_mutex_unlock(&a->lock);
 }

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sockflow/activate.h"
 #include "sockflow/buf.h"
 #include "sockflow/server.h"
 #include "sockflow/sock.h"
@@ -451,6 +452,40 @@ sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, int 
 }
 
 int
+sf_server_adopt(sf_server *s, const sf_service *svc, int fd, sf_err *err)
+{
+    int type, family, listening, proto, rc;
+    sf_addr at;
+
+    rc = sf_sock_kind(fd, &type, &family, &listening);
+    if (rc < 0) {
+        close(fd);
+        return sf_err_set(err, rc, "passed descriptor %d", fd);
+    }
+    proto = type == SOCK_DGRAM ? SF_PROTO_UDP : SF_PROTO_TCP;
+    if (!(svc->protos & proto) || (proto == SF_PROTO_TCP && !listening) ||
+        s->nlisteners == MAX_LISTENERS) {
+        close(fd);
+        return sf_err_set(err, SF_EUSAGE, "passed descriptor %d: not a %s socket %s can "
+                          "serve", fd, proto == SF_PROTO_TCP ? "listening stream" : "datagram",
+                          svc->name);
+    }
+    sf_set_nonblock(fd, 1);
+    sf_local_addr(fd, &at);
+    rc = proto == SF_PROTO_UDP && family != AF_UNIX ? want_destination(fd, family, err) : 0;
+    if (rc == 0)
+        rc = add_lsock(&s->w[0], fd, proto, svc, err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    s->listeners[s->nlisteners++] = (sf_listener){ svc, proto, at };
+    if (proto == SF_PROTO_UDP && sf_addr_port(&at) > 0)
+        sf__udpguard_add_port(s->w[0].guard, sf_addr_port(&at));
+    return 0;
+}
+
+int
 sf_server_listener_count(const sf_server *s)
 {
     return s->nlisteners;
@@ -494,6 +529,7 @@ free_conn(worker *w, sf_conn *c)
     if (c->ls->svc->on_close)
         c->ls->svc->on_close(c);
     sf_loop_unwatch(w->loop, c->fd);
+    sf_access_release_fd(w->s->o.access, c->fd);
     sf_close(tp, c->fd);
     w->conns[c->fd] = NULL;
     w->nconns--;
@@ -861,8 +897,13 @@ start_conn(worker *w, lsock *ls, int fd)
         close(fd);
         return;
     }
+    if (!sf_access_admit_fd(s->o.access, fd, s->o.log, s->o.log_ud)) {
+        close(fd);
+        return;
+    }
     c = calloc(1, sizeof(*c) + ls->svc->conn_size);
     if (c == NULL) {
+        sf_access_release_fd(s->o.access, fd);
         close(fd);
         return;
     }
@@ -875,6 +916,7 @@ start_conn(worker *w, lsock *ls, int fd)
             w->conns[fd] = NULL;
             w->nconns--;
         }
+        sf_access_release_fd(s->o.access, fd);
         close(fd);
         free(c);
         return;
@@ -1090,6 +1132,11 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
         }
         if (ls->svc->on_datagram == NULL)
             continue;       /* never answered (discard): nothing to guard */
+        sf_addr_from_sa(&from, (struct sockaddr *)h->msg_name, h->msg_namelen);
+        if (w->s->o.access && !sf_access_allowed(w->s->o.access, &from)) {
+            w->st.dgrams_dropped++;
+            continue;
+        }
         dstlen = dgram_destination(h, &dst);
         ticket = sf__udpguard_check(w->guard, h->msg_name, h->msg_namelen,
                                     dstlen ? (struct sockaddr *)&dst : NULL, dstlen, now);
@@ -1097,7 +1144,6 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
             count_drop(w, -ticket - 1, h);
             continue;
         }
-        sf_addr_from_sa(&from, (struct sockaddr *)h->msg_name, h->msg_namelen);
         d = (sf_dgram){ .in = h->msg_iov->iov_base, .inlen = len, .from = &from,
                         .state = ls->state, .out = outp,
                         .outcap = dmax - (size_t)(outp - w->dgram_out) };
@@ -1190,7 +1236,8 @@ on_signal(sf_loop *l, int signo, void *ud)
     sf_server *s = ud;
 
     (void)l;
-    sf_server_stop(s, signo == SIGTERM && atomic_load(&s->stop_mode) == 0);
+    /* SIGHUP (a closed terminal) drains like SIGTERM rather than cut every transfer. */
+    sf_server_stop(s, (signo == SIGTERM || signo == SIGHUP) && atomic_load(&s->stop_mode) == 0);
 }
 
 static void *
@@ -1226,7 +1273,7 @@ sf_server_stop(sf_server *s, int drain)
 int
 sf_server_run(sf_server *s)
 {
-    static const int sigs[] = { SIGINT, SIGTERM, 0 };
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, 0 };
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
