@@ -89,11 +89,13 @@ cmd_connect(int argc, char **argv)
             break;
         }
     }
-    if (argc - optind != 2)
-        return cmd_usage_error("connect", "expected HOST PORT");
+    /* unix:/path and unix:@name stand alone: no port */
+    if (argc - optind != 2 && !(argc - optind == 1 && sf_addr_is_unix(argv[optind])))
+        return cmd_usage_error("connect", "expected HOST PORT (or unix:/PATH)");
     if (udp)
         flags |= SF_ADDR_DGRAM;
-    if (sf_addr_resolve(argv[optind], argv[optind + 1], flags, &dst, &err) < 0)
+    if (sf_addr_resolve(argv[optind], argc - optind == 2 ? argv[optind + 1] : "", flags, &dst,
+                        &err) < 0)
         return cmd_fail("%s", err.msg);
     if (source && resolve_source(source, flags | (sf_addr_family(&dst.a[0]) == AF_INET6
                                                   ? SF_ADDR_V6ONLY : SF_ADDR_V4ONLY), &src))

@@ -355,6 +355,16 @@ sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_
     return bound_socket(t, a, SOCK_DGRAM, opts, err);
 }
 
+static int
+autobind(const sf_trace *t, int fd)
+{
+    sa_family_t family = AF_UNIX;
+    int rc = bind(fd, (const struct sockaddr *)&family, sizeof(family));
+
+    TRACE(t, "bind", fd, rc, NULL, 0, "unix: (autobind)");
+    return rc;
+}
+
 int
 sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonblock,
                sf_err *err)
@@ -367,6 +377,10 @@ sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonb
         return fail_close(t, -1, err, "socket", a);
     if (src && bind_source(t, fd, src) < 0)
         return fail_close(t, fd, err, "bind", src);
+    /* An unnamed Unix datagram socket cannot be answered: take an abstract name the
+     * kernel makes up (autobind, unix(7)). */
+    if (!src && sf_addr_family(a) == AF_UNIX && autobind(t, fd) < 0)
+        return fail_close(t, fd, err, "bind", a);
     /* No packet is sent: connect() on UDP only fixes the peer, so that ICMP errors
      * for it are reported on this socket. */
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
