@@ -279,6 +279,15 @@ listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_add
     return 0;
 }
 
+/* "tcp", "udp", or "unix-stream", "unix-dgram" for a passed Unix socket. */
+static const char *
+listener_kind(const sf_listener *l)
+{
+    if (sf_addr_family(&l->addr) == AF_UNIX)
+        return l->proto == SF_PROTO_TCP ? "unix-stream" : "unix-dgram";
+    return l->proto == SF_PROTO_TCP ? "tcp" : "udp";
+}
+
 int
 cmd_serve(int argc, char **argv)
 {
@@ -322,7 +331,7 @@ cmd_serve(int argc, char **argv)
             fprintf(stderr, "sockflow: warning: listening on %s: every address of this "
                     "host, other hosts can reach it\n", sf_addr_format(&l->addr, where,
                                                                       sizeof(where)));
-        printf("listening on %s %s (%s)\n", l->proto == SF_PROTO_TCP ? "tcp" : "udp",
+        printf("listening on %s %s (%s)\n", listener_kind(l),
                sf_addr_format(&l->addr, where, sizeof(where)), l->svc->name);
     }
     fflush(stdout);
