@@ -48,6 +48,9 @@ typedef struct sf_service {
     void (*on_close)(sf_conn *c);
     /* UDP */
     void (*on_datagram)(sf_dgram *d);
+    /* SIGCHLD reached the server (a service that runs programs reaps them here); called
+     * on the first loop with the per-loop state there. */
+    void (*on_child)(void *state);
 } sf_service;
 
 typedef void (*sf_log_fn)(void *ud, const char *line);
@@ -150,6 +153,12 @@ void sf_conn_close(sf_conn *c, const char *reason);
 /* Ask for on_drain whenever the socket is writable and nothing is queued (generators). */
 void sf_conn_want_drain(sf_conn *c, int on);
 
+/* Hand the connection's socket to someone else (a program run for it): the server
+ * stops watching it, reading it and timing it out, yet keeps it open and counted
+ * (--max-conns, drain) until the service closes it. */
+void sf_conn_hold(sf_conn *c);
+
+const sf_service *sf_conn_service(const sf_conn *c);
 void *sf_conn_data(sf_conn *c);          /* the conn_size bytes of service state */
 void *sf_conn_state(sf_conn *c);         /* the service's per-loop state */
 unsigned long sf_conn_id(const sf_conn *c);

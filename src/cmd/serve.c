@@ -22,6 +22,8 @@ static const char serve_usage[] =
     "  daytime   RFC 867  the date and time, one line              port 13\n"
     "  time      RFC 868  seconds since 1900, 4 bytes big-endian   port 37\n"
     "  chat      lines relayed between the clients (TCP only)      a free port\n"
+    "  exec:PORT=PROGRAM [ARGS]  PROGRAM for each TCP client, the socket as its\n"
+    "            standard input and output (quote it: one word; split at blanks)\n"
     "Without :PORT a service takes its well-known port (below 1024: needs root);\n"
     "port 0 lets the kernel pick a free one, printed on the 'listening on' line.\n"
     "\n"
@@ -86,6 +88,8 @@ typedef struct serve_conf {
     int quiet;
     cmd_trace trace;
     cmd_access ca;
+    sf_service *execs[MAX_ADDRS];   /* exec:PORT=... services, freed at the end */
+    int nexec;
 } serve_conf;
 
 static void
@@ -245,23 +249,42 @@ listen_addrs(const serve_conf *c, sf_addr *out, int *n, int *defaulted)
     return 0;
 }
 
+/* SERVICE[:PORT], or exec:PORT=PROGRAM [ARGS], into svc and port. */
 static int
-listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_addr *addrs,
-               int naddrs, int defaulted)
+parse_spec(serve_conf *c, const char *spec, const sf_service **svc, int *port)
 {
     char name[64], portstr[64];
-    const sf_service *svc;
     sf_err err;
-    int port, rc;
 
+    if (sf_svc_exec_is(spec)) {
+        if (c->nexec == MAX_ADDRS)
+            return cmd_usage_error("serve", "at most %d exec services", MAX_ADDRS);
+        if ((*svc = c->execs[c->nexec] = sf_svc_exec_new(spec, port, &err)) == NULL)
+            return cmd_usage_error("serve", "%s", err.msg);
+        c->nexec++;
+        return 0;
+    }
     if (sf_addr_split(spec, name, sizeof(name), portstr, sizeof(portstr), &err) < 0)
         return cmd_usage_error("serve", "%s: expected SERVICE[:PORT]", spec);
-    svc = sf_service_find(name);
-    if (svc == NULL)
+    *svc = sf_service_find(name);
+    if (*svc == NULL)
         return cmd_usage_error("serve", "%s: no such service (%s)", name, service_names());
-    port = svc->port;
-    if (portstr[0] && (port = sf_addr_parse_port(portstr, &err)) < 0)
+    *port = (*svc)->port;
+    if (portstr[0] && (*port = sf_addr_parse_port(portstr, &err)) < 0)
         return cmd_fail("%s", err.msg);
+    return 0;
+}
+
+static int
+listen_service(sf_server *s, serve_conf *c, const char *spec, const sf_addr *addrs,
+               int naddrs, int defaulted)
+{
+    const sf_service *svc = NULL;
+    sf_err err;
+    int port = 0, rc;
+
+    if ((rc = parse_spec(c, spec, &svc, &port)) != 0)
+        return rc;
     rc = sf_server_listen(s, svc, addrs, naddrs, port, c->protos, &err);
     /* No IPv6 on this host: the default loopback pair falls back to IPv4 alone. */
     if (rc < 0 && defaulted && naddrs == 2 &&
@@ -345,5 +368,7 @@ out:
     sf_server_free(s);
     cmd_trace_close(&c.trace);
     cmd_access_free(&c.ca);
+    for (int i = 0; i < c.nexec; i++)
+        sf_svc_exec_free(c.execs[i]);
     return rc;
 }

@@ -52,6 +52,7 @@ enum {
     C_SHUT      = 1 << 2,   /* FIN sent */
     C_DRAIN     = 1 << 3,   /* service wants on_drain */
     C_CLOSED    = 1 << 4,   /* closed; freed once the running callbacks return */
+    C_HELD      = 1 << 5,   /* sf_conn_hold: not watched, never timed out */
 };
 
 struct sf_conn {
@@ -706,6 +707,14 @@ sf_conn_want_drain(sf_conn *c, int on)
     update_events(c);
 }
 
+void
+sf_conn_hold(sf_conn *c)
+{
+    c->flags |= C_HELD;
+    sf_loop_unwatch(c->ls->w->loop, c->fd);
+}
+
+const sf_service *sf_conn_service(const sf_conn *c) { return c->ls->svc; }
 void *sf_conn_data(sf_conn *c) { return c->data; }
 void *sf_conn_state(sf_conn *c) { return c->ls->state; }
 unsigned long sf_conn_id(const sf_conn *c) { return c->id; }
@@ -1202,7 +1211,7 @@ sweep(sf_loop *l, void *ud)
         sf_conn *c = w->conns[fd];
         uint64_t quiet;
 
-        if (c == NULL || (c->flags & C_CLOSED))
+        if (c == NULL || (c->flags & (C_CLOSED | C_HELD)))
             continue;
         quiet = now - c->last_ms;
         if ((c->flags & C_FINISHING) && now - c->finish_ms > LINGER_MS) {
@@ -1230,12 +1239,32 @@ on_drain_deadline(sf_loop *l, void *ud)
     sf_loop_stop(l);
 }
 
+/* Whether listener i is the first of its service in w (the state is shared). */
+static int
+service_first(const worker *w, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (w->ls[j].svc == w->ls[i].svc)
+            return 0;
+    return 1;
+}
+
 static void
 on_signal(sf_loop *l, int signo, void *ud)
 {
     sf_server *s = ud;
 
     (void)l;
+    if (signo == SIGCHLD) {
+        worker *w = &s->w[0];
+
+        enter(w);
+        for (int i = 0; i < w->nls; i++)
+            if (w->ls[i].svc->on_child && service_first(w, i))
+                w->ls[i].svc->on_child(w->ls[i].state);
+        leave(w);
+        return;
+    }
     /* SIGHUP (a closed terminal) drains like SIGTERM rather than cut every transfer. */
     sf_server_stop(s, (signo == SIGTERM || signo == SIGHUP) && atomic_load(&s->stop_mode) == 0);
 }
@@ -1273,7 +1302,7 @@ sf_server_stop(sf_server *s, int drain)
 int
 sf_server_run(sf_server *s)
 {
-    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, 0 };
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD, 0 };
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
