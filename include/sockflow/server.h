@@ -119,6 +119,11 @@ int sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, 
  * on failure. Returns 0 or a negative code with err set. */
 int sf_server_adopt(sf_server *s, const sf_service *svc, int fd, sf_err *err);
 
+/* Serve svc (TCP) on fd, one connection accepted by someone else (inetd's nowait,
+ * systemd's Accept=yes); sf_server_run then returns once it is closed. The server owns
+ * fd after, even on failure. Returns 0 or a negative code with err set. */
+int sf_server_adopt_conn(sf_server *s, const sf_service *svc, int fd, sf_err *err);
+
 int sf_server_listener_count(const sf_server *s);
 const sf_listener *sf_server_listener(const sf_server *s, int i);
 

@@ -18,6 +18,7 @@
 
 #include "cmd.h"
 #include "listen.h"
+#include "passed.h"
 #include "sockflow/activate.h"
 
 static const char listen_usage[] =
@@ -443,28 +444,19 @@ run_inetd(listen_conf *c)
     char how[64];
     sf_addr peer;
     sf_err err;
-    int type, family, listening, status;
+    int fd, status, rc;
     pid_t pid;
 
-    if (sf_sock_kind(0, &type, &family, &listening) < 0 || type != SOCK_STREAM || listening)
-        return cmd_fail("--inetd: standard input is not a connected stream socket");
-    if (sf_peer_addr(0, &peer) < 0)
+    if ((rc = cmd_inetd_take_stdin(&fd)) != 0)
+        return rc;
+    if (sf_peer_addr(fd, &peer) < 0)
         return cmd_fail("--inetd: getpeername: %s", strerror(errno));
     if (!listen_admit(c, &peer))
         return EXIT_FAIL;
-    pid = sf_spawn(&c->cmd, 0, &err);
+    pid = sf_spawn(&c->cmd, fd, &err);
+    close(fd);      /* the program's copy is the only one now */
     if (pid < 0)
         return cmd_fail("%s", err.msg);
-    /* Our copies of the connection go, so that the child's end is the only one. */
-    {
-        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-        if (null >= 0) {
-            dup2(null, 0);
-            dup2(null, 1);
-            close(null);
-        }
-    }
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
             return cmd_fail("--inetd: waitpid: %s", strerror(errno));

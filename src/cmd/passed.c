@@ -1,6 +1,11 @@
-/* passed: `sockflow serve` under systemd socket activation — the passed sockets
- * (LISTEN_FDS) matched to the services named on the command line. */
+/* passed: sockets handed to us rather than bound — systemd socket activation
+ * (LISTEN_FDS) matched to the services named on the command line, and the one connection
+ * inetd (or systemd's Accept=yes) passes on standard input. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd.h"
@@ -61,4 +66,54 @@ cmd_serve_passed(sf_server *s, char **specs, int nspecs, int *taken)
         }
     }
     return rc;
+}
+
+/* Whether descriptors a and b are the same open socket. */
+static int
+same_file(int a, int b)
+{
+    struct stat sa, sb;
+
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+int
+cmd_inetd_take_stdin(int *fd)
+{
+    int type, family, listening, null;
+
+    if (sf_sock_kind(0, &type, &family, &listening) < 0 || type != SOCK_STREAM || listening)
+        return cmd_fail("--inetd: standard input is not a connected stream socket");
+    *fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
+    if (*fd < 0)
+        return cmd_fail("--inetd: fcntl: %s", strerror(errno));
+    /* Nothing of ours may reach the client by accident: standard output (and standard
+     * error, where inetd made it the socket too) go to /dev/null. */
+    null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        if (same_file(2, *fd))
+            dup2(null, 2);
+        dup2(null, 0);
+        dup2(null, 1);
+        close(null);
+    }
+    return 0;
+}
+
+int
+cmd_serve_inetd(sf_server *s, char **specs, int nspecs)
+{
+    const sf_service *svc = nspecs == 1 ? spec_service(specs[0]) : NULL;
+    sf_err err;
+    int fd, rc;
+
+    if (svc == NULL)
+        return cmd_usage_error("serve", "--inetd: name one service (echo, chat ...) to run "
+                               "on the connection");
+    if ((rc = cmd_inetd_take_stdin(&fd)) != 0)
+        return rc;
+    if (sf_server_adopt_conn(s, svc, fd, &err) < 0)
+        return cmd_fail("--inetd: %s", err.msg);
+    return 0;
 }

@@ -10,4 +10,13 @@
  * to be bound). Returns 0 or EXIT_FAIL with the reason printed. */
 int cmd_serve_passed(sf_server *s, char **specs, int nspecs, int *taken);
 
+/* --inetd: the connected stream socket on standard input, as a new descriptor in *fd;
+ * standard input and output (and standard error if it is that socket too) are then
+ * /dev/null, so that nothing of ours reaches the client. Returns 0 or EXIT_FAIL. */
+int cmd_inetd_take_stdin(int *fd);
+
+/* serve --inetd: run the one service of specs on that connection. Returns 0, or an
+ * exit status with the reason printed. */
+int cmd_serve_inetd(sf_server *s, char **specs, int nspecs);
+
 #endif

@@ -47,6 +47,8 @@ static const char serve_usage[] =
     "      --udp-sources N    sources tracked per loop (default 4096)\n"
     CMD_ACCESS_USAGE
     "  -q, --quiet            log nothing but errors\n"
+    "      --inetd            serve the one connection on standard input (inetd nowait,\n"
+    "                         systemd Accept=yes) with the one SERVICE named, then exit\n"
     CMD_TRACE_USAGE
     "  -h, --help\n"
     "Sockets passed by systemd (LISTEN_FDS) are served instead of binding: by name\n"
@@ -54,7 +56,8 @@ static const char serve_usage[] =
     "SIGTERM or SIGHUP: accept no more, let the clients finish (--drain-timeout).\n";
 
 enum { OPT_BACKLOG = 256, OPT_MAX_CONNS, OPT_QUEUE_CAP, OPT_IDLE, OPT_SEND, OPT_DRAIN,
-       OPT_DGRAM_MAX, OPT_LOW_PORTS, OPT_UDP_RATE, OPT_UDP_BURST, OPT_UDP_SOURCES };
+       OPT_DGRAM_MAX, OPT_LOW_PORTS, OPT_UDP_RATE, OPT_UDP_BURST, OPT_UDP_SOURCES,
+       OPT_INETD };
 
 static const struct option serve_opts[] = {
     { "listen", required_argument, NULL, 'l' },
@@ -73,6 +76,7 @@ static const struct option serve_opts[] = {
     { "udp-burst", required_argument, NULL, OPT_UDP_BURST },
     { "udp-sources", required_argument, NULL, OPT_UDP_SOURCES },
     { "quiet", no_argument, NULL, 'q' },
+    { "inetd", no_argument, NULL, OPT_INETD },
     { "help", no_argument, NULL, 'h' },
     CMD_ACCESS_LONGOPTS,
     CMD_TRACE_LONGOPTS,
@@ -86,6 +90,7 @@ typedef struct serve_conf {
     unsigned protos;
     int family_flags;
     int quiet;
+    int inetd;
     cmd_trace trace;
     cmd_access ca;
     sf_service *execs[MAX_ADDRS];   /* exec:PORT=... services, freed at the end */
@@ -165,6 +170,9 @@ parse_opts(serve_conf *c, int argc, char **argv)
             break;
         case OPT_LOW_PORTS:
             c->so.udp_allow_low_ports = 1;
+            break;
+        case OPT_INETD:
+            c->inetd = 1;
             break;
         case OPT_UDP_RATE: {
             char num[32];
@@ -330,12 +338,21 @@ cmd_serve(int argc, char **argv)
     }
     c.so.log = log_line;
     c.so.log_ud = &c;
+    /* inetd: the connection ends the server, not a drain deadline */
+    if (c.inetd && c.so.drain_timeout_ms == 0)
+        c.so.drain_timeout_ms = UINT32_MAX;
     if ((rc = cmd_trace_open(&c.trace)) != 0)
         goto out;
     c.so.tracer = cmd_tracer(&c.trace);
     s = sf_server_new(&c.so, &err);
     if (s == NULL) {
         rc = cmd_fail("%s", err.msg);
+        goto out;
+    }
+    if (c.inetd) {
+        if ((rc = cmd_serve_inetd(s, argv + optind, argc - optind)) == 0 &&
+            (rc = cmd_access_drop_privileges(&c.ca)) == 0)
+            rc = sf_server_run(s) < 0 ? cmd_fail("serve: run failed") : EXIT_OK;
         goto out;
     }
     if ((rc = cmd_serve_passed(s, argv + optind, argc - optind, &passed)) != 0)

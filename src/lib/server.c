@@ -295,6 +295,7 @@ sf_server_free(sf_server *s)
 
 static void tcp_accept_ready(sf_loop *l, int fd, int events, void *ud);
 static void udp_ready(sf_loop *l, int fd, int events, void *ud);
+static void start_conn(worker *w, lsock *ls, int fd);
 
 /* The per-loop state of svc in w, made once and shared by all its sockets there. */
 static void *
@@ -483,6 +484,34 @@ sf_server_adopt(sf_server *s, const sf_service *svc, int fd, sf_err *err)
     s->listeners[s->nlisteners++] = (sf_listener){ svc, proto, at };
     if (proto == SF_PROTO_UDP && sf_addr_port(&at) > 0)
         sf__udpguard_add_port(s->w[0].guard, sf_addr_port(&at));
+    return 0;
+}
+
+int
+sf_server_adopt_conn(sf_server *s, const sf_service *svc, int fd, sf_err *err)
+{
+    worker *w = &s->w[0];
+    lsock *ls;
+    int fresh;
+
+    if (!(svc->protos & SF_PROTO_TCP) || w->nls == MAX_LISTENERS) {
+        close(fd);
+        return sf_err_set(err, SF_EUSAGE, "%s: no TCP service to run on a connection",
+                          svc->name);
+    }
+    /* A listener that listens on nothing: the connection needs one for its service. */
+    ls = &w->ls[w->nls];
+    *ls = (lsock){ .fd = -1, .proto = SF_PROTO_TCP, .svc = svc, .w = w };
+    ls->state = service_state(w, svc, &fresh);
+    if (svc->state_new && ls->state == NULL) {
+        close(fd);
+        return sf_err_set(err, -ENOMEM, "%s: state", svc->name);
+    }
+    w->nls++;
+    sf_set_nonblock(fd, 1);
+    start_conn(w, ls, fd);
+    /* Run as a drain: serve the present connection, then return. */
+    sf_server_stop(s, 1);
     return 0;
 }
 

@@ -147,3 +147,38 @@ def test_too_many_sockets_named_badly(activate):
         time.sleep(0.05)
     rc, out, err = a.stop()
     assert "LISTEN_FDS: 2 sockets for 1 services" in err, err
+
+
+def test_serve_inetd_one_connection_nothing_printed_on_it(activate):
+    """--inetd: the connection on standard input gets the service's bytes only (no
+    'listening on' line, no log line), and each connection is its own process."""
+    port = free_port()
+    a = activate(["--inetd", "-a", "-l", f"127.0.0.1:{port}"], ["serve", "--inetd", "echo"])
+    wait_listening(port)
+    data = bytes(range(256)) * 64
+    for _ in range(2):
+        assert exchange(("127.0.0.1", port), data) == data
+    rc, out, err = a.stop()
+    assert err.count("Spawned") == 2, err
+
+
+def test_serve_inetd_deny_and_usage(activate):
+    port = free_port()
+    a = activate(["--inetd", "-a", "-l", f"127.0.0.1:{port}"],
+                 ["serve", "--inetd", "--deny", "127.0.0.0/8", "echo"])
+    wait_listening(port)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.settimeout(5)
+        s.sendall(b"nope")
+        try:
+            assert s.recv(10) == b""
+        except ConnectionResetError:
+            pass
+    a.stop()
+    r = subprocess.run([SOCKFLOW, "serve", "--inetd", "echo", "discard"],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"--inetd: name one service" in r.stderr
+    r = subprocess.run([SOCKFLOW, "serve", "--inetd", "echo"], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10)
+    assert r.returncode == 1
+    assert b"--inetd: standard input is not a connected stream socket" in r.stderr
