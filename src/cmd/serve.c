@@ -28,7 +28,8 @@ static const char serve_usage[] =
     "port 0 lets the kernel pick a free one, printed on the 'listening on' line.\n"
     "\n"
     "  -l, --listen ADDR      listen on ADDR (repeatable; default 127.0.0.1 and ::1;\n"
-    "                         0.0.0.0: every IPv4 address, ::: every IPv6 one)\n"
+    "                         0.0.0.0: every IPv4 address, ::: every IPv6 one;\n"
+    "                         unix:/PATH or unix:@NAME: stream services on a Unix socket)\n"
     "  -t, --tcp              TCP only          -u, --udp     UDP only\n"
     "  -4                     IPv4 only         -6            IPv6 only\n"
     "  -j, --loops N          event loops, one thread each (default 1)\n"
@@ -244,6 +245,12 @@ listen_addrs(const serve_conf *c, sf_addr *out, int *n, int *defaulted)
         sf_addr_list l;
         sf_err err;
 
+        if (sf_addr_is_unix(c->listen[i])) {
+            if (sf_addr_parse_unix(c->listen[i], &out[*n], &err) < 0)
+                return cmd_usage_error("serve", "%s", err.msg);
+            (*n)++;
+            continue;
+        }
         if (sf_addr_split(c->listen[i], host, sizeof(host), port, sizeof(port), &err) < 0 ||
             sf_addr_resolve(host[0] ? host : "0.0.0.0", "0",
                             SF_ADDR_PASSIVE | c->family_flags, &l, &err) < 0)
@@ -325,7 +332,7 @@ cmd_serve(int argc, char **argv)
     serve_conf c = { 0 };
     sf_addr addrs[MAX_ADDRS];
     sf_server *s = NULL;
-    int naddrs, defaulted, passed, rc;
+    int naddrs, defaulted, passed = 0, rc;
     sf_err err;
 
     if ((rc = cmd_access_init(&c.ca)) != 0)
@@ -382,6 +389,9 @@ cmd_serve(int argc, char **argv)
     }
     rc = EXIT_OK;
 out:
+    /* the socket files we bound go with us (systemd's stay: they are its) */
+    for (int i = 0; s && !passed && i < sf_server_listener_count(s); i++)
+        sf_unix_unlink(&sf_server_listener(s, i)->addr);
     sf_server_free(s);
     cmd_trace_close(&c.trace);
     cmd_access_free(&c.ca);

@@ -377,7 +377,8 @@ want_destination(int fd, int family, sf_err *err)
 static int
 bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_err *err)
 {
-    int loops = svc->one_loop ? 1 : s->nw;
+    /* A Unix socket file takes one socket: SO_REUSEPORT groups are for ports. */
+    int loops = svc->one_loop || sf_addr_family(a) == AF_UNIX ? 1 : s->nw;
     sf_listen_opts lo = { .backlog = s->o.backlog, .reuseport = loops > 1 };
     sf_addr at = *a;
     int rc;
@@ -408,7 +409,7 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
     if (proto == SF_PROTO_UDP)
         for (int i = 0; i < s->nw; i++)
             sf__udpguard_add_port(s->w[i].guard, sf_addr_port(&at));
-    return sf_addr_port(&at);
+    return sf_addr_family(&at) == AF_UNIX ? 0 : sf_addr_port(&at);
 }
 
 int
@@ -432,7 +433,9 @@ sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, int 
             for (int proto = SF_PROTO_TCP; proto <= SF_PROTO_UDP && rc >= 0; proto <<= 1) {
                 sf_addr a = addrs[i];
 
-                if (!(protos & proto))
+                /* Unix addresses: stream services only (the UDP guard judges ports) */
+                if (!(protos & proto) ||
+                    (proto == SF_PROTO_UDP && sf_addr_family(&a) == AF_UNIX))
                     continue;
                 sf_addr_set_port(&a, p);
                 rc = bind_one(s, svc, &a, proto, err);

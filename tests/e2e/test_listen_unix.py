@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import SOCKFLOW
+from conftest import SOCKFLOW, assert_no_sanitizer_report
 from listen_helpers import Listener, run_to_end
 
 
@@ -171,3 +171,37 @@ def test_path_too_long_is_a_usage_error():
     r = run_to_end([SOCKFLOW, "listen", "unix:/" + "a" * 120])
     assert r.returncode == 2
     assert "longer than 107 bytes" in r.stderr.decode()
+
+
+def test_serve_on_unix_sockets(procs, sockdir):
+    path = f"{sockdir}/echo"
+    s = procs([SOCKFLOW, "serve", "-l", f"unix:{path}", "-l",
+               f"unix:@sockflow-serve-{os.getpid()}", "echo"])
+    s.wait_line("sockflow-serve")
+    lines = s.stdout
+    assert f"listening on unix-stream unix:{path} (echo)" in lines
+    assert f"listening on unix-stream unix:@sockflow-serve-{os.getpid()} (echo)" in lines
+    assert "udp" not in lines                   # stream services only on Unix sockets
+    data = bytes(range(256)) * 100
+    assert unix_exchange_half_close(path, data) == data
+    assert unix_exchange_half_close(f"\0sockflow-serve-{os.getpid()}", b"abstract\n") == \
+        b"abstract\n"
+    r = run_to_end([SOCKFLOW, "connect", f"unix:{path}"], input=b"via connect\n")
+    assert r.stdout == b"via connect\n"
+    assert s.stop() == 0
+    assert_no_sanitizer_report(s.stderr)
+    assert not os.path.exists(path)
+
+
+def unix_exchange_half_close(path, data, timeout=10):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
