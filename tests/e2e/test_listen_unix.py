@@ -2,6 +2,7 @@
 datagram) with socat, nc -U, Python and sockflow connect; a stale socket file; the file
 removed on exit; the trace says AF_UNIX and shows no TCP state."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -205,3 +206,17 @@ def unix_exchange_half_close(path, data, timeout=10):
             if not chunk:
                 return got
             got += chunk
+
+
+@pytest.mark.parametrize("mode,svc", [("echo", "echo"), ("connect", "echo"), ("stream", "discard")])
+def test_bench_over_unix(procs, sockdir, mode, svc):
+    path = f"{sockdir}/{svc}"
+    s = procs([SOCKFLOW, "serve", "-l", f"unix:{path}", svc])
+    s.wait_line("listening on unix-stream")
+    r = run_to_end([SOCKFLOW, "bench", mode, f"unix:{path}", "0", "-c", "2", "-d", "1"],
+                   timeout=30)
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"errors\s+none", out), out
+    if mode != "stream":
+        assert re.search(r"mismatches\s+0\b", out), out
