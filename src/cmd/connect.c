@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "program.h"
 #include "traceopt.h"
 
 static const char connect_usage[] =
@@ -22,6 +23,9 @@ static const char connect_usage[] =
     "  -q, --quit SECS      TCP: quit SECS after end of input, even if the server has\n"
     "                       not closed (default: wait for it)\n"
     "  -s, --source SRC[:PORT]  bind this local address (and port) first\n"
+    "  -e, --exec 'PROG ARGS'  TCP: run PROG with the socket as its standard input and\n"
+    "                       output instead of relaying (split at blanks, no shell)\n"
+    "  -c, --sh-exec 'CMD'  the same with /bin/sh -c CMD\n"
     CMD_TRACE_USAGE
     "  -h, --help\n";
 
@@ -30,6 +34,8 @@ static const struct option connect_opts[] = {
     { "wait", required_argument, NULL, 'w' },
     { "quit", required_argument, NULL, 'q' },
     { "source", required_argument, NULL, 's' },
+    { "exec", required_argument, NULL, 'e' },
+    { "sh-exec", required_argument, NULL, 'c' },
     { "help", no_argument, NULL, 'h' },
     CMD_TRACE_LONGOPTS,
     { NULL, 0, NULL, 0 },
@@ -54,6 +60,8 @@ cmd_connect(int argc, char **argv)
     sf_relay_opts ro = { .in_fd = 0, .out_fd = 1, .quit_after_eof_ms = -1,
                          .udp_wait_ms = 2000 };
     const char *source = NULL;
+    sf_spawn_cmd prog = { 0 };
+    const char *exec_text = NULL;   /* -e, split only when used: nothing to free before */
     cmd_trace ct = { 0 };
     sf_trace tr = { NULL, "client", 0 };
     const sf_trace *t = NULL;
@@ -66,12 +74,20 @@ cmd_connect(int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":u46w:q:s:h", connect_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":u46w:q:s:e:c:h", connect_opts, NULL)) != -1) {
         switch (ch) {
         case 'u': udp = 1; break;
         case '4': flags |= SF_ADDR_V4ONLY; break;
         case '6': flags |= SF_ADDR_V6ONLY; break;
         case 's': source = optarg; break;
+        case 'e': case 'c':
+            if (exec_text || prog.shell)
+                return cmd_usage_error("connect", "-e and -c: give one program");
+            if (ch == 'c')
+                prog.shell = optarg;
+            else
+                exec_text = optarg;
+            break;
         case 'h': fputs(connect_usage, stdout); return EXIT_OK;
         case 'w': case 'q':
             if ((v = cmd_parse_secs_ms(optarg)) < 0 || v > 0x7fffffff)
@@ -121,6 +137,17 @@ cmd_connect(int argc, char **argv)
 
         sf_peer_addr(fd, &a);
         sf_addr_format(&a, peer, sizeof(peer));
+    }
+    if (exec_text || prog.shell) {
+        if (udp)
+            rc = cmd_usage_error("connect", "-e/-c: TCP or Unix stream only");
+        else if (exec_text && sf_spawn_cmd_split(&prog, exec_text, &err) < 0)
+            rc = cmd_usage_error("connect", "%s", err.msg);
+        else
+            rc = cmd_run_program(&prog, fd, 0);
+        sf_spawn_cmd_free(&prog);
+        cmd_trace_close(&ct);
+        return rc;
     }
     /* A reader of our output that goes away ends us quietly, not by SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);

@@ -19,6 +19,7 @@
 #include "cmd.h"
 #include "listen.h"
 #include "passed.h"
+#include "program.h"
 #include "sockflow/activate.h"
 
 static const char listen_usage[] =
@@ -441,11 +442,8 @@ run_relay(listen_conf *c)
 static int
 run_inetd(listen_conf *c)
 {
-    char how[64];
     sf_addr peer;
-    sf_err err;
-    int fd, status, rc;
-    pid_t pid;
+    int fd, rc;
 
     if ((rc = cmd_inetd_take_stdin(&fd)) != 0)
         return rc;
@@ -453,16 +451,7 @@ run_inetd(listen_conf *c)
         return cmd_fail("--inetd: getpeername: %s", strerror(errno));
     if (!listen_admit(c, &peer))
         return EXIT_FAIL;
-    pid = sf_spawn(&c->cmd, fd, &err);
-    close(fd);      /* the program's copy is the only one now */
-    if (pid < 0)
-        return cmd_fail("%s", err.msg);
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return cmd_fail("--inetd: waitpid: %s", strerror(errno));
-    if (c->verbose)
-        listen_log("%d %s", (int)pid, sf_spawn_status_text(status, how, sizeof(how)));
-    return EXIT_OK;
+    return cmd_run_program(&c->cmd, fd, c->verbose);
 }
 
 /* ---- the command ---- */

@@ -251,3 +251,18 @@ def test_inetd_mode_refuses_by_rules_and_needs_a_socket(tmp_path):
     finally:
         a.close()
         b.close()
+
+
+def test_connect_exec_talks_to_listen_exec(listen, tmp_path):
+    """Programs on both ends: connect -c's program has the socket as its standard input
+    and output and the addresses in its environment."""
+    out = tmp_path / "out"
+    lst = listen("-e", "cat", "0").started()
+    r = run_to_end([SOCKFLOW, "connect", "-c",
+                    f'echo stressed; read reply; echo "$reply $TCPREMOTEPORT $PROTO" > {out}',
+                    "127.0.0.1", str(lst.port)])
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == f"stressed {lst.port} TCP\n"
+    assert lst.wait(10) == 0
+    r = run_to_end([SOCKFLOW, "connect", "-u", "-e", "cat", "127.0.0.1", "9"])
+    assert r.returncode == 2 and b"-e/-c: TCP or Unix stream only" in r.stderr
