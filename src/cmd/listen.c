@@ -416,7 +416,7 @@ relay_client(listen_conf *c, int fd, const sf_addr *peer)
 static int
 run_relay(listen_conf *c)
 {
-    int served = 0;
+    int served = 0, rc;
 
     while (!served || (c->keep && stops_seen == 0)) {
         sf_addr peer;
@@ -431,7 +431,9 @@ run_relay(listen_conf *c)
             continue;
         }
         served = 1;
-        if (relay_client(c, fd, &peer) < 0 && !c->keep)
+        rc = relay_client(c, fd, &peer);
+        sf_access_release(c->access, &peer);
+        if (rc < 0 && !c->keep)
             return EXIT_FAIL;
     }
     return EXIT_OK;

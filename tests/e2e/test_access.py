@@ -231,3 +231,17 @@ def test_user_needs_root_to_drop(tmp_path):
     assert r.returncode == 1
     assert re.search(r"--user root: set(groups|gid|uid)\(0\): Operation not permitted",
                      r.stderr.decode()), r.stderr
+
+
+def test_listen_keep_open_per_source_slot_comes_back(listen):
+    """-k serves one at a time: each client from the same address gives its slot back."""
+    lst = listen("-k", "--max-conns-per-source", "1", "0").started()
+    for i in range(3):
+        with socket.create_connection(("127.0.0.1", lst.port), timeout=5,
+                                      source_address=("127.0.0.6", 0)) as c:
+            c.settimeout(5)
+            c.sendall(b"%d" % i)
+            assert c.recv(10) == b""        # our input is empty: FIN, not a refusal
+        lst.wait_out(i + 1)
+    assert lst.stdout == b"012"
+    assert "refused" not in lst.stderr
