@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -126,12 +127,31 @@ child_env(int sock_fd, char vars[ENV_OURS][160])
     return env;
 }
 
+/* The kernel's struct for rt_sigaction. glibc keeps signals 32 and 33 (SIGRTMIN-2,
+ * SIGRTMIN-1) for itself and refuses to change them; a parent (make does) may have left
+ * them ignored, and an ignored signal stays ignored across exec. */
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long mask;
+};
+
+static void
+default_signal(int signo)
+{
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    struct kernel_sigaction kdfl = { .handler = SIG_DFL };
+
+    if (sigaction(signo, &dfl, NULL) < 0 && errno == EINVAL)
+        syscall(SYS_rt_sigaction, signo, &kdfl, NULL, sizeof(kdfl.mask));
+}
+
 /* In the child: only async-signal-safe calls until exec. */
 static void __attribute__((noreturn))
 child(const sf_spawn_cmd *cmd, int sock_fd, int report_fd, char **env)
 {
     const char *shargv[4] = { "/bin/sh", "-c", cmd->shell, NULL };
-    struct sigaction dfl = { .sa_handler = SIG_DFL };
     sigset_t none;
     int e, fl;
 
@@ -139,7 +159,7 @@ child(const sf_spawn_cmd *cmd, int sock_fd, int report_fd, char **env)
     /* Ignored signals stay ignored across exec (SIGPIPE is, in a server): reset them,
      * and the mask the server's signalfd needs. */
     for (int s = 1; s < NSIG; s++)
-        sigaction(s, &dfl, NULL);
+        default_signal(s);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (dup2(sock_fd, 0) < 0 || dup2(sock_fd, 1) < 0)
