@@ -245,3 +245,13 @@ def test_listen_keep_open_per_source_slot_comes_back(listen):
         lst.wait_out(i + 1)
     assert lst.stdout == b"012"
     assert "refused" not in lst.stderr
+
+
+def test_serve_warns_once_for_a_wildcard_address(serve):
+    s = serve("-l", "0.0.0.0", "echo:0", expect=2)
+    s.wait_line(r"warning: listening on 0\.0\.0\.0:\d+: every address of this host", stream="err")
+    time.sleep(0.2)
+    assert s.stderr.count("warning") == 1, s.stderr     # one line for TCP and UDP
+    quiet = serve("-t", "echo:0")
+    time.sleep(0.2)
+    assert "warning" not in quiet.stderr
