@@ -314,3 +314,15 @@ def test_runtime_errors(listen, tmp_path):
     r = run_to_end([SOCKFLOW, "listen", "--user", "nosuchuser", "0"])
     assert r.returncode in (1, 2)
     assert "--user nosuchuser: no such user" in r.stderr.decode()
+
+
+def test_udp_trace_shows_the_source(listen):
+    lst = listen("-u", "--trace", "0", stdin=None).started()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        src = s.getsockname()[1]
+        s.sendto(b"traced", ("127.0.0.1", lst.port))
+        lst.wait_out(6)
+    lst.wait_err(rf"recvfrom .*from=127\.0\.0\.1:{src}\b")
+    lst.signal(signal.SIGTERM)
+    assert lst.wait(5) == 0
