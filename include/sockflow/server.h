@@ -127,9 +127,11 @@ int sf_server_adopt_conn(sf_server *s, const sf_service *svc, int fd, sf_err *er
 int sf_server_listener_count(const sf_server *s);
 const sf_listener *sf_server_listener(const sf_server *s, int i);
 
-/* Serve until stopped. SIGINT stops at once; SIGTERM (or SIGHUP) stops accepting and gives the
- * clients drain_timeout_ms to finish, a second signal stops at once. SIGPIPE is ignored.
- * Returns 0 or a negative code. */
+/* Serve until stopped. SIGINT stops at once; SIGTERM (or SIGHUP) stops accepting and gives
+ * the clients drain_timeout_ms to finish, a second signal stops at once; SIGCHLD goes to
+ * the services' on_child. These are blocked in the calling thread and read through a
+ * signalfd: a caller running this on a thread other than main blocks them in its other
+ * threads first (sf_loop_block_signals). SIGPIPE is ignored. Returns 0 or a negative code. */
 int sf_server_run(sf_server *s);
 
 /* Stop from any thread: drain (1) or at once (0). */
