@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "access.h"
 #include "addr.h"
 #include "err.h"
 #include "loop.h"
@@ -47,6 +48,9 @@ typedef struct sf_service {
     void (*on_close)(sf_conn *c);
     /* UDP */
     void (*on_datagram)(sf_dgram *d);
+    /* SIGCHLD reached the server (a service that runs programs reaps them here); called
+     * on the first loop with the per-loop state there. */
+    void (*on_child)(void *state);
 } sf_service;
 
 typedef void (*sf_log_fn)(void *ud, const char *line);
@@ -75,6 +79,9 @@ typedef struct sf_server_opts {
                                    SF_UDP_BURST_DEFAULT, so a loop between two servers
                                    dies within about 20 datagrams */
     uint32_t udp_sources;       /* sources tracked, one table for all loops; 0: 4096 */
+    sf_access *access;          /* allow/deny and per-source cap (NULL: everyone); TCP
+                                   clients refused are closed after accept, UDP datagrams
+                                   from refused sources dropped. The caller frees it. */
     const sf_tracer *tracer;    /* NULL: no tracing */
     sf_log_fn log;              /* one line per event worth a person's attention */
     void *log_ud;
@@ -111,15 +118,26 @@ sf_server *sf_server_new(const sf_server_opts *opts, sf_err *err);
 int sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, int naddrs,
                      int port, unsigned protos, sf_err *err);
 
+/* Serve svc on fd, a socket bound already (systemd's LISTEN_FDS): a listening stream
+ * socket or a datagram socket, run by the first loop. The server owns fd after, even
+ * on failure. Returns 0 or a negative code with err set. */
+int sf_server_adopt(sf_server *s, const sf_service *svc, int fd, sf_err *err);
+
+/* Serve svc (TCP) on fd, one connection accepted by someone else (inetd's nowait,
+ * systemd's Accept=yes); sf_server_run then returns once it is closed. The server owns
+ * fd after, even on failure. Returns 0 or a negative code with err set. */
+int sf_server_adopt_conn(sf_server *s, const sf_service *svc, int fd, sf_err *err);
+
 int sf_server_listener_count(const sf_server *s);
 const sf_listener *sf_server_listener(const sf_server *s, int i);
 
-/* Serve until stopped. SIGINT stops at once; SIGTERM stops accepting and gives the
- * clients drain_timeout_ms to finish, a second signal stops at once. While it runs,
- * SIGINT and SIGTERM are blocked in the calling thread (the caller's other threads
- * should block them too) and SIGPIPE is ignored; on return the caller's signal mask
- * and SIGPIPE handler are back, and a SIGINT/SIGTERM left pending for the server is
- * taken, not delivered. Returns 0 or a negative code. */
+/* Serve until stopped. SIGINT stops at once; SIGTERM (or SIGHUP) stops accepting and gives
+ * the clients drain_timeout_ms to finish, a second signal stops at once; SIGCHLD goes to
+ * the services' on_child. These are blocked in the calling thread and read through a
+ * signalfd (the caller's other threads should block them too: sf_loop_block_signals),
+ * and SIGPIPE is ignored; on return the caller's signal mask and SIGPIPE handler are
+ * back, and a signal left pending for the server is taken, not delivered. Returns 0 or
+ * a negative code. */
 int sf_server_run(sf_server *s);
 
 /* Stop from any thread: drain (1) or at once (0). */
@@ -148,6 +166,12 @@ void sf_conn_close(sf_conn *c, const char *reason);
 /* Ask for on_drain whenever the socket is writable and nothing is queued (generators). */
 void sf_conn_want_drain(sf_conn *c, int on);
 
+/* Hand the connection's socket to someone else (a program run for it): the server
+ * stops watching it, reading it and timing it out, yet keeps it open and counted
+ * (--max-conns, drain) until the service closes it. */
+void sf_conn_hold(sf_conn *c);
+
+const sf_service *sf_conn_service(const sf_conn *c);
 void *sf_conn_data(sf_conn *c);          /* the conn_size bytes of service state */
 void *sf_conn_state(sf_conn *c);         /* the service's per-loop state */
 unsigned long sf_conn_id(const sf_conn *c);

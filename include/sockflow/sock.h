@@ -40,6 +40,17 @@ int sf_tcp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                 sf_err *err);
 int sf_listen(const sf_trace *t, int fd, int backlog, sf_err *err);
 
+/* Unix domain sockets (an sf_addr of AF_UNIX) go through sf_tcp_listen/sf_tcp_connect
+ * (SOCK_STREAM) and sf_udp_bind/sf_udp_connect (SOCK_DGRAM) as well; they get no
+ * SO_REUSEADDR or IPV6_V6ONLY. A socket file left by a dead server is replaced at bind,
+ * but only after a connect to it is refused (nobody listens there); a live server's file
+ * gives EADDRINUSE. */
+
+/* Remove the file of a Unix socket address bound in the file system, if it is a socket
+ * (on a clean exit; nothing to do for abstract names or other families). Returns 0 or
+ * a negative errno. */
+int sf_unix_unlink(const sf_addr *a);
+
 /* accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) one pending connection. Retries EINTR. peer may
  * be NULL. Returns the new fd, SF_EAGAIN when none is waiting, or a negative errno:
  * EMFILE, ENFILE, EBADF ... or one for which sf_accept_error_is_transient() is true. */

@@ -13,6 +13,14 @@ extern const sf_service sf_svc_daytime;   /* RFC 867 */
 extern const sf_service sf_svc_time;      /* RFC 868 */
 extern const sf_service sf_svc_chat;      /* line relay between the clients */
 
+/* exec: "exec:PORT=PROGRAM [ARGS]" (split at blanks, no shell) runs PROGRAM for each
+ * TCP client with the socket as its standard input and output (sockflow/spawn.h). */
+int sf_svc_exec_is(const char *spec);
+/* A new exec service from spec, its port in *port; NULL with err set. Free it with
+ * sf_svc_exec_free once the server using it is freed. */
+sf_service *sf_svc_exec_new(const char *spec, int *port, sf_err *err);
+void sf_svc_exec_free(sf_service *svc);
+
 /* The service called name, or NULL. */
 const sf_service *sf_service_find(const char *name);
 

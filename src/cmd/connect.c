@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "connect.h"
+#include "program.h"
 
 static const char connect_usage[] =
     "usage: sockflow connect [OPTIONS] HOST PORT\n"
@@ -60,6 +62,8 @@ static const struct option connect_opts[] = {
     { "scan", no_argument, NULL, 'z' },
     { "parallel", required_argument, NULL, OPT_PARALLEL },
     { "json", no_argument, NULL, OPT_JSON },
+    { "exec", required_argument, NULL, 'e' },
+    { "sh-exec", required_argument, NULL, 'c' },
     { "help", no_argument, NULL, 'h' },
     CMD_TRACE_LONGOPTS,
     { NULL, 0, NULL, 0 },
@@ -104,6 +108,11 @@ take_option(connect_args *a, int ch, char **argv)
     case 'w': return take_secs(ch, optarg, &a->wait_ms);
     case 'q': return take_secs(ch, optarg, &a->quit_ms);
     case 'i': return take_secs(ch, optarg, &a->idle_ms);
+    case 'e': case 'c':
+        if (a->exec_text || a->shell)
+            return cmd_usage_error("connect", "-e and -c: give one program");
+        *(ch == 'c' ? &a->shell : &a->exec_text) = optarg;
+        return GO;
     case OPT_PARALLEL:
         if ((v = cmd_parse_count(optarg, 65535)) < 1)
             return cmd_usage_error("connect", "--parallel %s: a number from 1 to 65535",
@@ -145,7 +154,7 @@ check_args(connect_args *a)
     if (!a->scan && a->port[0] >= '0' && a->port[0] <= '9' &&
         sf_addr_parse_port(a->port, NULL) < 0)
         return cmd_usage_error("connect", "port %s: not a number from 0 to 65535", a->port);
-    if (!a->scan && (a->port[0] < '0' || a->port[0] > '9') &&
+    if (!a->scan && a->port[0] != '\0' && (a->port[0] < '0' || a->port[0] > '9') &&
         getservbyname(a->port, a->udp ? "udp" : "tcp") == NULL)
         return cmd_usage_error("connect", "port %s: not a number from 0 to 65535 nor a "
                                "service in /etc/services", a->port);
@@ -153,6 +162,8 @@ check_args(connect_args *a)
         return cmd_usage_error("connect", "--json and --parallel go with -z");
     if (a->scan && (a->quit_ms >= 0 || a->idle_ms > 0 || a->crlf))
         return cmd_usage_error("connect", "-q, -i and -C are for a connection, not -z");
+    if ((a->exec_text || a->shell) && (a->udp || a->scan))
+        return cmd_usage_error("connect", "-e/-c: TCP or Unix stream only, not -u or -z");
     if (a->scan && a->ct.on)
         return cmd_usage_error("connect", "-z does not trace: its probes are many "
                                "connects at once");
@@ -166,18 +177,20 @@ parse_args(connect_args *a, int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":u46nw:q:i:s:p:CNvzh", connect_opts,
+    while ((ch = getopt_long(argc, argv, ":u46nw:q:i:s:p:e:c:CNvzh", connect_opts,
                              NULL)) != -1) {
         if ((rc = take_option(a, ch, argv)) != GO)
             return rc;
     }
-    if (argc - optind != 2)
+    /* unix:/path and unix:@name stand alone: no port */
+    if (argc - optind != 2 && !(argc - optind == 1 && !a->scan &&
+                                sf_addr_is_unix(argv[optind])))
         return cmd_usage_error("connect", a->scan ? "expected HOST PORTS"
-                                                  : "expected HOST PORT");
+                                                  : "expected HOST PORT (or unix:/PATH)");
     if (strlen(argv[optind]) >= sizeof(a->host))
         return cmd_usage_error("connect", "host %.40s...: too long", argv[optind]);
     snprintf(a->host, sizeof(a->host), "%s", argv[optind]);
-    a->port = argv[optind + 1];
+    a->port = argc - optind == 2 ? argv[optind + 1] : "";
     if (a->udp)
         a->flags |= SF_ADDR_DGRAM;
     return check_args(a);
@@ -264,6 +277,23 @@ dial(const connect_args *a, const sf_trace *t, char *peer, size_t peerlen)
     return fd;
 }
 
+/* -e/-c: the program talks on the socket instead of the relay. */
+static int
+run_program(const connect_args *a, int fd)
+{
+    sf_spawn_cmd prog = { .shell = a->shell };
+    sf_err err;
+    int rc;
+
+    if (a->exec_text && sf_spawn_cmd_split(&prog, a->exec_text, &err) < 0) {
+        close(fd);
+        return cmd_usage_error("connect", "%s", err.msg);
+    }
+    rc = cmd_run_program(&prog, fd, a->verbose);
+    sf_spawn_cmd_free(&prog);
+    return rc;
+}
+
 static int
 relay(connect_args *a)
 {
@@ -289,6 +319,11 @@ relay(connect_args *a)
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     say_connected(a, fd, peer);
+    if (a->exec_text || a->shell) {
+        rc = run_program(a, fd);
+        cmd_trace_close(&a->ct);
+        return rc;
+    }
     /* A reader of our output that goes away ends us quietly, not by SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     ro.sock_fd = fd;

@@ -16,7 +16,9 @@ typedef struct connect_args {
     const char *source;     /* -s ADDR[:PORT] */
     const char *src_port;   /* -p PORT */
     char host[256];         /* HOST, without the brackets of "[::1]" */
-    const char *port;       /* PORT, or the ports to scan */
+    const char *port;       /* PORT, or the ports to scan; "" for a unix: address */
+    const char *exec_text;  /* -e 'PROG ARGS', split when used */
+    const char *shell;      /* -c 'CMD', run by /bin/sh -c */
     cmd_trace ct;
 } connect_args;
 

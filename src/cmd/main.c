@@ -10,7 +10,8 @@ static const char usage[] =
     "\n"
     "  serve   [-l ADDR] [-t|-u] [-j N] SERVICE[:PORT]...   run services (echo discard\n"
     "                                                        chargen daytime time chat)\n"
-    "  connect [-u] [-4|-6] [-v] [-n] [-w SECS] [-q SECS] [-i SECS] [-C]\n"
+    "  listen  [-k] [-u] [-e PROG] [--broker] [ADDR:]PORT    the listening side of connect\n"
+    "  connect [-u] [-4|-6] [-v] [-n] [-w SECS] [-q SECS] [-i SECS] [-C] [-e PROG]\n"
     "          [-s ADDR[:PORT]] [-p PORT] HOST PORT          stdin -> socket -> stdout\n"
     "  connect -z [-u] [-v] [--json] [--parallel N] [-w SECS] HOST PORTS\n"
     "                                                        port scan (22,80,1-1024)\n"
@@ -18,8 +19,9 @@ static const char usage[] =
     "                                                        load generator, latency percentiles\n"
     "  demo    [--section N] [--json]                        the TCP and UDP flows, narrated\n"
     "\n"
-    "serve, connect, bench and demo take --trace[=text|json], --explain, --trace-file FILE\n"
-    "and --trace-data: every socket call, its result and the TCP state after it.\n"
+    "serve, listen, connect, bench and demo take --trace[=text|json], --explain,\n"
+    "--trace-file FILE and --trace-data: every socket call, its result and the TCP state\n"
+    "after it.\n"
     "A flag means one thing in every command (docs/options.md).\n"
     "\n"
     "'sockflow COMMAND --help' for the options of one; 'man sockflow' for all.\n";
@@ -31,6 +33,7 @@ typedef struct command {
 
 static const command commands[] = {
     { "serve", cmd_serve },
+    { "listen", cmd_listen },
     { "connect", cmd_connect },
     { "bench", cmd_bench },
     { "demo", cmd_demo },

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accessopt.h"
 #include "cmd.h"
+#include "passed.h"
 #include "traceopt.h"
 
 #define MAX_ADDRS 16
@@ -20,11 +22,14 @@ static const char serve_usage[] =
     "  daytime   RFC 867  the date and time, one line              port 13\n"
     "  time      RFC 868  seconds since 1900, 4 bytes big-endian   port 37\n"
     "  chat      lines relayed between the clients (TCP only)      a free port\n"
+    "  exec:PORT=PROGRAM [ARGS]  PROGRAM for each TCP client, the socket as its\n"
+    "            standard input and output (quote it: one word; split at blanks)\n"
     "Without :PORT a service takes its well-known port (below 1024: needs root);\n"
     "port 0 lets the kernel pick a free one, printed on the 'listening on' line.\n"
     "\n"
     "  -l, --listen ADDR      listen on ADDR (repeatable; default 127.0.0.1 and ::1;\n"
-    "                         0.0.0.0: every IPv4 address, ::: every IPv6 one)\n"
+    "                         0.0.0.0: every IPv4 address, ::: every IPv6 one;\n"
+    "                         unix:/PATH or unix:@NAME: stream services on a Unix socket)\n"
     "  -t, --tcp              TCP only          -u, --udp     UDP only\n"
     "  -4                     IPv4 only         -6            IPv6 only\n"
     "  -j, --loops N          event loops, one thread each (default 1)\n"
@@ -44,12 +49,19 @@ static const char serve_usage[] =
     "      --udp-burst N      replies one source may have at once (default 10: a loop\n"
     "                         between two servers dies within about 20 datagrams)\n"
     "      --udp-sources N    sources tracked, all loops together (default 4096)\n"
+    CMD_ACCESS_USAGE
     "  -q, --quiet            log nothing but errors\n"
+    "      --inetd            serve the one connection on standard input (inetd nowait,\n"
+    "                         systemd Accept=yes) with the one SERVICE named, then exit\n"
     CMD_TRACE_USAGE
-    "  -h, --help\n";
+    "  -h, --help\n"
+    "Sockets passed by systemd (LISTEN_FDS) are served instead of binding: by name\n"
+    "(FileDescriptorName=echo), else in the order the services are given.\n"
+    "SIGTERM or SIGHUP: accept no more, let the clients finish (--drain-timeout).\n";
 
 enum { OPT_BACKLOG = 256, OPT_MAX_CONNS, OPT_QUEUE_CAP, OPT_IDLE, OPT_SEND, OPT_DRAIN,
-       OPT_DGRAM_MAX, OPT_LOW_PORTS, OPT_UDP_RATE, OPT_UDP_BURST, OPT_UDP_SOURCES };
+       OPT_DGRAM_MAX, OPT_LOW_PORTS, OPT_UDP_RATE, OPT_UDP_BURST, OPT_UDP_SOURCES,
+       OPT_INETD };
 
 static const struct option serve_opts[] = {
     { "listen", required_argument, NULL, 'l' },
@@ -68,7 +80,9 @@ static const struct option serve_opts[] = {
     { "udp-burst", required_argument, NULL, OPT_UDP_BURST },
     { "udp-sources", required_argument, NULL, OPT_UDP_SOURCES },
     { "quiet", no_argument, NULL, 'q' },
+    { "inetd", no_argument, NULL, OPT_INETD },
     { "help", no_argument, NULL, 'h' },
+    CMD_ACCESS_LONGOPTS,
     CMD_TRACE_LONGOPTS,
     { NULL, 0, NULL, 0 },
 };
@@ -80,7 +94,11 @@ typedef struct serve_conf {
     unsigned protos;
     int family_flags;
     int quiet;
+    int inetd;
     cmd_trace trace;
+    cmd_access ca;
+    sf_service *execs[MAX_ADDRS];   /* exec:PORT=... services, freed at the end */
+    int nexec;
 } serve_conf;
 
 static void
@@ -157,6 +175,9 @@ parse_opts(serve_conf *c, int argc, char **argv)
         case OPT_LOW_PORTS:
             c->so.udp_allow_low_ports = 1;
             break;
+        case OPT_INETD:
+            c->inetd = 1;
+            break;
         case OPT_UDP_RATE: {
             char num[32];
             size_t n = strcspn(optarg, "/");
@@ -192,6 +213,11 @@ parse_opts(serve_conf *c, int argc, char **argv)
                 c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
             break;
         default:
+            if ((v = cmd_access_option(&c->ca, "serve", ch, optarg)) != 0) {
+                if (v < 0)
+                    return (int)-v;
+                break;
+            }
             if ((v = cmd_trace_option(&c->trace, "serve", ch, optarg)) < 0)
                 return EXIT_USAGE;
             if (v == 0)
@@ -222,6 +248,12 @@ listen_addrs(const serve_conf *c, sf_addr *out, int *n, int *defaulted)
         sf_addr_list l;
         sf_err err;
 
+        if (sf_addr_is_unix(c->listen[i])) {
+            if (sf_addr_parse_unix(c->listen[i], &out[*n], &err) < 0)
+                return cmd_usage_error("serve", "%s", err.msg);
+            (*n)++;
+            continue;
+        }
         if (sf_addr_split(c->listen[i], host, sizeof(host), port, sizeof(port), &err) < 0 ||
             sf_addr_resolve(host[0] ? host : "0.0.0.0", "0",
                             SF_ADDR_PASSIVE | c->family_flags, &l, &err) < 0)
@@ -235,23 +267,42 @@ listen_addrs(const serve_conf *c, sf_addr *out, int *n, int *defaulted)
     return 0;
 }
 
+/* SERVICE[:PORT], or exec:PORT=PROGRAM [ARGS], into svc and port. */
 static int
-listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_addr *addrs,
-               int naddrs, int defaulted)
+parse_spec(serve_conf *c, const char *spec, const sf_service **svc, int *port)
 {
     char name[64], portstr[64];
-    const sf_service *svc;
     sf_err err;
-    int port, rc;
 
+    if (sf_svc_exec_is(spec)) {
+        if (c->nexec == MAX_ADDRS)
+            return cmd_usage_error("serve", "at most %d exec services", MAX_ADDRS);
+        if ((*svc = c->execs[c->nexec] = sf_svc_exec_new(spec, port, &err)) == NULL)
+            return cmd_usage_error("serve", "%s", err.msg);
+        c->nexec++;
+        return 0;
+    }
     if (sf_addr_split(spec, name, sizeof(name), portstr, sizeof(portstr), &err) < 0)
         return cmd_usage_error("serve", "%s: expected SERVICE[:PORT]", spec);
-    svc = sf_service_find(name);
-    if (svc == NULL)
+    *svc = sf_service_find(name);
+    if (*svc == NULL)
         return cmd_usage_error("serve", "%s: no such service (%s)", name, service_names());
-    port = svc->port;
-    if (portstr[0] && (port = sf_addr_parse_port(portstr, &err)) < 0)
+    *port = (*svc)->port;
+    if (portstr[0] && (*port = sf_addr_parse_port(portstr, &err)) < 0)
         return cmd_fail("%s", err.msg);
+    return 0;
+}
+
+static int
+listen_service(sf_server *s, serve_conf *c, const char *spec, const sf_addr *addrs,
+               int naddrs, int defaulted)
+{
+    const sf_service *svc = NULL;
+    sf_err err;
+    int port = 0, rc;
+
+    if ((rc = parse_spec(c, spec, &svc, &port)) != 0)
+        return rc;
     rc = sf_server_listen(s, svc, addrs, naddrs, port, c->protos, &err);
     /* No IPv6 on this host: the default loopback pair falls back to IPv4 alone. */
     if (rc < 0 && defaulted && naddrs == 2 &&
@@ -269,41 +320,68 @@ listen_service(sf_server *s, const serve_conf *c, const char *spec, const sf_add
     return 0;
 }
 
+/* "tcp", "udp", or "unix-stream", "unix-dgram" for a passed Unix socket. */
+static const char *
+listener_kind(const sf_listener *l)
+{
+    if (sf_addr_family(&l->addr) == AF_UNIX)
+        return l->proto == SF_PROTO_TCP ? "unix-stream" : "unix-dgram";
+    return l->proto == SF_PROTO_TCP ? "tcp" : "udp";
+}
+
 int
 cmd_serve(int argc, char **argv)
 {
     serve_conf c = { 0 };
     sf_addr addrs[MAX_ADDRS];
     sf_server *s = NULL;
-    int naddrs, defaulted, rc;
+    int naddrs, defaulted, passed = 0, rc;
     sf_err err;
 
+    if ((rc = cmd_access_init(&c.ca)) != 0)
+        return rc;
+    c.so.access = c.ca.access;
     rc = parse_opts(&c, argc, argv);
-    if (rc == -EXIT_OK - 1000)
-        return EXIT_OK;
-    if (rc != 0)
-        return rc;
-    if ((rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0)
-        return rc;
+    if (rc != 0 || (rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0) {
+        cmd_access_free(&c.ca);
+        return rc == -EXIT_OK - 1000 ? EXIT_OK : rc;
+    }
     c.so.log = log_line;
     c.so.log_ud = &c;
+    /* inetd: the connection ends the server, not a drain deadline */
+    if (c.inetd && c.so.drain_timeout_ms == 0)
+        c.so.drain_timeout_ms = UINT32_MAX;
     if ((rc = cmd_trace_open(&c.trace)) != 0)
-        return rc;
+        goto out;
     c.so.tracer = cmd_tracer(&c.trace);
     s = sf_server_new(&c.so, &err);
     if (s == NULL) {
-        cmd_trace_close(&c.trace);
-        return cmd_fail("%s", err.msg);
+        rc = cmd_fail("%s", err.msg);
+        goto out;
     }
-    for (int i = optind; i < argc; i++) {
+    if (c.inetd) {
+        if ((rc = cmd_serve_inetd(s, argv + optind, argc - optind)) == 0 &&
+            (rc = cmd_access_drop_privileges(&c.ca)) == 0)
+            rc = sf_server_run(s) < 0 ? cmd_fail("serve: run failed") : EXIT_OK;
+        goto out;
+    }
+    if ((rc = cmd_serve_passed(s, argv + optind, argc - optind, &passed)) != 0)
+        goto out;
+    for (int i = optind; i < argc && !passed; i++) {
         if ((rc = listen_service(s, &c, argv[i], addrs, naddrs, defaulted)) != 0)
             goto out;
     }
-    for (int i = 0; i < sf_server_listener_count(s); i++) {
+    if ((rc = cmd_access_drop_privileges(&c.ca)) != 0)
+        goto out;
+    for (int i = 0, warned = 0; i < sf_server_listener_count(s); i++) {
         const sf_listener *l = sf_server_listener(s, i);
         char where[SF_ADDR_STRLEN];
 
-        printf("listening on %s %s (%s)\n", l->proto == SF_PROTO_TCP ? "tcp" : "udp",
+        if (sf_addr_is_wildcard(&l->addr) && !warned++)
+            fprintf(stderr, "sockflow: warning: listening on %s: every address of this "
+                    "host, other hosts can reach it\n", sf_addr_format(&l->addr, where,
+                                                                      sizeof(where)));
+        printf("listening on %s %s (%s)\n", listener_kind(l),
                sf_addr_format(&l->addr, where, sizeof(where)), l->svc->name);
     }
     fflush(stdout);
@@ -314,7 +392,13 @@ cmd_serve(int argc, char **argv)
     }
     rc = EXIT_OK;
 out:
+    /* the socket files we bound go with us (systemd's stay: they are its) */
+    for (int i = 0; s && !passed && i < sf_server_listener_count(s); i++)
+        sf_unix_unlink(&sf_server_listener(s, i)->addr);
     sf_server_free(s);
     cmd_trace_close(&c.trace);
+    cmd_access_free(&c.ca);
+    for (int i = 0; i < c.nexec; i++)
+        sf_svc_exec_free(c.execs[i]);
     return rc;
 }

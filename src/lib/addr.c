@@ -1,10 +1,12 @@
-/* addr: parse "host:port" forms, resolve with getaddrinfo, format back. */
+/* addr: parse "host:port" and "unix:" forms, resolve with getaddrinfo, format back. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "sockflow/addr.h"
 
@@ -76,6 +78,66 @@ sf_addr_parse_port(const char *text, sf_err *err)
     return (int)v;
 }
 
+int
+sf_addr_is_unix(const char *text)
+{
+    return text != NULL && strncmp(text, SF_ADDR_UNIX_PREFIX, strlen(SF_ADDR_UNIX_PREFIX)) == 0;
+}
+
+int
+sf_addr_parse_unix(const char *text, sf_addr *a, sf_err *err)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
+    const char *name;
+    size_t n;
+
+    if (!sf_addr_is_unix(text))
+        return sf_err_set(err, SF_EADDR, "address %s: not unix:/path or unix:@name",
+                          text ? text : "(null)");
+    name = text + strlen(SF_ADDR_UNIX_PREFIX);
+    n = strlen(name);
+    if (n == 0 || (name[0] == '@' && n == 1))
+        return sf_err_set(err, SF_EADDR, "address %s: empty path", text);
+    /* A path needs its terminating NUL inside sun_path; an abstract name does not. */
+    if (n >= sizeof(un->sun_path))
+        return sf_err_set(err, SF_EADDR, "address %s: longer than %zu bytes", text,
+                          sizeof(un->sun_path) - 1);
+    memset(a, 0, sizeof(*a));
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, name, n);
+    if (name[0] == '@') {
+        /* Abstract: a NUL first, and the length, not a NUL, ends the name. */
+        un->sun_path[0] = '\0';
+        a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    } else {
+        a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    }
+    return 0;
+}
+
+const char *
+sf_addr_unix_path(const sf_addr *a)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
+
+    if (a->ss.ss_family != AF_UNIX || a->len <= offsetof(struct sockaddr_un, sun_path) ||
+        un->sun_path[0] == '\0')
+        return NULL;
+    return un->sun_path;
+}
+
+/* One Unix address as a resolution's whole result. */
+static int
+resolve_unix(const char *text, sf_addr_list *out, sf_err *err)
+{
+    int rc = sf_addr_parse_unix(text, &out->a[0], err);
+
+    if (rc < 0)
+        return rc;
+    out->n = 1;
+    return 1;
+}
+
 static void
 join_host_port(const char *host, const char *port, char *buf, size_t len)
 {
@@ -93,6 +155,8 @@ sf_addr_resolve(const char *host, const char *port, int flags, sf_addr_list *out
     char shown[320];
     int rc;
 
+    if (sf_addr_is_unix(host))
+        return resolve_unix(host, out, err);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = (flags & SF_ADDR_V4ONLY) ? AF_INET
                     : (flags & SF_ADDR_V6ONLY) ? AF_INET6 : AF_UNSPEC;
@@ -141,6 +205,8 @@ sf_addr_resolve_text(const char *text, const char *default_port, int flags,
     char host[256], port[64];
     int rc;
 
+    if (sf_addr_is_unix(text))
+        return resolve_unix(text, out, err);
     rc = sf_addr_split(text, host, sizeof(host), port, sizeof(port), err);
     if (rc < 0)
         return rc;
@@ -152,13 +218,34 @@ sf_addr_resolve_text(const char *text, const char *default_port, int flags,
     return sf_addr_resolve(host, port, flags, out, err);
 }
 
+/* "unix:/path", "unix:@name" (NULs inside an abstract name shown as '@'), or "unix:"
+ * for an unnamed socket. */
+static void
+format_unix(const struct sockaddr *sa, socklen_t salen, char *buf, size_t len)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    size_t n = salen > off ? salen - off : 0;
+    char name[sizeof(un->sun_path) + 1];
+
+    if (n > sizeof(un->sun_path))
+        n = sizeof(un->sun_path);
+    if (n > 0 && un->sun_path[0] != '\0')
+        n = strnlen(un->sun_path, n);
+    for (size_t i = 0; i < n; i++)
+        name[i] = un->sun_path[i] == '\0' ? '@' : un->sun_path[i];
+    name[n] = '\0';
+    snprintf(buf, len, "%s%s", SF_ADDR_UNIX_PREFIX, name);
+}
+
 char *
 sf_addr_format_sa(const struct sockaddr *sa, socklen_t salen, char *buf, size_t len)
 {
     char host[INET6_ADDRSTRLEN];
 
-    (void)salen;
-    if (sa->sa_family == AF_INET) {
+    if (sa->sa_family == AF_UNIX) {
+        format_unix(sa, salen, buf, len);
+    } else if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
 
         inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
@@ -207,6 +294,16 @@ sf_addr_set_port(sf_addr *a, int port)
         ((struct sockaddr_in *)&a->ss)->sin_port = htons((uint16_t)port);
     else if (a->ss.ss_family == AF_INET6)
         ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons((uint16_t)port);
+}
+
+int
+sf_addr_is_wildcard(const sf_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+    return 0;
 }
 
 void

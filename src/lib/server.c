@@ -191,13 +191,35 @@ on_drain_deadline(sf_loop *l, void *ud)
     sf_loop_stop(l);
 }
 
+/* Whether listener i is the first of its service in w (the state is shared). */
+static int
+service_first(const worker *w, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (w->ls[j].svc == w->ls[i].svc)
+            return 0;
+    return 1;
+}
+
 static void
 on_signal(sf_loop *l, int signo, void *ud)
 {
     sf_server *s = ud;
 
     (void)l;
-    sf_server_stop(s, signo == SIGTERM && atomic_load(&s->stop_mode) == 0);
+    if (signo == SIGCHLD) {
+        worker *w = &s->w[0];
+
+        sf__worker_enter(w);
+        for (int i = 0; i < w->nls; i++)
+            if (w->ls[i].svc->on_child && service_first(w, i))
+                w->ls[i].svc->on_child(w->ls[i].state);
+        sf__worker_leave(w);
+        return;
+    }
+    /* SIGHUP (a closed terminal) drains like SIGTERM rather than cut every transfer. */
+    sf_server_stop(s, (signo == SIGTERM || signo == SIGHUP) &&
+                      atomic_load(&s->stop_mode) == 0);
 }
 
 static void *
@@ -236,7 +258,7 @@ typedef struct caller_signals {
     struct sigaction pipe;
 } caller_signals;
 
-/* SIGINT and SIGTERM reach loop 0 through its signalfd only: blocked in this thread
+/* SIGINT, SIGTERM, SIGHUP and SIGCHLD reach loop 0 through its signalfd only: blocked in this thread
  * (the loops' threads inherit it); SIGPIPE ignored (a reset peer must not kill). */
 static int
 take_signals(const sigset_t *sigs, caller_signals *was)
@@ -296,7 +318,7 @@ run_workers(sf_server *s)
 int
 sf_server_run(sf_server *s)
 {
-    static const int signos[] = { SIGINT, SIGTERM };
+    static const int signos[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD };
     caller_signals was;
     sigset_t sigs;
     int rc;

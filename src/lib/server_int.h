@@ -36,6 +36,7 @@ enum {
     SF__C_SHUT      = 1 << 2,   /* FIN sent */
     SF__C_DRAIN     = 1 << 3,   /* service wants on_drain */
     SF__C_CLOSED    = 1 << 4,   /* closed; freed once the running callbacks return */
+    SF__C_HELD      = 1 << 5,   /* sf_conn_hold: not watched, never timed out */
 };
 
 /* 40 bytes (a 48-byte allocation) plus the service's state: the server holds one per
@@ -99,6 +100,9 @@ sf_trace *sf__server_trace(sf_server *s, sf_trace *t, unsigned long id);
 
 /* server_tcp.c */
 void sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud);
+/* Take fd (accepted, or passed in) as a connection of ls's service: admitted by the
+ * access rules and --max-conns, or closed. */
+void sf__tcp_start_conn(worker *w, lsock *ls, int fd);
 /* Callbacks run between enter and leave; closes asked for meanwhile are deferred. */
 void sf__worker_enter(worker *w);
 void sf__worker_leave(worker *w);

@@ -1,5 +1,6 @@
 /* server_listen: binding a service on its addresses, one socket per loop and address
- * and protocol, port 0 resolved once for all of them; overlapping addresses refused. */
+ * and protocol, port 0 resolved once for all of them; overlapping addresses refused;
+ * sockets passed in by a service manager adopted instead of bound. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sockflow/activate.h"
 #include "sockflow/sock.h"
 #include "server_int.h"
 
@@ -183,7 +185,8 @@ send_buffer(const sf_server_opts *o)
 static int
 bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_err *err)
 {
-    int loops = svc->one_loop ? 1 : s->nw;
+    /* A Unix socket file takes one socket: SO_REUSEPORT groups are for ports. */
+    int loops = svc->one_loop || sf_addr_family(a) == AF_UNIX ? 1 : s->nw;
     sf_listen_opts lo = { .backlog = s->o.backlog, .reuseport = loops > 1,
                           .sndbuf = send_buffer(&s->o), .nodelay = 1 };
     sf_addr at = *a;
@@ -216,7 +219,7 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
     s->listeners[s->nlisteners++] = (sf_listener){ svc, proto, at };
     if (proto == SF_PROTO_UDP)
         sf__udpguard_add_port(s->guard, sf_addr_port(&at));
-    return sf_addr_port(&at);
+    return sf_addr_family(&at) == AF_UNIX ? 0 : sf_addr_port(&at);
 }
 
 /* Every address and protocol at port (0: the port the first one gets). */
@@ -232,7 +235,9 @@ bind_all(sf_server *s, const sf_service *svc, const sf_addr *addrs, int naddrs, 
             const sf_listener *own;
             char where[SF_ADDR_STRLEN], there[SF_ADDR_STRLEN];
 
-            if (!(protos & proto))
+            /* Unix addresses: stream services only (the UDP guard judges ports) */
+            if (!(protos & proto) ||
+                (proto == SF_PROTO_UDP && sf_addr_family(&a) == AF_UNIX))
                 continue;
             sf_addr_set_port(&a, port);
             if (port != 0 && (own = own_listener_at(s, &a, proto)) != NULL)
@@ -275,6 +280,68 @@ sf_server_listen(sf_server *s, const sf_service *svc, const sf_addr *addrs, int 
         drop_lsocks_since(s, mark, lmark);
         return rc;
     }
+    return 0;
+}
+
+int
+sf_server_adopt(sf_server *s, const sf_service *svc, int fd, sf_err *err)
+{
+    int type, family, listening, proto, rc;
+    sf_addr at;
+
+    rc = sf_sock_kind(fd, &type, &family, &listening);
+    if (rc < 0) {
+        close(fd);
+        return sf_err_set(err, rc, "passed descriptor %d", fd);
+    }
+    proto = type == SOCK_DGRAM ? SF_PROTO_UDP : SF_PROTO_TCP;
+    if (!(svc->protos & proto) || (proto == SF_PROTO_TCP && !listening) ||
+        s->nlisteners == SF__MAX_LISTENERS) {
+        close(fd);
+        return sf_err_set(err, SF_EUSAGE, "passed descriptor %d: not a %s socket %s can "
+                          "serve", fd, proto == SF_PROTO_TCP ? "listening stream" : "datagram",
+                          svc->name);
+    }
+    sf_set_nonblock(fd, 1);
+    sf_local_addr(fd, &at);
+    rc = proto == SF_PROTO_UDP && family != AF_UNIX ? want_destination(fd, family, err) : 0;
+    if (rc == 0)
+        rc = add_lsock(&s->w[0], fd, proto, svc, err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    s->listeners[s->nlisteners++] = (sf_listener){ svc, proto, at };
+    if (proto == SF_PROTO_UDP && sf_addr_port(&at) > 0)
+        sf__udpguard_add_port(s->guard, sf_addr_port(&at));
+    return 0;
+}
+
+int
+sf_server_adopt_conn(sf_server *s, const sf_service *svc, int fd, sf_err *err)
+{
+    worker *w = &s->w[0];
+    lsock *ls;
+    int fresh;
+
+    if (!(svc->protos & SF_PROTO_TCP) || w->nls == SF__MAX_LISTENERS) {
+        close(fd);
+        return sf_err_set(err, SF_EUSAGE, "%s: no TCP service to run on a connection",
+                          svc->name);
+    }
+    /* A listener that listens on nothing: the connection needs one for its service. */
+    ls = &w->ls[w->nls];
+    *ls = (lsock){ .fd = -1, .proto = SF_PROTO_TCP, .svc = svc, .w = w };
+    ls->state = service_state(w, svc, &fresh);
+    if (svc->state_new && ls->state == NULL) {
+        close(fd);
+        return sf_err_set(err, -ENOMEM, "%s: state", svc->name);
+    }
+    w->nls++;
+    sf_set_nonblock(fd, 1);
+    sf__tcp_start_conn(w, ls, fd);
+    /* Run as a drain: serve the present connection, then return. */
+    sf_server_stop(s, 1);
     return 0;
 }
 

@@ -39,6 +39,7 @@ free_conn(worker *w, sf_conn *c)
     if (c->ls->svc->on_close)
         c->ls->svc->on_close(c);
     sf_loop_unwatch(w->loop, c->fd);
+    sf_access_release_fd(w->s->o.access, c->fd);
     sf_close(tp, c->fd);
     w->nconns--;
     w->st.closed++;
@@ -109,7 +110,7 @@ update_events(sf_conn *c)
 {
     int ev;
 
-    if (c->flags & SF__C_CLOSED)
+    if (c->flags & (SF__C_CLOSED | SF__C_HELD))
         return;
     if (c->out && sf_buf_len(c->out) > 0)
         ev = SF_WRITE;
@@ -203,6 +204,17 @@ sf_conn_finish(sf_conn *c)
     c->u.finish_ms = sf_loop_now_ms(c->ls->w->loop);
     finish_step(c);
 }
+
+void
+sf_conn_hold(sf_conn *c)
+{
+    /* Still in the loop's table (it is the connection table), but never woken: the
+     * descriptor belongs to someone else for now (a program run on it). */
+    c->flags |= SF__C_HELD;
+    sf_loop_set_events(c->ls->w->loop, c->fd, 0);
+}
+
+const sf_service *sf_conn_service(const sf_conn *c) { return c->ls->svc; }
 
 void
 sf_conn_want_drain(sf_conn *c, int on)
@@ -395,8 +407,8 @@ shed_connections(worker *w, lsock *ls)
     }
 }
 
-static void
-start_conn(worker *w, lsock *ls, int fd)
+void
+sf__tcp_start_conn(worker *w, lsock *ls, int fd)
 {
     sf_server *s = w->s;
     sf_conn *c;
@@ -409,9 +421,15 @@ start_conn(worker *w, lsock *ls, int fd)
         close(fd);
         return;
     }
+    if (!sf_access_admit_fd(s->o.access, fd, s->o.log, s->o.log_ud)) {
+        atomic_fetch_sub(&s->total_conns, 1);
+        close(fd);
+        return;
+    }
     c = calloc(1, sizeof(*c) + ls->svc->conn_size);
     if (c == NULL) {
         atomic_fetch_sub(&s->total_conns, 1);
+        sf_access_release_fd(s->o.access, fd);
         close(fd);
         return;
     }
@@ -421,6 +439,7 @@ start_conn(worker *w, lsock *ls, int fd)
     c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
     if (sf_loop_watch(w->loop, fd, SF_READ, conn_io, c) < 0) {
         atomic_fetch_sub(&s->total_conns, 1);
+        sf_access_release_fd(s->o.access, fd);
         close(fd);
         free(c);
         return;
@@ -459,7 +478,7 @@ tcp_accept_batch(worker *w, lsock *ls)
             shed_connections(w, ls);
         unlock_accept(w->s);
         if (fd >= 0) {
-            start_conn(w, ls, fd);
+            sf__tcp_start_conn(w, ls, fd);
             continue;
         }
         if (sf_accept_error_is_transient(fd))
@@ -515,7 +534,7 @@ sf__tcp_sweep(sf_loop *l, void *ud)
         sf_conn *c = conn_at(w, fd);
         uint32_t quiet;
 
-        if (c == NULL || (c->flags & SF__C_CLOSED))
+        if (c == NULL || (c->flags & (SF__C_CLOSED | SF__C_HELD)))
             continue;
         quiet = (uint32_t)now - c->last_ms;     /* modulo 2^32: right up to 49 days */
         if ((c->flags & SF__C_FINISHING) && now - c->u.finish_ms > LINGER_MS) {

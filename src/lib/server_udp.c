@@ -277,11 +277,15 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
     }
     if (ls->svc->on_datagram == NULL)
         return;     /* never answered (discard): nothing to guard */
+    b->peer[i].len = h->msg_namelen;
+    if (w->s->o.access && !sf_access_allowed(w->s->o.access, &b->peer[i])) {
+        w->st.dgrams_dropped++;
+        return;
+    }
     dgram_destination(h, &dst);
     ticket = guard_datagram(w, h, &dst, now);
     if (ticket < 0)
         return;
-    b->peer[i].len = h->msg_namelen;
     d = (sf_dgram){ .in = h->msg_iov->iov_base, .inlen = len, .from = &b->peer[i],
                     .state = ls->state, .out = b->outbuf + b->outused,
                     .outcap = b->dmax - b->outused };

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sockflow/sock.h"
@@ -20,7 +21,8 @@
 static const char *
 family_name(int family)
 {
-    return family == AF_INET6 ? "AF_INET6" : family == AF_INET ? "AF_INET" : "AF_?";
+    return family == AF_INET6 ? "AF_INET6" : family == AF_INET ? "AF_INET"
+         : family == AF_UNIX ? "AF_UNIX" : "AF_?";
 }
 
 /* socket(): "you have a phone". Nonblocking and close-on-exec unless blocking. */
@@ -90,6 +92,45 @@ probe_port(const sf_trace *t, const sf_addr *a, int type)
     return rc;
 }
 
+/* A Unix socket file left by a server that died keeps bind from working (EADDRINUSE).
+ * It is removed only if a connect to it is refused, i.e. nobody listens on it: a live
+ * server's file is never taken over. 0 when removed; -1 with errno EADDRINUSE otherwise. */
+static int
+unlink_stale_socket(const sf_trace *t, const sf_addr *a, int type)
+{
+    const char *path = sf_addr_unix_path(a);
+    struct stat st;
+    int fd, rc, e;
+
+    if (path == NULL || lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        goto in_use;
+    fd = open_socket(t, AF_UNIX, type, 0);
+    if (fd < 0)
+        goto in_use;
+    rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+    e = errno;
+    TRACE(t, SF_CALL_CONNECT, fd, rc, SF_ABOUT(.addr = a), "%s (is anyone listening on the old file?)",
+          path);
+    sf_close(t, fd);
+    if (rc == 0 || e != ECONNREFUSED || unlink(path) < 0)
+        goto in_use;
+    return 0;
+in_use:
+    errno = EADDRINUSE;
+    return -1;
+}
+
+int
+sf_unix_unlink(const sf_addr *a)
+{
+    const char *path = sf_addr_unix_path(a);
+    struct stat st;
+
+    if (path == NULL || lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return 0;
+    return unlink(path) < 0 ? -errno : 0;
+}
+
 /* socket → options → bind: shared by the TCP listener and the UDP server. */
 static int
 bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts *opts,
@@ -98,14 +139,15 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
     char where[SF_ADDR_STRLEN];
     int fd, rc;
 
-    if (opts && opts->reuseport && opts->exclusive && sf_addr_port(a) != 0 &&
+    if (opts && opts->reuseport && opts->exclusive && sf_addr_port(a) > 0 &&
         probe_port(t, a, type) < 0)
         return fail_close(t, -1, err, "bind", a);
     fd = open_socket(t, sf_addr_family(a), type, opts && opts->blocking);
     if (fd < 0)
         return fail_close(t, -1, err, "socket", a);
-    /* A restarted server must bind at once even while old connections sit in TIME_WAIT. */
-    if (type == SOCK_STREAM && set_option(t, fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", 1) < 0)
+    /* A restarted server must bind at once even while old connections sit in TIME_WAIT.
+     * (AF_UNIX has no TIME_WAIT; its stale files are handled at bind below.) */
+    if (type == SOCK_STREAM && sf_addr_family(a) != AF_UNIX && set_option(t, fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", 1) < 0)
         return fail_close(t, fd, err, "setsockopt SO_REUSEADDR", a);
     if (opts && opts->reuseport &&
         set_option(t, fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT", 1) < 0)
@@ -116,6 +158,11 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
     rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
     TRACE(t, SF_CALL_BIND, fd, rc, SF_ABOUT(.addr = a), "%s",
           sf_addr_format(a, where, sizeof(where)));
+    if (rc < 0 && errno == EADDRINUSE && unlink_stale_socket(t, a, type) == 0) {
+        rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+        TRACE(t, SF_CALL_BIND, fd, rc, SF_ABOUT(.addr = a), "%s",
+              sf_addr_format(a, where, sizeof(where)));
+    }
     if (rc < 0)
         return fail_close(t, fd, err, "bind", a);
     return fd;
@@ -291,7 +338,7 @@ start_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int *pend
         return fail_close(t, -1, err, "socket", a);
     /* Without it, bind(port 0) reserves a port for every destination at once and one
      * source runs out of ports at a few tens of thousands of sockets. */
-    if (src && sf_addr_port(src) == 0)
+    if (src && sf_addr_port(src) == 0 && sf_addr_family(src) != AF_UNIX)
         set_option(t, fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT", 1);
     if (src && bind_source(t, fd, src) < 0)
         return fail_close(t, fd, err, "bind", src);
@@ -388,6 +435,16 @@ sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_
     return bound_socket(t, a, SOCK_DGRAM, opts, err);
 }
 
+static int
+autobind(const sf_trace *t, int fd)
+{
+    sa_family_t family = AF_UNIX;
+    int rc = bind(fd, (const struct sockaddr *)&family, sizeof(family));
+
+    TRACE(t, SF_CALL_BIND, fd, rc, NULL, "unix: (autobind)");
+    return rc;
+}
+
 int
 sf_udp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
 {
@@ -410,6 +467,10 @@ sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonb
         return fail_close(t, -1, err, "socket", a);
     if (src && bind_source(t, fd, src) < 0)
         return fail_close(t, fd, err, "bind", src);
+    /* An unnamed Unix datagram socket cannot be answered: take an abstract name the
+     * kernel makes up (autobind, unix(7)). */
+    if (!src && sf_addr_family(a) == AF_UNIX && autobind(t, fd) < 0)
+        return fail_close(t, fd, err, "bind", a);
     /* No packet is sent: connect() on UDP only fixes the peer, so that ICMP errors
      * for it are reported on this socket. */
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -43,6 +44,19 @@ def parse(block):
     return steps
 
 
+def wait_either(p, pattern, timeout=5.0):
+    """A background line on standard output or error (listen prints its 'listening on'
+    line on error: its output is the client's bytes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for stream in ("out", "err"):
+            try:
+                return p.wait_line(pattern, timeout=0.05, stream=stream)
+            except AssertionError:
+                if time.monotonic() > deadline and stream == "err":
+                    raise
+
+
 @pytest.mark.parametrize("block", console_blocks())
 def test_readme_example(block, tmp_path):
     ports = {}
@@ -56,7 +70,7 @@ def test_readme_example(block, tmp_path):
                 p = Proc(["bash", "-c", "exec " + cmd[:-2]], env=env)
                 background.append(p)
                 for line in expected:
-                    p.wait_line("^" + re.escape(line) + "$", timeout=5)
+                    wait_either(p, "^" + re.escape(line) + "$", timeout=5)
                 continue
             r = subprocess.run(["bash", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=env, cwd=tmp_path, timeout=20)

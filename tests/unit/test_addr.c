@@ -225,8 +225,13 @@ format_forms(void **state)
     inet_pton(AF_INET, "10.1.2.3", &in.sin_addr);
     assert_string_equal(sf_addr_format_sa((struct sockaddr *)&in, sizeof(in), buf,
                                           sizeof(buf)), "10.1.2.3:65535");
+    /* AF_UNIX has a text form now (unix_forms); a family without one is still named */
+    strcpy(un.sun_path, "/run/x");
     assert_string_equal(sf_addr_format_sa((struct sockaddr *)&un, sizeof(un), buf,
-                                          sizeof(buf)), "(family 1)");
+                                          sizeof(buf)), "unix:/run/x");
+    un.sun_family = AF_PACKET;
+    assert_string_equal(sf_addr_format_sa((struct sockaddr *)&un, sizeof(un), buf,
+                                          sizeof(buf)), "(family 17)");
     /* The longest form fits SF_ADDR_STRLEN. */
     memset(&in6.sin6_addr, 0xff, sizeof(in6.sin6_addr));
     in6.sin6_scope_id = 4294967295u;
@@ -294,6 +299,81 @@ from_sa_copies_and_clamps(void **state)
     assert_int_equal(sf_addr_port(&a), 9);
 }
 
+static void
+unix_forms(void **state)
+{
+    char buf[SF_ADDR_STRLEN];
+    sf_addr_list l;
+    sf_addr a;
+    sf_err err;
+
+    (void)state;
+    assert_int_equal(sf_addr_parse_unix("unix:/tmp/x.sock", &a, &err), 0);
+    assert_int_equal(sf_addr_family(&a), AF_UNIX);
+    assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + strlen("/tmp/x.sock") + 1);
+    assert_string_equal(sf_addr_unix_path(&a), "/tmp/x.sock");
+    assert_string_equal(sf_addr_format(&a, buf, sizeof(buf)), "unix:/tmp/x.sock");
+    assert_int_equal(sf_addr_port(&a), -1);
+
+    /* abstract: a NUL first, the length ends the name, no file */
+    assert_int_equal(sf_addr_parse_unix("unix:@sockflow-test", &a, &err), 0);
+    assert_int_equal(((struct sockaddr_un *)&a.ss)->sun_path[0], '\0');
+    assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + strlen("@sockflow-test"));
+    assert_null(sf_addr_unix_path(&a));
+    assert_string_equal(sf_addr_format(&a, buf, sizeof(buf)), "unix:@sockflow-test");
+
+    /* an unnamed socket (a client's) */
+    a.len = sizeof(sa_family_t);
+    assert_string_equal(sf_addr_format(&a, buf, sizeof(buf)), "unix:");
+
+    /* every resolver entry point takes the form */
+    assert_int_equal(sf_addr_resolve_text("unix:/run/s", NULL, 0, &l, &err), 1);
+    assert_string_equal(sf_addr_format(&l.a[0], buf, sizeof(buf)), "unix:/run/s");
+    assert_int_equal(sf_addr_resolve("unix:@n", "", 0, &l, &err), 1);
+    assert_string_equal(sf_addr_format(&l.a[0], buf, sizeof(buf)), "unix:@n");
+    assert_true(sf_addr_is_unix("unix:x"));
+    assert_false(sf_addr_is_unix("127.0.0.1:7"));
+}
+
+static void
+unix_errors(void **state)
+{
+    char longpath[200];
+    sf_addr a;
+    sf_err err;
+
+    (void)state;
+    assert_int_equal(sf_addr_parse_unix("unix:", &a, &err), SF_EADDR);
+    assert_non_null(strstr(err.msg, "empty path"));
+    assert_int_equal(sf_addr_parse_unix("unix:@", &a, &err), SF_EADDR);
+    assert_int_equal(sf_addr_parse_unix("/tmp/x", &a, &err), SF_EADDR);
+    memset(longpath, 'a', sizeof(longpath));
+    memcpy(longpath, "unix:/", 6);
+    longpath[5 + 108] = '\0';      /* 108 bytes of path: no room for the NUL */
+    assert_int_equal(sf_addr_parse_unix(longpath, &a, &err), SF_EADDR);
+    assert_non_null(strstr(err.msg, "longer than 107 bytes"));
+    longpath[5 + 107] = '\0';
+    assert_int_equal(sf_addr_parse_unix(longpath, &a, &err), 0);
+}
+
+static void
+wildcard(void **state)
+{
+    sf_addr_list l;
+    sf_addr a;
+    sf_err err;
+
+    (void)state;
+    assert_int_equal(sf_addr_resolve("0.0.0.0", "1", SF_ADDR_NUMERIC, &l, &err), 1);
+    assert_true(sf_addr_is_wildcard(&l.a[0]));
+    assert_int_equal(sf_addr_resolve("::", "1", SF_ADDR_NUMERIC, &l, &err), 1);
+    assert_true(sf_addr_is_wildcard(&l.a[0]));
+    sf_addr_loopback(&a, AF_INET, 1);
+    assert_false(sf_addr_is_wildcard(&a));
+    sf_addr_loopback(&a, AF_INET6, 1);
+    assert_false(sf_addr_is_wildcard(&a));
+}
+
 int
 main(void)
 {
@@ -309,6 +389,9 @@ main(void)
         cmocka_unit_test(format_forms),
         cmocka_unit_test(loopback_port_family),
         cmocka_unit_test(from_sa_copies_and_clamps),
+        cmocka_unit_test(unix_forms),
+        cmocka_unit_test(unix_errors),
+        cmocka_unit_test(wildcard),
     };
 
     alarm(UNIT_GUARD_SECS);

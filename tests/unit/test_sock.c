@@ -2,6 +2,8 @@
 #include <netinet/in.h>
 #include <sys/time.h>
 
+#include <sys/un.h>
+
 #include "unit.h"
 
 /* ---- signals that interrupt blocking calls (EINTR) ---- */
@@ -887,6 +889,137 @@ helpers(void **state)
     (void)err;
 }
 
+/* ---- Unix domain sockets ---- */
+
+static sf_addr
+unix_addr(const char *text)
+{
+    sf_addr a;
+    sf_err err;
+
+    if (sf_addr_parse_unix(text, &a, &err) < 0)
+        fail_msg("%s", err.msg);
+    return a;
+}
+
+/* One exchange: connect to lfd's address, write, accept, read it back. */
+static void
+unix_stream_exchange(int lfd, const sf_addr *a)
+{
+    char buf[16];
+    sf_err err;
+    int cfd = sf_tcp_connect(NULL, a, NULL, UNIT_WAIT_MS, 0, &err);
+    int sfd;
+
+    if (cfd < 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(sf_write_full(NULL, cfd, "unix!", 5), 5);
+    assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    sfd = sf_tcp_accept(NULL, lfd, NULL);
+    assert_true(sfd >= 0);
+    assert_int_equal(unit_read_exact(sfd, buf, 5, UNIT_WAIT_MS), 5);
+    assert_memory_equal(buf, "unix!", 5);
+    close(cfd);
+    close(sfd);
+}
+
+static void
+unix_stream_path_and_abstract(void **state)
+{
+    char path[64], text[80];
+    sf_addr a, abs = unix_addr("unix:@sockflow-unit-abstract");
+    sf_err err;
+    int lfd;
+
+    (void)state;
+    snprintf(path, sizeof(path), "/tmp/sockflow-unit-%d.sock", (int)getpid());
+    snprintf(text, sizeof(text), "unix:%s", path);
+    unlink(path);
+    a = unix_addr(text);
+    lfd = sf_tcp_listen(NULL, &a, NULL, &err);
+    if (lfd < 0)
+        fail_msg("%s", err.msg);
+    assert_true(unit_is_nonblocking(lfd) && unit_is_cloexec(lfd));
+    unix_stream_exchange(lfd, &a);
+    close(lfd);
+    assert_int_equal(access(path, F_OK), 0);        /* the file outlives the socket */
+    assert_int_equal(sf_unix_unlink(&a), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    lfd = sf_tcp_listen(NULL, &abs, NULL, &err);
+    if (lfd < 0)
+        fail_msg("%s", err.msg);
+    unix_stream_exchange(lfd, &abs);
+    assert_int_equal(sf_unix_unlink(&abs), 0);      /* nothing to remove */
+    close(lfd);
+}
+
+static void
+unix_stale_file_replaced_live_one_kept(void **state)
+{
+    char path[64], text[80];
+    sf_addr a;
+    sf_err err;
+    int old, lfd, second;
+
+    (void)state;
+    snprintf(path, sizeof(path), "/tmp/sockflow-unit-stale-%d.sock", (int)getpid());
+    snprintf(text, sizeof(text), "unix:%s", path);
+    unlink(path);
+    a = unix_addr(text);
+    /* a dead server's file: bound, never listening, closed */
+    old = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(bind(old, (struct sockaddr *)&a.ss, a.len), 0);
+    close(old);
+    lfd = sf_tcp_listen(NULL, &a, NULL, &err);
+    if (lfd < 0)
+        fail_msg("stale file not replaced: %s", err.msg);
+    unix_stream_exchange(lfd, &a);
+    /* a live server's file is never taken over */
+    second = sf_tcp_listen(NULL, &a, NULL, &err);
+    assert_int_equal(second, -EADDRINUSE);
+    assert_non_null(strstr(err.msg, "bind unix:/tmp/sockflow-unit-stale-"));
+    /* the check was a connect: the live server sees it as a client that left at once */
+    assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    old = sf_tcp_accept(NULL, lfd, NULL);
+    assert_true(old >= 0);
+    assert_int_equal(unit_wait_eof(old, UNIT_WAIT_MS), 0);
+    close(old);
+    unix_stream_exchange(lfd, &a);
+    close(lfd);
+    /* nor a file that is not a socket */
+    sf_unix_unlink(&a);
+    close(open(path, O_CREAT | O_WRONLY, 0600));
+    assert_int_equal(sf_tcp_listen(NULL, &a, NULL, &err), -EADDRINUSE);
+    assert_int_equal(sf_unix_unlink(&a), 0);
+    assert_int_equal(access(path, F_OK), 0);        /* not a socket: left alone */
+    unlink(path);
+}
+
+static void
+unix_datagram(void **state)
+{
+    sf_addr srv = unix_addr("unix:@sockflow-unit-dgram"), cli = unix_addr("unix:@sockflow-unit-dcli");
+    sf_addr from;
+    char buf[16], who[SF_ADDR_STRLEN];
+    sf_err err;
+    int sfd, cfd, trunc;
+
+    (void)state;
+    sfd = sf_udp_bind(NULL, &srv, NULL, &err);
+    if (sfd < 0)
+        fail_msg("%s", err.msg);
+    cfd = sf_udp_bind(NULL, &cli, &(sf_listen_opts){ .blocking = 1 }, &err);
+    assert_true(cfd >= 0);
+    assert_int_equal(sf_sendto(NULL, cfd, "dgram", 5, &srv), 5);
+    assert_true(unit_poll(sfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    assert_int_equal(sf_recvfrom(NULL, sfd, buf, sizeof(buf), &from, &trunc), 5);
+    assert_string_equal(sf_addr_format(&from, who, sizeof(who)), "unix:@sockflow-unit-dcli");
+    assert_int_equal(sf_sendto(NULL, sfd, "back", 4, &from), 4);
+    assert_int_equal(unit_read_exact(cfd, buf, 4, UNIT_WAIT_MS), 4);
+    close(sfd);
+    close(cfd);
+}
+
 int
 main(void)
 {
@@ -917,6 +1050,9 @@ main(void)
         cmocka_unit_test(read_retries_eintr),
         cmocka_unit_test(half_close),
         cmocka_unit_test(helpers),
+        cmocka_unit_test(unix_stream_path_and_abstract),
+        cmocka_unit_test(unix_stale_file_replaced_live_one_kept),
+        cmocka_unit_test(unix_datagram),
     };
 
     alarm(UNIT_GUARD_SECS);
