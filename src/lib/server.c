@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -51,6 +52,7 @@ enum {
     C_SHUT      = 1 << 2,   /* FIN sent */
     C_DRAIN     = 1 << 3,   /* service wants on_drain */
     C_CLOSED    = 1 << 4,   /* closed; freed once the running callbacks return */
+    C_WATCH_PEER = 1 << 5,  /* idle means the peer is gone, not silent (sf_conn_watch_peer) */
 };
 
 struct sf_conn {
@@ -62,6 +64,8 @@ struct sf_conn {
     sf_conn *next_dead;     /* closed while callbacks ran: freed by reap() */
     uint64_t last_ms;       /* last read or write progress */
     uint64_t finish_ms;     /* when finishing began */
+    uint64_t heard_ms;      /* C_WATCH_PEER: last sign of the peer (bytes or ACKs) */
+    uint64_t expect_ms;     /* when input began that must complete; 0: none pending */
     char data[];            /* service state, ls->svc->conn_size bytes */
 };
 
@@ -670,6 +674,58 @@ sf_conn_want_drain(sf_conn *c, int on)
     update_events(c);
 }
 
+/* setsockopt on a connection's socket, traced. Returns 0 or -errno. */
+static int
+set_tcp_option(sf_conn *c, int level, int name, const char *label, int value)
+{
+    sf_trace t, *tp = conn_trace(c->ls->w->s, &t, c->id);
+    int rc = setsockopt(c->fd, level, name, &value, sizeof(value));
+
+    if (tp)
+        sf_trace_call(tp, "setsockopt", c->fd, rc, rc < 0 ? errno : 0, NULL, 0, "%s=%d",
+                      label, value);
+    return rc < 0 ? -errno : 0;
+}
+
+int
+sf_conn_watch_peer(sf_conn *c)
+{
+    const sf_server_opts *o = &c->ls->w->s->o;
+    int rc = 0;
+
+    /* Keepalive probes every half idle timeout: a live peer's kernel answers them, so it
+     * is heard from well within the idle timeout even when nobody talks. */
+    if (o->idle_timeout_ms) {
+        uint32_t secs = o->idle_timeout_ms / 2000;
+        int probe = secs < 1 ? 1 : secs > 32767 ? 32767 : (int)secs;
+
+        if ((rc = set_tcp_option(c, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", 1)) < 0 ||
+            (rc = set_tcp_option(c, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", probe)) < 0 ||
+            (rc = set_tcp_option(c, IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL", probe)) < 0 ||
+            (rc = set_tcp_option(c, IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", 2)) < 0)
+            return rc;
+    }
+    /* Lines sent to a vanished peer land in the kernel's buffer and look like progress;
+     * only the peer's silence about them (man 7 tcp) shows it is gone. */
+    if (o->send_timeout_ms && o->send_timeout_ms <= INT32_MAX)
+        rc = set_tcp_option(c, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT",
+                            (int)o->send_timeout_ms);
+    if (rc == 0) {
+        c->flags |= C_WATCH_PEER;
+        c->heard_ms = sf_loop_now_ms(c->ls->w->loop);
+    }
+    return rc;
+}
+
+void
+sf_conn_expect_input(sf_conn *c, int on)
+{
+    if (!on)
+        c->expect_ms = 0;
+    else if (c->expect_ms == 0)
+        c->expect_ms = sf_loop_now_ms(c->ls->w->loop) | 1;     /* never 0 while pending */
+}
+
 void *sf_conn_data(sf_conn *c) { return c->data; }
 void *sf_conn_state(sf_conn *c) { return c->ls->state; }
 unsigned long sf_conn_id(const sf_conn *c) { return c->id; }
@@ -1144,6 +1200,29 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
 
 /* ---- running ---- */
 
+/* A watched peer silent for the idle timeout may still be there, its kernel answering
+ * keepalive probes: ask the kernel when it last heard anything from it. */
+static int
+peer_heard_within(sf_conn *c, uint64_t now, uint32_t ms)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    uint32_t ago;
+
+    if (!(c->flags & C_WATCH_PEER))
+        return 0;
+    if (now - c->heard_ms <= ms)
+        return 1;
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return 0;
+    ago = ti.tcpi_last_ack_recv < ti.tcpi_last_data_recv ? ti.tcpi_last_ack_recv
+                                                          : ti.tcpi_last_data_recv;
+    if (ago < now && now - ago > c->heard_ms)
+        c->heard_ms = now - ago;
+    return now - c->heard_ms <= ms;
+}
+
 static void
 sweep(sf_loop *l, void *ud)
 {
@@ -1167,9 +1246,15 @@ sweep(sf_loop *l, void *ud)
              * queued, yet it is just as stuck. */
             w->st.timeouts++;
             sf_conn_close(c, "send timeout: the client is not reading");
-        } else if (s->o.idle_timeout_ms && quiet > s->o.idle_timeout_ms) {
+        } else if (s->o.idle_timeout_ms && c->expect_ms &&
+                   now - c->expect_ms > s->o.idle_timeout_ms) {
             w->st.timeouts++;
-            sf_conn_close(c, "idle timeout");
+            sf_conn_close(c, "idle timeout: input begun and not completed");
+        } else if (s->o.idle_timeout_ms && quiet > s->o.idle_timeout_ms &&
+                   !peer_heard_within(c, now, s->o.idle_timeout_ms)) {
+            w->st.timeouts++;
+            sf_conn_close(c, (c->flags & C_WATCH_PEER) ? "idle timeout: the peer stopped "
+                          "answering, keepalive probes included" : "idle timeout");
         }
     }
     leave(w);
