@@ -53,6 +53,7 @@ enum {
     C_DRAIN     = 1 << 3,   /* service wants on_drain */
     C_CLOSED    = 1 << 4,   /* closed; freed once the running callbacks return */
     C_WATCH_PEER = 1 << 5,  /* idle means the peer is gone, not silent (sf_conn_watch_peer) */
+    C_EXPECT    = 1 << 6,   /* input begun must complete by expect_ms + the idle timeout */
 };
 
 struct sf_conn {
@@ -65,7 +66,7 @@ struct sf_conn {
     uint64_t last_ms;       /* last read or write progress */
     uint64_t finish_ms;     /* when finishing began */
     uint64_t heard_ms;      /* C_WATCH_PEER: last sign of the peer (bytes or ACKs) */
-    uint64_t expect_ms;     /* when input began that must complete; 0: none pending */
+    uint64_t expect_ms;     /* C_EXPECT: when input began that must complete */
     char data[];            /* service state, ls->svc->conn_size bytes */
 };
 
@@ -720,10 +721,12 @@ sf_conn_watch_peer(sf_conn *c)
 void
 sf_conn_expect_input(sf_conn *c, int on)
 {
-    if (!on)
-        c->expect_ms = 0;
-    else if (c->expect_ms == 0)
-        c->expect_ms = sf_loop_now_ms(c->ls->w->loop) | 1;     /* never 0 while pending */
+    if (!on) {
+        c->flags &= ~C_EXPECT;
+    } else if (!(c->flags & C_EXPECT)) {
+        c->flags |= C_EXPECT;
+        c->expect_ms = sf_loop_now_ms(c->ls->w->loop);
+    }
 }
 
 void *sf_conn_data(sf_conn *c) { return c->data; }
@@ -1246,7 +1249,7 @@ sweep(sf_loop *l, void *ud)
              * queued, yet it is just as stuck. */
             w->st.timeouts++;
             sf_conn_close(c, "send timeout: the client is not reading");
-        } else if (s->o.idle_timeout_ms && c->expect_ms &&
+        } else if (s->o.idle_timeout_ms && (c->flags & C_EXPECT) &&
                    now - c->expect_ms > s->o.idle_timeout_ms) {
             w->st.timeouts++;
             sf_conn_close(c, "idle timeout: input begun and not completed");

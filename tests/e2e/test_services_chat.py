@@ -299,6 +299,7 @@ def test_unfinished_lines_are_closed_within_the_idle_timeout(serve):
     assert len(closed) == len(trick), f"{len(trick) - len(closed)} tricklers still open"
     late = sorted(closed[i] - first[i] for i in closed)
     print(f"60 tricklers closed {late[0]:.2f}-{late[-1]:.2f} s after their first byte")
+    assert late[0] >= idle - 0.01, "closed before its line was due"
     assert late[-1] < idle * 1.25 + 1.5       # the sweep runs every quarter timeout
     srv.wait_line(r"idle timeout: input begun and not completed", stream="err")
     # The talker was served throughout: every line reached the listener, in order.
