@@ -29,6 +29,7 @@ struct sf_conn {
 static struct sf_conn conns[MEMBERS];
 static void *room_state;
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 void *sf_conn_data(sf_conn *c) { return c->data; }
@@ -154,13 +155,23 @@ open_members(const sf_service *svc)
     }
 }
 
+/* The oracle decodes UTF-8 with the C library. */
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (setlocale(LC_CTYPE, "C.UTF-8") == NULL)
+        abort();
+    return 0;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const sf_service *svc = &sf_svc_chat;
     int midline[MEMBERS] = { 0 };
 
-    setlocale(LC_CTYPE, "C.UTF-8");
     room_state = svc->state_new();
     open_members(svc);
     /* Each chunk: one byte picks the member and the length, then that many bytes. */
