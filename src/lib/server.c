@@ -677,7 +677,7 @@ sf_conn_want_drain(sf_conn *c, int on)
 
 /* setsockopt on a connection's socket, traced. Returns 0 or -errno. */
 static int
-set_tcp_option(sf_conn *c, int level, int name, const char *label, int value)
+set_conn_option(sf_conn *c, int level, int name, const char *label, int value)
 {
     sf_trace t, *tp = conn_trace(c->ls->w->s, &t, c->id);
     int rc = setsockopt(c->fd, level, name, &value, sizeof(value));
@@ -700,16 +700,16 @@ sf_conn_watch_peer(sf_conn *c)
         uint32_t secs = o->idle_timeout_ms / 2000;
         int probe = secs < 1 ? 1 : secs > 32767 ? 32767 : (int)secs;
 
-        if ((rc = set_tcp_option(c, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", 1)) < 0 ||
-            (rc = set_tcp_option(c, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", probe)) < 0 ||
-            (rc = set_tcp_option(c, IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL", probe)) < 0 ||
-            (rc = set_tcp_option(c, IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", 2)) < 0)
+        if ((rc = set_conn_option(c, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", 1)) < 0 ||
+            (rc = set_conn_option(c, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", probe)) < 0 ||
+            (rc = set_conn_option(c, IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL", probe)) < 0 ||
+            (rc = set_conn_option(c, IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", 2)) < 0)
             return rc;
     }
     /* Lines sent to a vanished peer land in the kernel's buffer and look like progress;
      * only the peer's silence about them (man 7 tcp) shows it is gone. */
     if (o->send_timeout_ms && o->send_timeout_ms <= INT32_MAX)
-        rc = set_tcp_option(c, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT",
+        rc = set_conn_option(c, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT",
                             (int)o->send_timeout_ms);
     if (rc == 0) {
         c->flags |= C_WATCH_PEER;
