@@ -247,7 +247,7 @@ def test_member_who_only_listens_is_not_closed_as_idle(serve):
     assert "idle timeout" not in srv.stderr
 
 
-def _talk_while_trickling(port, trick, talker, listener, seconds):
+def _talk_while_trickling(trick, talker, seconds):
     """Each of trick sends one byte every 0.5 s, never a newline; talker says a line
     every 0.25 s. Returns (first byte time, closed time) per trickler and the lines."""
     sel = selectors.DefaultSelector()
@@ -295,7 +295,7 @@ def test_unfinished_lines_are_closed_within_the_idle_timeout(serve):
     trick = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(60)]
     for t in trick:
         t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    first, closed, sent = _talk_while_trickling(port, trick, talker, listener, 4 * idle)
+    first, closed, sent = _talk_while_trickling(trick, talker, 4 * idle)
     assert len(closed) == len(trick), f"{len(trick) - len(closed)} tricklers still open"
     late = sorted(closed[i] - first[i] for i in closed)
     print(f"60 tricklers closed {late[0]:.2f}-{late[-1]:.2f} s after their first byte")
