@@ -1,9 +1,10 @@
 /* fuzz_chat: libFuzzer harness for the chat service's line handling (splitting, /nick,
  * the 4 KiB line limit, dropping members, terminal controls) with three members whose
  * connections are stand-ins for the server's sf_conn calls. Oracles: each message is one
- * whole line; a relayed line reaches no terminal as a control; names stay distinct and
- * none but the automatic ones look like "userN"; a member is held to a deadline exactly
- * while it has a line begun. */
+ * whole line; a relayed line reaches no terminal as a control; names stay distinct, none
+ * but the automatic ones look like "userN", and a member who joins later (in the slot of
+ * one dropped) is numbered next; a member is held to a deadline exactly while it has a
+ * line begun. */
 #include <errno.h>
 #include <locale.h>
 #include <stdint.h>
@@ -140,19 +141,26 @@ check_names(void)
                 abort();
 }
 
+/* A member joins in slot i: numbered next in the room, whatever names were taken. */
 static void
-open_members(const sf_service *svc)
+join(const sf_service *svc, int i, int *joined)
 {
-    for (int i = 0; i < MEMBERS; i++) {
-        char want[16];
+    char want[24];
 
-        conns[i] = (struct sf_conn){ .id = (unsigned long)i + 40, .open = 1 };
-        conns[i].data = calloc(1, svc->conn_size);
-        svc->on_open(&conns[i]);
-        snprintf(want, sizeof(want), "user%d", i + 1);    /* numbered per room */
-        if (!conns[i].watched || strcmp(conns[i].name, want) != 0)
-            abort();
-    }
+    conns[i] = (struct sf_conn){ .id = (unsigned long)i + 40, .open = 1 };
+    conns[i].data = calloc(1, svc->conn_size);
+    svc->on_open(&conns[i]);
+    snprintf(want, sizeof(want), "user%d", ++*joined);
+    if (!conns[i].watched || strcmp(conns[i].name, want) != 0)
+        abort();
+}
+
+static void
+leave(const sf_service *svc, int i)
+{
+    svc->on_close(&conns[i]);
+    free(conns[i].data);
+    conns[i].data = NULL;
 }
 
 /* The oracle decodes UTF-8 with the C library. */
@@ -170,10 +178,11 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const sf_service *svc = &sf_svc_chat;
-    int midline[MEMBERS] = { 0 };
+    int midline[MEMBERS] = { 0 }, joined = 0;
 
     room_state = svc->state_new();
-    open_members(svc);
+    for (int i = 0; i < MEMBERS; i++)
+        join(svc, i, &joined);
     /* Each chunk: one byte picks the member and the length, then that many bytes. */
     while (size > 0) {
         int who = data[0] % MEMBERS;
@@ -187,7 +196,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;      /* the server never hands a service 0 bytes: that is EOF */
         memcpy(buf, data, n);
         data += n, size -= n;
-        if (!conns[who].closed && !conns[who].finishing) {
+        if (conns[who].closed || conns[who].finishing) {
+            /* Dropped or gone: someone new takes the slot, after the renames so far. */
+            leave(svc, who);
+            join(svc, who, &joined);
+            midline[who] = 0;
+        } else {
             svc->on_data(&conns[who], buf, n);
             midline[who] = buf[n - 1] != '\n';
             if (!conns[who].closed && !conns[who].finishing &&
@@ -201,10 +215,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!conns[i].closed && !conns[i].finishing && svc->on_eof)
             svc->on_eof(&conns[i]);
     }
-    for (int i = 0; i < MEMBERS; i++) {
-        svc->on_close(&conns[i]);
-        free(conns[i].data);
-    }
+    for (int i = 0; i < MEMBERS; i++)
+        leave(svc, i);
     svc->state_free(room_state);
     return 0;
 }
