@@ -710,7 +710,7 @@ sf_conn_watch_peer(sf_conn *c)
      * only the peer's silence about them (man 7 tcp) shows it is gone. */
     if (o->send_timeout_ms && o->send_timeout_ms <= INT32_MAX)
         rc = set_conn_option(c, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT",
-                            (int)o->send_timeout_ms);
+                             (int)o->send_timeout_ms);
     if (rc == 0) {
         c->flags |= C_WATCH_PEER;
         c->heard_ms = sf_loop_now_ms(c->ls->w->loop);
