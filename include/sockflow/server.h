@@ -172,6 +172,20 @@ void sf_conn_want_drain(sf_conn *c, int on);
 void sf_conn_hold(sf_conn *c);
 
 const sf_service *sf_conn_service(const sf_conn *c);
+
+/* Judge this connection by whether its peer is there, not by whether it talks (a chat
+ * member who only listens). The kernel probes a quiet peer (TCP keepalive every half idle
+ * timeout) and gives up on data unacknowledged for the send timeout (TCP_USER_TIMEOUT,
+ * then reads fail with ETIMEDOUT and the connection closes); the idle timeout closes it
+ * only when nothing came from the peer, neither bytes nor acknowledgements, for that
+ * long. Returns 0 or a negative code (setsockopt failed). */
+int sf_conn_watch_peer(sf_conn *c);
+
+/* Input has begun that must be complete within the idle timeout, whatever trickles in
+ * meanwhile (a line, a request header: nginx's client_header_timeout). on: the clock
+ * starts unless it runs; 0: it stops. Past the idle timeout the connection is closed. */
+void sf_conn_expect_input(sf_conn *c, int on);
+
 void *sf_conn_data(sf_conn *c);          /* the conn_size bytes of service state */
 void *sf_conn_state(sf_conn *c);         /* the service's per-loop state */
 unsigned long sf_conn_id(const sf_conn *c);

@@ -44,4 +44,12 @@ void sf_time_value(time_t t, unsigned char out[4]);
 /* chat: longest line relayed, without its '\n'; a longer one gets an error and a close. */
 #define SF_CHAT_LINE_MAX 4096
 
+/* chat: the n bytes of line as relayed to the others' terminals, shown and not obeyed: C0
+ * controls but TAB, and DEL, in caret form ("\x1b[2K" becomes "^[[2K", CR "^M", DEL "^?"),
+ * C1 controls as "\u009b" when UTF-8, as "\x9b" when a lone byte (CSI to an 8-bit
+ * terminal); all else as sent. Writes at most SF_CHAT_RENDER_MAX(n) bytes to out (no
+ * NUL); returns how many. */
+#define SF_CHAT_RENDER_MAX(n) (4 * (n))
+size_t sf_chat_render(char *out, const char *line, size_t n);
+
 #endif

@@ -37,6 +37,8 @@ enum {
     SF__C_DRAIN     = 1 << 3,   /* service wants on_drain */
     SF__C_CLOSED    = 1 << 4,   /* closed; freed once the running callbacks return */
     SF__C_HELD      = 1 << 5,   /* sf_conn_hold: not watched, never timed out */
+    SF__C_WATCH_PEER = 1 << 6,  /* idle means the peer is gone, not silent */
+    SF__C_EXPECT    = 1 << 7,   /* input begun must complete by u.expect_ms + idle */
 };
 
 /* 40 bytes (a 48-byte allocation) plus the service's state: the server holds one per
@@ -46,6 +48,7 @@ struct sf_conn {
     sf_buf *out;            /* only while a write is incomplete */
     union {
         uint64_t finish_ms; /* when finishing began (while open) */
+        uint64_t expect_ms; /* SF__C_EXPECT, not finishing: when input began */
         sf_conn *next_dead; /* closed while callbacks ran: freed when they return */
     } u;
     uint32_t id;            /* wraps after 2^32 connections */

@@ -3,6 +3,8 @@
  * batches, shedding clients at EMFILE without spinning; the sweep for timeouts. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,9 +202,64 @@ sf_conn_finish(sf_conn *c)
     if (c->flags & SF__C_CLOSED)
         return;
     c->flags |= SF__C_FINISHING;
-    c->flags &= ~SF__C_DRAIN;
+    c->flags &= ~(SF__C_DRAIN | SF__C_EXPECT);
     c->u.finish_ms = sf_loop_now_ms(c->ls->w->loop);
     finish_step(c);
+}
+
+/* setsockopt on a connection's socket, traced. Returns 0 or -errno. */
+static int
+set_conn_option(sf_conn *c, int level, int name, const char *label, int value)
+{
+    sf_trace t, *tp = sf__server_trace(c->ls->w->s, &t, c->id);
+    int rc = setsockopt(c->fd, level, name, &value, sizeof(value));
+
+    if (tp)
+        sf_trace_call(tp, SF_CALL_SETSOCKOPT, c->fd, rc, rc < 0 ? errno : 0,
+                      &(const sf_trace_about){ .opt_level = level, .opt_name = name,
+                                               .opt_value = value },
+                      "%s=%d", label, value);
+    return rc < 0 ? -errno : 0;
+}
+
+int
+sf_conn_watch_peer(sf_conn *c)
+{
+    const sf_server_opts *o = &c->ls->w->s->o;
+    int rc = 0;
+
+    /* Keepalive probes every half idle timeout: a live peer's kernel answers them, so it
+     * is heard from well within the idle timeout even when nobody talks. */
+    if (o->idle_timeout_ms) {
+        uint32_t secs = o->idle_timeout_ms / 2000;
+        int probe = secs < 1 ? 1 : secs > 32767 ? 32767 : (int)secs;
+
+        if ((rc = set_conn_option(c, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", 1)) < 0 ||
+            (rc = set_conn_option(c, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", probe)) < 0 ||
+            (rc = set_conn_option(c, IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL", probe)) < 0 ||
+            (rc = set_conn_option(c, IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", 2)) < 0)
+            return rc;
+    }
+    /* Lines sent to a vanished peer land in the kernel's buffer and look like progress;
+     * only the peer's silence about them (man 7 tcp) shows it is gone. */
+    if (o->send_timeout_ms && o->send_timeout_ms <= INT32_MAX)
+        rc = set_conn_option(c, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT",
+                             (int)o->send_timeout_ms);
+    if (rc == 0)
+        c->flags |= SF__C_WATCH_PEER;
+    return rc;
+}
+
+void
+sf_conn_expect_input(sf_conn *c, int on)
+{
+    /* The clock shares its room with finish_ms: finishing reads no more input. */
+    if (!on) {
+        c->flags &= ~SF__C_EXPECT;
+    } else if (!(c->flags & (SF__C_EXPECT | SF__C_FINISHING))) {
+        c->flags |= SF__C_EXPECT;
+        c->u.expect_ms = sf_loop_now_ms(c->ls->w->loop);
+    }
 }
 
 void
@@ -522,6 +579,24 @@ sf__tcp_close_all(worker *w)
     sf__worker_leave(w);
 }
 
+/* A watched peer silent for the idle timeout may still be there, its kernel answering
+ * keepalive probes: ask the kernel when it last heard anything from it. Asked only when
+ * the idle rule would close, so it costs nothing while the member talks. */
+static int
+peer_heard_within(const sf_conn *c, uint32_t ms)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (!(c->flags & SF__C_WATCH_PEER))
+        return 0;
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return 0;
+    return (ti.tcpi_last_ack_recv < ti.tcpi_last_data_recv ? ti.tcpi_last_ack_recv
+                                                          : ti.tcpi_last_data_recv) <= ms;
+}
+
 void
 sf__tcp_sweep(sf_loop *l, void *ud)
 {
@@ -545,9 +620,15 @@ sf__tcp_sweep(sf_loop *l, void *ud)
              * queued, yet it is just as stuck. */
             w->st.timeouts++;
             sf_conn_close(c, "send timeout: the client is not reading");
-        } else if (s->o.idle_timeout_ms && quiet > s->o.idle_timeout_ms) {
+        } else if (s->o.idle_timeout_ms && (c->flags & SF__C_EXPECT) &&
+                   now - c->u.expect_ms > s->o.idle_timeout_ms) {
             w->st.timeouts++;
-            sf_conn_close(c, "idle timeout");
+            sf_conn_close(c, "idle timeout: input begun and not completed");
+        } else if (s->o.idle_timeout_ms && quiet > s->o.idle_timeout_ms &&
+                   !peer_heard_within(c, s->o.idle_timeout_ms)) {
+            w->st.timeouts++;
+            sf_conn_close(c, (c->flags & SF__C_WATCH_PEER) ? "idle timeout: the peer stopped "
+                          "answering, keepalive probes included" : "idle timeout");
         }
     }
     sf__worker_leave(w);

@@ -1,5 +1,6 @@
-/* test_svc: the services' fixed bytes (chargen ring, daytime line, time value) and the
- * UDP guard (token bucket, source filter, bounded table of sources). Self-contained. */
+/* test_svc: the services' fixed bytes (chargen ring, daytime line, time value, chat's
+ * rendering of terminal controls) and the UDP guard (token bucket, source filter, bounded
+ * table of sources). Self-contained. */
 #include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +50,81 @@ chargen_ring_offsets_and_wrap(void **st)
     assert_int_equal(line[65], ' ');
     sf_chargen_line(UINT32_MAX, line);
     assert_int_equal(line[0], 0x20 + (int)(UINT32_MAX % 95));
+}
+
+/* ---- chat: terminal controls shown, not obeyed ---- */
+
+/* Render in (a C string literal, so no NUL inside) and compare with want. */
+static void
+renders_as(const char *in, const char *want)
+{
+    char out[SF_CHAT_RENDER_MAX(64)];
+    size_t n = strlen(in), got;
+
+    assert_true(n <= 64);
+    got = sf_chat_render(out, in, n);
+    assert_true(got <= SF_CHAT_RENDER_MAX(n));
+    if (got != strlen(want) || memcmp(out, want, got) != 0)
+        fail_msg("render \"%s\": got \"%.*s\", want \"%s\"", in, (int)got, out, want);
+}
+
+static void
+chat_render_forged_line_and_escapes(void **st)
+{
+    (void)st;
+    renders_as("hi \x1b[2K\r<user9> forged", "hi ^[[2K^M<user9> forged");
+    renders_as("\x1b]0;title\x07", "^[]0;title^G");
+    renders_as("\x1b[2J\x08\x7f", "^[[2J^H^?");
+    renders_as("a\tb", "a\tb");                  /* TAB is layout, not control */
+    renders_as("plain text ~!@#", "plain text ~!@#");
+}
+
+static void
+chat_render_every_c0_byte_and_del(void **st)
+{
+    char out[2];
+
+    (void)st;
+    for (int b = 0; b < 0x80; b++) {
+        char in = (char)b;
+        size_t n = sf_chat_render(out, &in, 1);
+
+        if (b == '\t' || (b >= 0x20 && b < 0x7f)) {
+            assert_int_equal(n, 1);
+            assert_int_equal(out[0], b);
+        } else {
+            assert_int_equal(n, 2);
+            assert_int_equal(out[0], '^');
+            assert_int_equal(out[1], b == 0x7f ? '?' : b + 0x40);
+        }
+    }
+}
+
+static void
+chat_render_c1_and_utf8(void **st)
+{
+    (void)st;
+    renders_as("\xc2\x9b" "31m", "\\u009b31m");          /* CSI as UTF-8 */
+    renders_as("\xc2\x80\xc2\x9f\xc2\xa0", "\\u0080\\u009f\xc2\xa0");
+    renders_as("\x9b" "2J", "\\x9b2J");                   /* CSI as one byte */
+    renders_as("\xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf", "\xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf");
+    renders_as("caf\xe9 \xff", "caf\xe9 \xff");          /* Latin-1: no control */
+    /* Not UTF-8, so each byte alone: an overlong ESC, a surrogate, past U+10FFFF, cut. */
+    renders_as("\xc0\x9b", "\xc0\\x9b");
+    renders_as("\xed\xa0\x80", "\xed\xa0\\x80");
+    renders_as("\xf4\x90\x80\x80", "\xf4\\x90\\x80\\x80");
+    renders_as("\xe2\x82", "\xe2\\x82");
+}
+
+static void
+chat_render_worst_case_is_four_bytes_each(void **st)
+{
+    char in[SF_CHAT_LINE_MAX], out[SF_CHAT_RENDER_MAX(SF_CHAT_LINE_MAX)];
+
+    (void)st;
+    memset(in, 0x9b, sizeof(in));
+    assert_int_equal(sf_chat_render(out, in, sizeof(in)), sizeof(out));
+    assert_memory_equal(out + sizeof(out) - 4, "\\x9b", 4);
 }
 
 /* ---- daytime and time ---- */
@@ -293,6 +369,10 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chargen_line_zero_starts_with_space),
         cmocka_unit_test(chargen_ring_offsets_and_wrap),
+        cmocka_unit_test(chat_render_forged_line_and_escapes),
+        cmocka_unit_test(chat_render_every_c0_byte_and_del),
+        cmocka_unit_test(chat_render_c1_and_utf8),
+        cmocka_unit_test(chat_render_worst_case_is_four_bytes_each),
         cmocka_unit_test(daytime_is_ctime_with_crlf),
         cmocka_unit_test(time_is_seconds_since_1900_big_endian),
         cmocka_unit_test(bucket_starts_full_and_empties),
