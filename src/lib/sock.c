@@ -171,14 +171,16 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
 /* Options the accepted sockets inherit. Not traced: tuning, not a step of the flow the
  * trace draws (its text and JSON forms are a contract). 0, or -1 with errno set. */
 static int
-tune_listener(int fd, const sf_listen_opts *opts)
+tune_listener(int fd, const sf_addr *a, const sf_listen_opts *opts)
 {
     int on = 1;
 
     if (opts->sndbuf > 0 &&
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &opts->sndbuf, sizeof(opts->sndbuf)) < 0)
         return -1;
-    if (opts->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0)
+    /* A Unix stream has no Nagle to turn off. */
+    if (opts->nodelay && sf_addr_family(a) != AF_UNIX &&
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0)
         return -1;
     return 0;
 }
@@ -193,7 +195,7 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     fd = bound_socket(t, a, SOCK_STREAM, opts, err);
     if (fd < 0)
         return fd;
-    if (opts && tune_listener(fd, opts) < 0)
+    if (opts && tune_listener(fd, a, opts) < 0)
         return fail_close(t, fd, err, "setsockopt", a);
     rc = listen(fd, backlog);
     TRACE(t, SF_CALL_LISTEN, fd, rc, NULL, "backlog=%d", backlog);
