@@ -12,6 +12,8 @@ int cmd_listen(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/* "sockflow: " + message on stderr (a log line: the run goes on). */
+void cmd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "sockflow: " + message on stderr; returns EXIT_FAIL. */
 int cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "sockflow CMD: message" + "Try 'sockflow CMD --help'." on stderr; returns EXIT_USAGE. */

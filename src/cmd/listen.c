@@ -134,18 +134,6 @@ listen_take_signals(listen_conf *c, int *child)
     return verdict;
 }
 
-void
-listen_log(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("sockflow: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 int
 listen_admit(listen_conf *c, const sf_addr *peer)
 {
@@ -158,7 +146,7 @@ listen_admit(listen_conf *c, const sf_addr *peer)
     if (rc == SF_ACCESS_OK)
         return 1;
     if (sf_access_refusal_line(c->access, peer, rc, line, sizeof(line)))
-        listen_log("%s", line);
+        cmd_log("%s", line);
     return 0;
 }
 
@@ -356,8 +344,8 @@ announce(const listen_conf *c)
 
     sf_addr_format(&c->bound, where, sizeof(where));
     if (sf_addr_is_wildcard(&c->bound))
-        listen_log("warning: %s listens on every address of this host: other hosts can "
-                   "reach it", where);
+        cmd_log("warning: %s listens on every address of this host: other hosts can "
+                "reach it", where);
     fprintf(stderr, "listening on %s %s\n", kind_name(sf_addr_family(&c->bound), c->udp),
             where);
     fflush(stderr);
@@ -383,8 +371,8 @@ wait_client(listen_conf *c, sf_addr *peer)
     if (fd < 0 && fd != SF_EAGAIN) {
         char where[SF_ADDR_STRLEN];
 
-        listen_log("accept %s: %s", sf_addr_format(&c->bound, where, sizeof(where)),
-                   sf_strerror(fd));
+        cmd_log("accept %s: %s", sf_addr_format(&c->bound, where, sizeof(where)),
+                sf_strerror(fd));
         /* out of descriptors: a pause rather than a spin on a listener that stays ready */
         poll(NULL, 0, 100);
         return SF_EAGAIN;
@@ -403,13 +391,13 @@ relay_client(listen_conf *c, int fd, const sf_addr *peer)
 
     sf_addr_format(peer, who, sizeof(who));
     if (c->verbose)
-        listen_log("connection from %s", who);
+        cmd_log("connection from %s", who);
     hard_stop_in_handler = 1;
     rc = sf_relay(&ro, &err);
     hard_stop_in_handler = 0;
     sf_close(c->t, fd);
     if (rc < 0)
-        listen_log("%s", err.msg);
+        cmd_log("%s", err.msg);
     return rc;
 }
 

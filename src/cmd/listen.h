@@ -44,7 +44,5 @@ int listen_take_signals(listen_conf *c, int *child);
  * 1 admitted (give the slot back with sf_access_release), 0 refused. */
 int listen_admit(listen_conf *c, const sf_addr *peer);
 
-/* "sockflow: " + line on stderr. */
-void listen_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

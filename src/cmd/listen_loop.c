@@ -55,7 +55,7 @@ on_drain_deadline(sf_loop *l, void *ud)
 
     (void)l;
     b->drain_timer = 0;
-    listen_log("drain: time is up, %d client(s) cut off", b->clients(b));
+    cmd_log("drain: time is up, %d client(s) cut off", b->clients(b));
     if (b->on_hard_stop)
         b->on_hard_stop(b);
     sf_loop_stop(b->loop);
@@ -118,7 +118,7 @@ accept_admitted(base *b, sf_addr *peer)
         if (fd == SF_EAGAIN)
             continue;
         if (fd < 0) {
-            listen_log("accept: %s", sf_strerror(fd));
+            cmd_log("accept: %s", sf_strerror(fd));
             return -1;
         }
         if (listen_admit(b->c, peer))
@@ -134,8 +134,8 @@ refuse_over_cap(base *b, int fd, const sf_addr *peer, int n)
 
     if (n < b->c->max_conns)
         return 0;
-    listen_log("refused %s: --max-conns %d reached", sf_addr_format(peer, who, sizeof(who)),
-               b->c->max_conns);
+    cmd_log("refused %s: --max-conns %d reached", sf_addr_format(peer, who, sizeof(who)),
+            b->c->max_conns);
     sf_access_release(b->c->access, peer);
     sf_close(b->c->t, fd);
     return 1;
@@ -168,8 +168,8 @@ exec_reap(base *b)
         for (int i = 0; i < r->nkids; i++) {
             if (r->kids[i].pid != pid)
                 continue;
-            listen_log("%s: %d %s", sf_addr_format(&r->kids[i].peer, who, sizeof(who)),
-                       (int)pid, sf_spawn_status_text(status, how, sizeof(how)));
+            cmd_log("%s: %d %s", sf_addr_format(&r->kids[i].peer, who, sizeof(who)),
+                    (int)pid, sf_spawn_status_text(status, how, sizeof(how)));
             sf_access_release(b->c->access, &r->kids[i].peer);
             r->kids[i] = r->kids[--r->nkids];
             break;
@@ -199,12 +199,12 @@ exec_one(exec_run *r, int fd, const sf_addr *peer)
     sf_close(c->t, fd);
     sf_addr_format(peer, who, sizeof(who));
     if (pid < 0) {
-        listen_log("%s: %s", who, err.msg);
+        cmd_log("%s: %s", who, err.msg);
         sf_access_release(c->access, peer);
         return;
     }
     if (c->verbose)
-        listen_log("%s: started %d", who, (int)pid);
+        cmd_log("%s: started %d", who, (int)pid);
     r->kids[r->nkids++] = (kid){ pid, *peer };
 }
 
@@ -280,7 +280,7 @@ drop_member(broker_run *r, member *m, const char *why)
         return;
     m->gone = 1;
     if (why)
-        listen_log("%s: %s", sf_addr_format(&m->peer, who, sizeof(who)), why);
+        cmd_log("%s: %s", sf_addr_format(&m->peer, who, sizeof(who)), why);
     sf_loop_unwatch(r->b.loop, m->fd);
     sf_close(r->b.c->t, m->fd);
     sf_access_release(r->b.c->access, &m->peer);
@@ -395,8 +395,8 @@ broker_accept(sf_loop *l, int lfd, int events, void *ud)
         sf_buf_init(&m->q, BROKER_QUEUE_CAP);
         r->m[r->n++] = m;
         if (r->b.c->verbose)
-            listen_log("%s: joined (%d connected)", sf_addr_format(&peer, who, sizeof(who)),
-                       r->n);
+            cmd_log("%s: joined (%d connected)", sf_addr_format(&peer, who, sizeof(who)),
+                    r->n);
     }
 }
 
@@ -486,7 +486,7 @@ stdin_ready(sf_loop *l, int fd, int events, void *ud)
         return;
     if (n <= 0) {
         if (n < 0)
-            listen_log("read input: %s", strerror(errno));
+            cmd_log("read input: %s", strerror(errno));
         if (r->in_state == 1)
             sf_loop_unwatch(r->b.loop, 0);
         r->in_state = 3;
@@ -494,8 +494,8 @@ stdin_ready(sf_loop *l, int fd, int events, void *ud)
     }
     s = sf_sendto(r->b.c->t, r->b.c->lfd, r->buf, (size_t)n, &r->peer);
     if (s < 0)
-        listen_log("sendto %s: %s", sf_addr_format(&r->peer, who, sizeof(who)),
-                   sf_strerror((int)s));
+        cmd_log("sendto %s: %s", sf_addr_format(&r->peer, who, sizeof(who)),
+                sf_strerror((int)s));
     if (r->in_state == 2)
         want_stdin(r);
 }
@@ -519,7 +519,7 @@ udp_ready(sf_loop *l, int fd, int events, void *ud)
             continue;
         }
         if (n > 0 && sf_write_full(NULL, 1, r->buf, (size_t)n) < 0 && errno != EPIPE)
-            listen_log("write output: %s", strerror(errno));
+            cmd_log("write output: %s", strerror(errno));
         /* An unnamed Unix socket cannot be answered: keep the last one that can be. */
         if (sf_addr_family(&from) != AF_UNIX ||
             from.len > offsetof(struct sockaddr_un, sun_path)) {
@@ -547,8 +547,8 @@ listen_run_udp(listen_conf *c)
     r.b.listening = 1;
     sf_loop_run(r.b.loop);
     if (r.refused)
-        listen_log("%llu datagram(s) dropped by --allow/--deny",
-                   (unsigned long long)r.refused);
+        cmd_log("%llu datagram(s) dropped by --allow/--deny",
+                (unsigned long long)r.refused);
     sf_loop_free(r.b.loop);
     free(r.buf);
     return EXIT_OK;

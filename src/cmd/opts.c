@@ -9,16 +9,32 @@
 
 #include "cmd.h"
 
+static void
+vlog(const char *fmt, va_list ap)
+{
+    fputs("sockflow: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void
+cmd_log(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vlog(fmt, ap);
+    va_end(ap);
+}
+
 int
 cmd_fail(const char *fmt, ...)
 {
     va_list ap;
 
-    fputs("sockflow: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vlog(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return EXIT_FAIL;
 }
 

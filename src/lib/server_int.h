@@ -1,6 +1,7 @@
 /* server_int: what the server's files share (not installed): the server, its workers (one
  * per loop), their listening sockets, connections and datagram batch. server.c sets up,
- * runs and stops; server_tcp.c is the TCP engine; server_udp.c the UDP engine. */
+ * runs and stops; server_listen.c binds; server_accept.c and server_tcp.c are the TCP
+ * engine (accepting; connections); server_udp.c the UDP engine. */
 #ifndef SOCKFLOW_SERVER_INT_H
 #define SOCKFLOW_SERVER_INT_H
 
@@ -101,8 +102,10 @@ void sf__server_log(sf_server *s, const char *fmt, ...) __attribute__((format(pr
 /* t filled for the server side of connection id, or NULL when tracing is off. */
 sf_trace *sf__server_trace(sf_server *s, sf_trace *t, unsigned long id);
 
-/* server_tcp.c */
+/* server_accept.c: a listener is ready; accept a bounded batch. */
 void sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud);
+
+/* server_tcp.c */
 /* Take fd (accepted, or passed in) as a connection of ls's service: admitted by the
  * access rules and --max-conns, or closed. */
 void sf__tcp_start_conn(worker *w, lsock *ls, int fd);

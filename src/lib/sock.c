@@ -252,7 +252,7 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
         sf_addr_from_sa(peer, (struct sockaddr *)&ss, len);
     /* The state reported is the new connected socket's: the listener stays in LISTEN. */
     if (SF_TRACING(t))
-        sf__trace_call_on(t, SF_CALL_ACCEPT4, lfd, fd, fd, fd < 0 ? errno : 0,
+        sf_trace_call_on(t, SF_CALL_ACCEPT4, lfd, fd, fd, fd < 0 ? errno : 0,
                           SF_ABOUT(.addr = peer && fd >= 0 ? peer : NULL, .flags = flags,
                                    .notes = peer ? 0 : SF_TRACE_N_NO_ADDR), "peer=%s%s",
                           !peer ? "NULL" : fd >= 0 ? sf_addr_format(peer, who, sizeof(who))

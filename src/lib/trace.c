@@ -192,20 +192,6 @@ sf_trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd, long r
 }
 
 void
-sf__trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd, long result,
-                  int err, const sf_trace_about *about, const char *args_fmt, ...)
-{
-    va_list ap;
-
-    if (!tracing(t))
-        return;
-    va_start(ap, args_fmt);
-    trace_va(t, call, fd, subject_fd >= 0 ? subject_fd : fd, result, err, about, args_fmt,
-             ap);
-    va_end(ap);
-}
-
-void
 sf__trace_entry(const sf_trace *t, sf_call call, int fd, const sf_trace_about *about,
                 const char *args_fmt, ...)
 {

@@ -21,13 +21,6 @@
  * keep its commas inside one macro argument. */
 #define SF_ABOUT(...) (&(const sf_trace_about){ __VA_ARGS__ })
 
-/* sf_trace_call, but the subject (state, RTT, addresses) is subject_fd, not fd:
- * accept reports the new connected socket. */
-void sf__trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd,
-                       long result, int err, const sf_trace_about *about,
-                       const char *args_fmt, ...)
-    __attribute__((format(printf, 8, 9)));
-
 /* One event per datagram of a recvmmsg/sendmmsg batch of n (a failed call, n < 0: one
  * event with err), so a batch reads like the recvfrom/sendto calls it replaces. */
 struct mmsghdr;
