@@ -1,7 +1,6 @@
 /* sock: the TCP and UDP flows, call by call: socket, bind, listen, accept, connect,
  * read/write, shutdown, close. Each call is traced when a trace is given. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
@@ -573,42 +572,4 @@ sf_close(const sf_trace *t, int fd)
         return -errno;
     errno = saved;
     return 0;
-}
-
-int
-sf_set_nonblock(int fd, int on)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0)
-        return -errno;
-    fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
-    return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
-}
-
-int
-sf_local_addr(int fd, sf_addr *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->len = sizeof(a->ss);
-    return getsockname(fd, (struct sockaddr *)&a->ss, &a->len) < 0 ? -errno : 0;
-}
-
-int
-sf_peer_addr(int fd, sf_addr *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->len = sizeof(a->ss);
-    return getpeername(fd, (struct sockaddr *)&a->ss, &a->len) < 0 ? -errno : 0;
-}
-
-int
-sf_sock_error(int fd)
-{
-    int e = 0;
-    socklen_t len = sizeof(e);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
-        return -errno;
-    return -e;
 }
