@@ -22,7 +22,7 @@ static int
 raw_accept(const sf_trace *t, int lfd, void *addr, socklen_t *len, int flags)
 {
     socklen_t in = len ? *len : 0;
-    char lens[32] = "NULL";
+    char lens[32] = "NULL", names[48];
     int fd, e;
 
     demo_wait_fd(lfd, POLLIN, DEMO_WAIT_MS);
@@ -33,9 +33,10 @@ raw_accept(const sf_trace *t, int lfd, void *addr, socklen_t *len, int flags)
     if (len)
         snprintf(lens, sizeof(lens), "[%u->%u]", (unsigned)in, (unsigned)*len);
     sf_trace_call_on(t, SF_CALL_ACCEPT4, lfd, fd, fd, e,
-                     &(sf_trace_about){ .flags = flags, .notes = addr ? 0 : SF_TRACE_N_NO_ADDR },
+                     &(sf_trace_about){ .flags = flags, .notes = addr ? 0 : SF_TRACE_N_NO_ADDR,
+                                        .addrlen_in = (int)in, .addrlen_out = len ? (int)*len : 0 },
                      "%s, %s, %s", addr ? "&ss" : "NULL", lens,
-                     flags ? "SOCK_NONBLOCK|SOCK_CLOEXEC" : "0");
+                     sf_trace_flags(SF_CALL_ACCEPT4, flags, names, sizeof(names)));
     errno = e;
     return fd;
 }

@@ -212,7 +212,10 @@ def test_2_udp_flow(events):
     assert entered and got["t_ns"] - entered[0]["t_ns"] >= 150_000_000   # asleep
     sent = calls(evs, "client", "sendto")[0]
     port = sent["local"].rsplit(":", 1)[1]
-    assert port != "0" and got["args"].endswith(f"from=127.0.0.1:{port}")
+    assert port != "0" and f"from=127.0.0.1:{port}, " in got["args"]
+    # recvfrom's addrlen is value-result: the room in, an IPv4 address's length out
+    assert got["args"].endswith("addrlen=128->16")
+    assert (got["addrlen_in"], got["addrlen_out"], got["flags"]) == (128, 16, "MSG_TRUNC")
     assert calls(evs, "client", "recvfrom")[0]["result"] == 5
 
 
@@ -260,10 +263,11 @@ def test_4_in_depth(events):
 def test_5_accept_as_documented(events):
     acc = [e for e in calls(events[5], "server", "accept4")]
     args = [(e["args"], e["result"] if e["result"] < 0 else "fd", e["errno"]) for e in acc]
-    assert ("peer=NULL, SOCK_NONBLOCK", -1, "EAGAIN") == args[0]
+    lib = "peer=NULL, addrlen=NULL, SOCK_CLOEXEC|SOCK_NONBLOCK"
+    assert (lib, -1, "EAGAIN") == args[0]
     assert ("NULL, NULL, 0", "fd", None) in args
-    assert ("NULL, NULL, SOCK_NONBLOCK|SOCK_CLOEXEC", "fd", None) in args
-    assert ("peer=NULL, SOCK_NONBLOCK", -1, "EINVAL") in args
+    assert ("NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK", "fd", None) in args
+    assert (lib, -1, "EINVAL") in args
     assert ("&ss, [128->16], 0", "fd", None) in args
     assert ("&ss, [4->16], 0", "fd", None) in args
     assert ("NULL, [128->128], 0", "fd", None) in args
