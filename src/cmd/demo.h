@@ -67,6 +67,14 @@ typedef struct demo {
  * out is counted by demo_check, not returned. */
 typedef int (*demo_section_fn)(demo *d);
 
+/* ---- the language of the locale (demo_lang.c) ---- */
+
+/* SF_LANG_ZH or SF_LANG_EN as gettext would choose a catalogue: the C locale (LC_ALL=C)
+ * means English whatever LANGUAGE says; else the first language of the LANGUAGE list
+ * ("zh_CN:en") that has texts; else the LC_MESSAGES locale (LC_ALL, LC_MESSAGES, LANG).
+ * Chinese only when the terminal's codeset is UTF-8. The process's locale stays C. */
+int demo_locale_lang(void);
+
 /* ---- recording and narrating (demo_say.c) ---- */
 
 /* Set up d to write to out in format with flags (SF_TRACE_F_*), in lang. */

@@ -156,6 +156,31 @@ def test_locale_chooses_the_language():
     assert "The telephone picture" in demo("--section", "3", "--lang", "en", env=env)
 
 
+LOCALES = [
+    # (environment, language): gettext's rules for choosing a catalogue
+    ({"LANG": "zh_CN.UTF-8"}, "zh"),
+    ({"LANGUAGE": "zh_CN:en", "LANG": "en_US.UTF-8"}, "zh"),   # LANGUAGE comes first
+    ({"LANGUAGE": "fr:zh", "LANG": "de_DE.UTF-8"}, "zh"),      # its first language with texts
+    ({"LANGUAGE": "en:zh", "LANG": "zh_CN.UTF-8"}, "en"),
+    ({"LC_ALL": "C", "LANG": "zh_CN.UTF-8"}, "en"),             # LC_ALL overrides LANG
+    ({"LC_ALL": "C", "LANGUAGE": "zh_CN"}, "en"),               # C ignores LANGUAGE
+    ({"LANGUAGE": "zh_CN"}, "en"),                              # no locale at all is C
+    ({"LC_MESSAGES": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),
+    ({"LC_ALL": "C.UTF-8", "LC_MESSAGES": "zh_CN.UTF-8"}, "en"),
+    ({"LANG": "zh_CN.GB2312"}, "en"),                           # the texts are UTF-8 only
+]
+
+
+@pytest.mark.parametrize("env,lang", LOCALES)
+def test_locale_follows_gettext_rules(env, lang):
+    """Without --lang the locale chooses, as gettext would; --lang en overrides it."""
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    out = demo("--section", "3", env=clean)
+    title = "一个形象的比喻" if lang == "zh" else "The telephone picture"
+    assert title in out, out[:300]
+    assert "The telephone picture" in demo("--section", "3", "--lang", "en", env=clean)
+
+
 def test_colour_only_when_asked_or_on_a_terminal():
     plain = demo("--section", "1")
     assert "\033[" not in plain
