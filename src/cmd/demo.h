@@ -24,6 +24,8 @@ typedef struct demo_rec {
     long result;
     int32_t queue;
     char local[SF_ADDR_STRLEN], peer[SF_ADDR_STRLEN], args[64];
+    sf_addr addr;               /* the address the call concerned (sf_trace_about), or
+                                   family AF_UNSPEC */
     uint64_t t_ns;
 } demo_rec;
 
