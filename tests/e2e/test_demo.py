@@ -211,6 +211,17 @@ def test_step_pauses_after_each_call():
     assert r.returncode == 2 and b"--step=sometimes: section or event" in r.stderr
 
 
+def test_1_flags_and_addrlen_as_made(events):
+    """The flow's sockets are blocking: socket() shows SOCK_CLOEXEC and no SOCK_NONBLOCK,
+    the blocking accept4() likewise; its addrlen went in as 128 and came back as 16."""
+    evs = events[1]
+    for e in calls(evs, call="socket"):
+        assert e["args"] == "AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0" and e["flags"] == "SOCK_CLOEXEC"
+    acc = calls(evs, "server", "accept4")[0]
+    assert acc["args"] == f"peer={acc['peer']}, addrlen=128->16, SOCK_CLOEXEC"
+    assert (acc["addrlen_in"], acc["addrlen_out"], acc["flags"]) == (128, 16, "SOCK_CLOEXEC")
+
+
 def test_1_tcp_flow(events):
     evs = events[1]
     srv = [e["call"] for e in calls(evs, "server") if e["call"] != "setsockopt"]
