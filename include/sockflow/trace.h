@@ -39,6 +39,11 @@ typedef enum sf_call {
  * out of range. */
 const char *sf_call_name(sf_call call);
 
+/* The flags of call as strace names them, "|"-joined, into buf: socket and accept4's
+ * "SOCK_CLOEXEC|SOCK_NONBLOCK", recvfrom and sendto's "MSG_TRUNC", shutdown's "SHUT_WR";
+ * "0" when none is set, a bit the table does not know as hex. Returns buf. */
+const char *sf_trace_flags(sf_call call, int flags, char *buf, size_t cap);
+
 /* Facts about a call that its arguments alone do not show (sf_trace_event.notes). */
 enum {
     SF_TRACE_N_NO_ADDR = 1 << 0,   /* accept given a NULL address: no peer asked for */
@@ -54,11 +59,17 @@ typedef struct sf_trace_about {
                                the peer of a sock_diag lookup; NULL for none */
     int opt_level, opt_name;/* setsockopt/getsockopt: SOL_SOCKET, SO_REUSEADDR ... */
     int opt_value;          /* setsockopt: the value set */
-    int flags;              /* socket, accept4: SOCK_NONBLOCK|SOCK_CLOEXEC;
+    int flags;              /* the flags the call was made with: socket, accept4:
+                               SOCK_NONBLOCK|SOCK_CLOEXEC; recvfrom, sendto: MSG_*;
                                shutdown: SHUT_RD/SHUT_WR/SHUT_RDWR */
     unsigned notes;         /* SF_TRACE_N_* */
     const void *data;       /* payload of read/write calls */
     size_t datalen;
+    int addrlen_in;         /* accept4, recvfrom: the value-result addrlen as passed in
+                               (the room for the address) and as the kernel wrote it back
+                               (the address's real length); sendto: the length given, in
+                               addrlen_in only. 0: no addrlen argument */
+    int addrlen_out;
 } sf_trace_about;
 
 /* One socket call. Every pointer is valid only during the sink's call. The "subject"
@@ -89,6 +100,7 @@ typedef struct sf_trace_event {
     int opt_level, opt_name, opt_value;
     int flags;
     unsigned notes;
+    int addrlen_in, addrlen_out;    /* sf_trace_about: addrlen in and out, 0 for none */
     int phase;              /* SF_TRACE_RETURN, or SF_TRACE_ENTRY (see below) */
 } sf_trace_event;
 

@@ -89,7 +89,9 @@ print_usage(void)
            "  -n, --section N        run section N only (1-%d)\n"
            "  -l, --lang en|zh       sections, notes, checks and explanations in English\n"
            "                         (the default) or in the tutorial's Chinese; without\n"
-           "                         it, a zh locale (LC_ALL, LC_MESSAGES, LANG) means zh\n"
+           "                         it, the locale chooses as gettext would: LANGUAGE\n"
+           "                         (a list, zh_CN:en), else LC_ALL, LC_MESSAGES, LANG;\n"
+           "                         the C locale means English\n"
            "  -s, --step[=event]     pause after each section (or each call) until Enter\n"
            "  -v, --verbose          also the probes behind the checks (TCP_INFO, sock_diag)\n"
            "      --color[=WHEN]     colour: auto (on a terminal, unless NO_COLOR), always,\n"
@@ -126,21 +128,6 @@ typedef struct demo_opts_t {
     cmd_trace ct;
     int only, lang, step, verbose, colour;     /* colour: -1 auto, 0 never, 1 always */
 } demo_opts_t;
-
-/* The language of the locale, as gettext would choose it: LC_ALL, LC_MESSAGES, LANG. */
-static int
-locale_lang(void)
-{
-    static const char *const vars[] = { "LC_ALL", "LC_MESSAGES", "LANG" };
-
-    for (int i = 0; i < 3; i++) {
-        const char *v = getenv(vars[i]);
-
-        if (v && *v)
-            return strncmp(v, "zh", 2) == 0 ? SF_LANG_ZH : SF_LANG_EN;
-    }
-    return SF_LANG_EN;
-}
 
 static int
 take_option(demo_opts_t *o, int ch, const char *arg)
@@ -186,7 +173,7 @@ parse_options(int argc, char **argv, demo_opts_t *o)
 {
     int ch, rc;
 
-    o->lang = locale_lang();
+    o->lang = demo_locale_lang();
     o->colour = -1;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "n:l:svjh", demo_opts, NULL)) != -1)

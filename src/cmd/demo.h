@@ -24,6 +24,8 @@ typedef struct demo_rec {
     long result;
     int32_t queue;
     char local[SF_ADDR_STRLEN], peer[SF_ADDR_STRLEN], args[64];
+    sf_addr addr;               /* the address the call concerned (sf_trace_about), or
+                                   family AF_UNSPEC */
     uint64_t t_ns;
 } demo_rec;
 
@@ -66,6 +68,14 @@ typedef struct demo {
  * EXIT_FAIL when it could not run (the reason printed); a claim the kernel did not bear
  * out is counted by demo_check, not returned. */
 typedef int (*demo_section_fn)(demo *d);
+
+/* ---- the language of the locale (demo_lang.c) ---- */
+
+/* SF_LANG_ZH or SF_LANG_EN as gettext would choose a catalogue: the C locale (LC_ALL=C)
+ * means English whatever LANGUAGE says; else the first language of the LANGUAGE list
+ * ("zh_CN:en") that has texts; else the LC_MESSAGES locale (LC_ALL, LC_MESSAGES, LANG).
+ * Chinese only when the terminal's codeset is UTF-8. The process's locale stays C. */
+int demo_locale_lang(void);
 
 /* ---- recording and narrating (demo_say.c) ---- */
 

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "demo.h"
 
@@ -31,9 +32,9 @@ static int
 phone_call(demo *d, const sf_trace *srv, const sf_trace *cli, int lfd, const sf_addr *a)
 {
     char buf[16];
-    int cfd, afd;
+    int cfd, afd, waiting = -1;
     ssize_t n;
-    const demo_rec *c, *q, *rd;
+    const demo_rec *c, *q, *rd, *acc;
 
     if ((cfd = demo_connect(cli, a)) < 0)
         return EXIT_FAIL;
@@ -54,16 +55,22 @@ phone_call(demo *d, const sf_trace *srv, const sf_trace *cli, int lfd, const sf_
         sf_close(cli, cfd);
         return cmd_fail("accept: %s", sf_strerror(afd));
     }
-    demo_check(d, afd != lfd, Z(d, "accept() took the call off hold: a private line on"
-                                " descriptor %d, the listening phone %d stays on",
-                                "accept() 把电话从挂起中接过来：描述符 %d 上的私有通信链路，"
-                                "监听的手机 %d 仍然开着"), afd, lfd);
+    /* The evidence: the listener's queue emptied by this accept, the listener still
+     * LISTEN, and the bytes already in the new socket before anyone read (FIONREAD). */
+    acc = demo_seen(d, "server", 0, SF_CALL_ACCEPT4);
+    if (ioctl(afd, FIONREAD, &waiting) < 0)
+        waiting = -1;
+    demo_check(d, afd != lfd && acc->queue == 0 &&
+               sf_tcp_state(lfd, NULL, NULL) == SF_TCP_LISTEN,
+               Z(d, "accept() took the call off hold: a private line on descriptor %d, the"
+                 " listening phone %d stays on", "accept() 把电话从挂起中接过来：描述符 %d"
+                 " 上的私有通信链路，监听的手机 %d 仍然开着"), afd, lfd);
     n = sf_read(srv, afd, buf, sizeof(buf));
     rd = demo_seen(d, "server", 0, SF_CALL_READ);
-    demo_check(d, n == 3, Z(d, "what the caller said while on hold had waited: the first"
-                            " read() after accept() returned %ld bytes at once",
-                            "来电者在挂起时说的话一直在等：accept() 之后的第一次 read()"
-                            " 立即返回了 %ld 字节"), rd->result);
+    demo_check(d, waiting == 3 && n == 3,
+               Z(d, "what the caller said while on hold had waited: the first read() after"
+                 " accept() returned %ld bytes at once", "来电者在挂起时说的话一直在等："
+                 "accept() 之后的第一次 read() 立即返回了 %ld 字节"), rd->result);
     if (n > 0)
         sf_write_full(srv, afd, buf, (size_t)n);
     n = sf_read_full(cli, cfd, buf, 3);
@@ -103,7 +110,8 @@ letters(demo *d, const sf_trace *srv, const sf_trace *cli)
     sf_sendto(cli, vfd, "hi\n", 3, &u);
     demo_wait_fd(ufd, POLLIN, DEMO_WAIT_MS);
     n = sf_recvfrom(srv, ufd, buf, sizeof(buf), &from, NULL);
-    demo_check(d, n == 3 && sf_addr_port(&from) == demo_local_port(vfd),
+    demo_check(d, n == 3 && sf_addr_port(&from) == demo_local_port(vfd) &&
+               sf_peer_addr(vfd, &u) == -ENOTCONN && sf_peer_addr(ufd, &u) == -ENOTCONN,
                Z(d, "a letter arrived with its return address (port %d): no call was set up",
                  "一封信带着回信地址（端口 %d）到了：没有建立通话"), sf_addr_port(&from));
     if (n > 0)

@@ -56,6 +56,9 @@ record(demo *d, const sf_trace_event *ev)
     r->state = ev->tcp_state;
     r->before = ev->tcp_state_before;
     r->queue = ev->accept_queue;
+    memset(&r->addr, 0, sizeof(r->addr));
+    if (ev->addr)
+        r->addr = *ev->addr;
     r->t_ns = ev->t_ns;
 }
 

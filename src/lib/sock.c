@@ -1,10 +1,10 @@
 /* sock: the TCP and UDP flows, call by call: socket, bind, listen, accept, connect,
  * read/write, shutdown, close. Each call is traced when a trace is given. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +17,18 @@
 #define TRACE(t, call, fd, res, about, ...) \
     do { if (SF_TRACING(t)) sf_trace_call(t, call, fd, (long)(res), (res) < 0 ? errno : 0, \
                                           about, __VA_ARGS__); } while (0)
+
+/* A value-result addrlen as the trace shows it: "128->16" (in, then as the kernel wrote
+ * it back), "128" before the call or when it came back unchanged. */
+static const char *
+addrlen_text(socklen_t in, socklen_t out, int returned, char *buf, size_t cap)
+{
+    if (returned && out != in)
+        snprintf(buf, cap, "%u->%u", (unsigned)in, (unsigned)out);
+    else
+        snprintf(buf, cap, "%u", (unsigned)in);
+    return buf;
+}
 
 static const char *
 family_name(int family)
@@ -31,10 +43,11 @@ open_socket(const sf_trace *t, int family, int type, int blocking)
 {
     int flags = SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK);
     int fd = socket(family, type | flags, 0);
+    char names[48];
 
-    TRACE(t, SF_CALL_SOCKET, fd, fd, SF_ABOUT(.flags = flags), "%s, %s%s", family_name(family),
-          type == SOCK_STREAM ? "SOCK_STREAM" : "SOCK_DGRAM",
-          blocking ? "" : "|SOCK_NONBLOCK");
+    TRACE(t, SF_CALL_SOCKET, fd, fd, SF_ABOUT(.flags = flags), "%s, %s|%s, 0",
+          family_name(family), type == SOCK_STREAM ? "SOCK_STREAM" : "SOCK_DGRAM",
+          sf_trace_flags(SF_CALL_SOCKET, flags, names, sizeof(names)));
     return fd;
 }
 
@@ -239,25 +252,34 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    char who[SF_ADDR_STRLEN];
+    char who[SF_ADDR_STRLEN], names[48], lens[24] = "NULL";
     int fd;
 
+    if (SF_TRACING(t) && peer)
+        addrlen_text(len, len, 0, lens, sizeof(lens));
     if (SF_TRACING(t))
-        sf__trace_entry(t, SF_CALL_ACCEPT4, lfd, SF_ABOUT(.flags = flags), "peer=%s%s",
-                        peer ? "?" : "NULL", flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
+        sf__trace_entry(t, SF_CALL_ACCEPT4, lfd,
+                        SF_ABOUT(.flags = flags, .addrlen_in = peer ? (int)len : 0),
+                        "peer=%s, addrlen=%s, %s", peer ? "?" : "NULL", lens,
+                        sf_trace_flags(SF_CALL_ACCEPT4, flags, names, sizeof(names)));
     do {
         fd = accept4(lfd, peer ? (struct sockaddr *)&ss : NULL, peer ? &len : NULL, flags);
     } while (fd < 0 && errno == EINTR);
     if (fd >= 0 && peer)
         sf_addr_from_sa(peer, (struct sockaddr *)&ss, len);
     /* The state reported is the new connected socket's: the listener stays in LISTEN. */
+    if (SF_TRACING(t) && peer)
+        addrlen_text(sizeof(ss), len, 1, lens, sizeof(lens));
     if (SF_TRACING(t))
         sf_trace_call_on(t, SF_CALL_ACCEPT4, lfd, fd, fd, fd < 0 ? errno : 0,
                           SF_ABOUT(.addr = peer && fd >= 0 ? peer : NULL, .flags = flags,
-                                   .notes = peer ? 0 : SF_TRACE_N_NO_ADDR), "peer=%s%s",
+                                   .notes = peer ? 0 : SF_TRACE_N_NO_ADDR,
+                                   .addrlen_in = peer ? (int)sizeof(ss) : 0,
+                                   .addrlen_out = peer ? (int)len : 0),
+                          "peer=%s, addrlen=%s, %s",
                           !peer ? "NULL" : fd >= 0 ? sf_addr_format(peer, who, sizeof(who))
-                                                   : "-",
-                          flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
+                                                   : "-", lens,
+                          sf_trace_flags(SF_CALL_ACCEPT4, flags, names, sizeof(names)));
     if (fd >= 0)
         return fd;
     return errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
@@ -527,48 +549,19 @@ sf_write(const sf_trace *t, int fd, const void *buf, size_t len)
 }
 
 ssize_t
-sf_read_full(const sf_trace *t, int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t n = sf_read(t, fd, (char *)buf + got, len - got);
-
-        if (n < 0)
-            return n;
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
-ssize_t
-sf_write_full(const sf_trace *t, int fd, const void *buf, size_t len)
-{
-    size_t put = 0;
-
-    while (put < len) {
-        ssize_t n = sf_write(t, fd, (const char *)buf + put, len - put);
-
-        if (n < 0)
-            return n;
-        put += (size_t)n;
-    }
-    return (ssize_t)put;
-}
-
-ssize_t
 sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from, int *truncated)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    char who[SF_ADDR_STRLEN];
+    char who[SF_ADDR_STRLEN], lens[24];
     sf_addr src;
     ssize_t n;
 
     if (SF_TRACING(t))
-        sf__trace_entry(t, SF_CALL_RECVFROM, fd, NULL, "len=%zu, from=?", len);
+        sf__trace_entry(t, SF_CALL_RECVFROM, fd,
+                        SF_ABOUT(.flags = MSG_TRUNC, .addrlen_in = (int)sl),
+                        "len=%zu, MSG_TRUNC, from=?, addrlen=%s", len,
+                        addrlen_text(sl, sl, 0, lens, sizeof(lens)));
     /* MSG_TRUNC: the real length comes back even when it did not fit. */
     do {
         n = recvfrom(fd, buf, len, MSG_TRUNC, (struct sockaddr *)&ss, &sl);
@@ -582,9 +575,11 @@ sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from, int
     if (n > (ssize_t)len)
         n = (ssize_t)len;
     TRACE(t, SF_CALL_RECVFROM, fd, n,
-          SF_ABOUT(.addr = n >= 0 ? &src : NULL, .data = buf, .datalen = n > 0 ? (size_t)n : 0),
-          "len=%zu, from=%s", len,
-          n >= 0 ? sf_addr_format_sa((struct sockaddr *)&ss, sl, who, sizeof(who)) : "-");
+          SF_ABOUT(.addr = n >= 0 ? &src : NULL, .data = buf, .datalen = n > 0 ? (size_t)n : 0,
+                   .flags = MSG_TRUNC, .addrlen_in = (int)sizeof(ss), .addrlen_out = (int)sl),
+          "len=%zu, MSG_TRUNC, from=%s, addrlen=%s", len,
+          n >= 0 ? sf_addr_format_sa((struct sockaddr *)&ss, sl, who, sizeof(who)) : "-",
+          addrlen_text(sizeof(ss), sl, 1, lens, sizeof(lens)));
     return io_result(n);
 }
 
@@ -599,9 +594,10 @@ sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr 
                    to ? to->len : 0);
     } while (n < 0 && errno == EINTR);
     TRACE(t, SF_CALL_SENDTO, fd, n,
-          SF_ABOUT(.addr = to, .data = buf, .datalen = n > 0 ? (size_t)n : 0), "len=%zu, to=%s",
-          len,
-          to ? sf_addr_format(to, who, sizeof(who)) : "(connected)");
+          SF_ABOUT(.addr = to, .data = buf, .datalen = n > 0 ? (size_t)n : 0,
+                   .flags = MSG_NOSIGNAL, .addrlen_in = to ? (int)to->len : 0),
+          "len=%zu, MSG_NOSIGNAL, to=%s, addrlen=%u", len,
+          to ? sf_addr_format(to, who, sizeof(who)) : "NULL", to ? (unsigned)to->len : 0u);
     return io_result(n);
 }
 
@@ -657,42 +653,4 @@ sf_close(const sf_trace *t, int fd)
         return -errno;
     errno = saved;
     return 0;
-}
-
-int
-sf_set_nonblock(int fd, int on)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0)
-        return -errno;
-    fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
-    return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
-}
-
-int
-sf_local_addr(int fd, sf_addr *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->len = sizeof(a->ss);
-    return getsockname(fd, (struct sockaddr *)&a->ss, &a->len) < 0 ? -errno : 0;
-}
-
-int
-sf_peer_addr(int fd, sf_addr *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->len = sizeof(a->ss);
-    return getpeername(fd, (struct sockaddr *)&a->ss, &a->len) < 0 ? -errno : 0;
-}
-
-int
-sf_sock_error(int fd)
-{
-    int e = 0;
-    socklen_t len = sizeof(e);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
-        return -errno;
-    return -e;
 }

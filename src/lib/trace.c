@@ -25,6 +25,56 @@ sf_call_name(sf_call call)
     return names[call];
 }
 
+typedef struct flag_name {
+    int bit;
+    const char *name;
+} flag_name;
+
+/* In the order strace prints them. */
+static const flag_name sock_flags[] = {
+    { SOCK_CLOEXEC, "SOCK_CLOEXEC" }, { SOCK_NONBLOCK, "SOCK_NONBLOCK" }, { 0, NULL },
+};
+static const flag_name msg_flags[] = {
+    { MSG_OOB, "MSG_OOB" }, { MSG_PEEK, "MSG_PEEK" }, { MSG_DONTROUTE, "MSG_DONTROUTE" },
+    { MSG_TRUNC, "MSG_TRUNC" }, { MSG_DONTWAIT, "MSG_DONTWAIT" }, { MSG_EOR, "MSG_EOR" },
+    { MSG_WAITALL, "MSG_WAITALL" }, { MSG_NOSIGNAL, "MSG_NOSIGNAL" }, { 0, NULL },
+};
+
+/* shutdown's "how" is a value, not a set of bits. */
+static const char *
+shut_name(int how)
+{
+    return how == SHUT_RD ? "SHUT_RD" : how == SHUT_WR ? "SHUT_WR"
+         : how == SHUT_RDWR ? "SHUT_RDWR" : NULL;
+}
+
+const char *
+sf_trace_flags(sf_call call, int flags, char *buf, size_t cap)
+{
+    const flag_name *t = call == SF_CALL_SOCKET || call == SF_CALL_ACCEPT4 ? sock_flags
+                       : call == SF_CALL_RECVFROM || call == SF_CALL_SENDTO ? msg_flags : NULL;
+    sf__cursor o = { buf, cap, 0, SF_LANG_EN };
+    int left = flags;
+
+    if (cap)
+        buf[0] = '\0';
+    if (call == SF_CALL_SHUTDOWN && shut_name(flags)) {
+        sf__put(&o, "%s", shut_name(flags));
+        return buf;
+    }
+    for (; t && t->name; t++) {
+        if (left & t->bit) {
+            sf__put(&o, "%s%s", o.len ? "|" : "", t->name);
+            left &= ~t->bit;
+        }
+    }
+    if (left)
+        sf__put(&o, "%s%#x", o.len ? "|" : "", (unsigned)left);
+    else if (o.len == 0)
+        sf__put(&o, "0");
+    return buf;
+}
+
 static const char *
 proto_name(int p)
 {
@@ -130,6 +180,8 @@ emit(const sf_trace *t, sf_call call, int fd, long result, int err, const subjec
         .opt_value = a->opt_value,
         .flags = a->flags,
         .notes = a->notes,
+        .addrlen_in = a->addrlen_in,
+        .addrlen_out = a->addrlen_out,
         .phase = phase,
     };
 

@@ -236,32 +236,42 @@ who_of(const sf_trace_event *ev, char *who, size_t len)
         snprintf(who, len, "%s", ev->side);
 }
 
-/* The 80-column line: "0.300512 server   accept4(3, peer=127.0.0.1:40000) = 4" and the
- * state at column 61, or on a line of its own when the call is long; the explanation
- * wrapped under it. No RTT. */
+/* The 80-column line: "0.300512 server   accept4(3, peer=127.0.0.1:40000, ...) = 4" and
+ * the state at column 61, or on a line of its own when the call is long. A call longer
+ * than the line wraps after a comma, its next lines under its first argument, as strace
+ * -s would print it on a narrow terminal. The explanation is wrapped under it. No RTT. */
 static void
 format_narrow(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t t0_ns)
 {
-    char who[48], call[400], res[32], state[48] = "";
+    char who[48], call[400], res[32], state[48] = "", line[1024], indent[64];
     double t = ev->t_ns >= t0_ns ? (double)(ev->t_ns - t0_ns) / 1e9 : 0.0;
     sf__cursor c = { call, sizeof(call), 0, SF_LANG_EN }, r = { res, sizeof(res), 0, SF_LANG_EN };
-    int fd_arg = ev->fd >= 0 && ev->call != SF_CALL_SOCKET, width;
+    sf__cursor l = { line, sizeof(line), 0, SF_LANG_EN };
+    int fd_arg = ev->fd >= 0 && ev->call != SF_CALL_SOCKET, width, lead;
+    const char *last;
 
     who_of(ev, who, sizeof(who));
-    sf__put(&c, "%s(", sf_call_name(ev->call));
-    if (fd_arg)
-        sf__put(&c, "%d%s", ev->fd, ev->args[0] ? ", " : "");
-    sf__put(&c, "%s)", ev->args);
     if (ev->phase == SF_TRACE_ENTRY)
         sf__put(&r, "...");
     else
         put_result(&r, ev);
+    sf__put(&c, "%s(", sf_call_name(ev->call));
+    if (fd_arg)
+        sf__put(&c, "%d%s", ev->fd, ev->args[0] ? ", " : "");
+    sf__put(&c, "%s) = %s", ev->args, res);
     if (ev->proto && ev->tcp_state != SF_TCP_NONE)
         snprintf(state, sizeof(state), "%s", sf_tcp_state_name(ev->tcp_state));
     if (ev->accept_queue >= 0)
         snprintf(state + strlen(state), sizeof(state) - strlen(state), " queue=%d",
                  ev->accept_queue);
-    width = (int)sf__put_len(o, "%9.6f %-8s %s = %s", t, who, call, res);
+    lead = (int)sf__put_len(&l, "%9.6f %-8s ", t, who);
+    snprintf(indent, sizeof(indent), "%*s", lead + (int)strlen(sf_call_name(ev->call)) + 1, "");
+    sf__put_wrapped(&l, call, lead, indent, 80);
+    if (l.len >= sizeof(line))
+        l.len = sizeof(line) - 1;
+    last = strrchr(line, '\n');
+    width = sf_text_width(last ? last + 1 : line);
+    sf__put(o, "%s", line);
     if (state[0] && width > 60)
         sf__put(o, "\n%60s", "");
     else if (state[0])
@@ -281,6 +291,51 @@ format_narrow(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t 
         put_hexdump(o, ev, "      ");
 }
 
+/* The wide layout's argument column. */
+enum { ARGS_COLS = 36, ARGS_AT = 42 };
+
+/* Can a line of arguments end after args[i - 1]? 2 after ", " (between arguments),
+ * 1 after "|" (between flags), 0 elsewhere. */
+static int
+args_break(const char *args, int i)
+{
+    return i >= 2 && args[i - 1] == ' ' && args[i - 2] == ',' ? 2 : args[i - 1] == '|';
+}
+
+/* How much of args goes on one line of the argument column: all of it when it fits, else
+ * up to its last break within ARGS_COLS, but not between two flags of an argument that
+ * fits a line of its own. A name or an address is never cut: one longer
+ * than the column goes to its first break, and pushes that one line's result right.
+ * The arguments are ASCII (names, numbers, addresses): a byte is a column. */
+static int
+args_piece(const char *args)
+{
+    int n = (int)strlen(args), cut = 0, comma = 0, end;
+
+    if (n <= ARGS_COLS)
+        return n;
+    for (int i = 1; i <= ARGS_COLS; i++) {
+        if (args_break(args, i) == 2)
+            comma = i;
+        if (args_break(args, i))
+            cut = i;
+    }
+    if (comma && cut != comma) {
+        /* cut is inside an argument of flags: keep it whole if it fits a line */
+        for (end = comma + 1; end < n && args_break(args, end) != 2; end++)
+            ;
+        if (end - comma <= ARGS_COLS)
+            cut = comma;
+    }
+    for (int i = ARGS_COLS + 1; cut == 0 && i <= n; i++)
+        if (args_break(args, i) || i == n)
+            cut = i;
+    return cut;
+}
+
+/* One aligned line per event; arguments longer than their column go on in that column
+ * on the next lines, so the result, the state and the descriptor stay in their columns
+ * on every event's line whatever the arguments' length. */
 static void
 format_text(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t t0_ns)
 {
@@ -288,6 +343,8 @@ format_text(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t t0
     double t = ev->t_ns >= t0_ns ? (double)(ev->t_ns - t0_ns) / 1e9 : 0.0;
     sf__cursor r = { res, sizeof(res), 0, SF_LANG_EN };
     static const char indent[] = "                 ";
+    const char *rest = ev->args;
+    int n;
 
     if (flags & SF_TRACE_F_NARROW) {
         format_narrow(o, ev, flags, t0_ns);
@@ -306,8 +363,15 @@ format_text(sf__cursor *o, const sf_trace_event *ev, unsigned flags, uint64_t t0
         snprintf(extra, sizeof(extra), " rtt=%uus", ev->rtt_us);
     else if (ev->accept_queue >= 0)
         snprintf(extra, sizeof(extra), " queue=%d", ev->accept_queue);
-    sf__put(o, "%10.6f %-10s %-12s %-6s %-36s = %-16s %s%s\n", t, who, sf_call_name(ev->call),
-            fd, ev->args, res, ev->proto ? sf_tcp_state_name(ev->tcp_state) : "-", extra);
+    n = args_piece(rest);
+    /* the space of a break ends its piece: it is dropped, not printed */
+    sf__put(o, "%10.6f %-10s %-12s %-6s %-*.*s = %-16s %s%s\n", t, who,
+            sf_call_name(ev->call), fd, ARGS_COLS, n - (rest[n] && rest[n - 1] == ' '), rest,
+            res, ev->proto ? sf_tcp_state_name(ev->tcp_state) : "-", extra);
+    for (rest += n; *rest; rest += n) {
+        n = args_piece(rest);
+        sf__put(o, "%*s%.*s\n", ARGS_AT, "", n - (rest[n] && rest[n - 1] == ' '), rest);
+    }
     if (flags & SF_TRACE_F_EXPLAIN) {
         sf__put(o, "%s> ", indent);
         sf__explain(o, ev);
@@ -343,6 +407,16 @@ format_json(sf__cursor *o, const sf_trace_event *ev, unsigned flags)
         sf__put(o, ",\"rtt_us\":%u", ev->rtt_us);
     if (ev->accept_queue >= 0)
         sf__put(o, ",\"accept_queue\":%d", ev->accept_queue);
+    if (ev->flags && ev->call != SF_CALL_SHUTDOWN) {
+        char names[128];
+
+        sf__put(o, ",\"flags\":");
+        put_json_str(o, sf_trace_flags(ev->call, ev->flags, names, sizeof(names)));
+    }
+    if (ev->addrlen_in)
+        sf__put(o, ",\"addrlen_in\":%d", ev->addrlen_in);
+    if (ev->addrlen_out)
+        sf__put(o, ",\"addrlen_out\":%d", ev->addrlen_out);
     sf__put(o, ",\"local\":");
     put_json_str(o, ev->local);
     sf__put(o, ",\"peer\":");

@@ -156,6 +156,31 @@ def test_locale_chooses_the_language():
     assert "The telephone picture" in demo("--section", "3", "--lang", "en", env=env)
 
 
+LOCALES = [
+    # (environment, language): gettext's rules for choosing a catalogue
+    ({"LANG": "zh_CN.UTF-8"}, "zh"),
+    ({"LANGUAGE": "zh_CN:en", "LANG": "en_US.UTF-8"}, "zh"),   # LANGUAGE comes first
+    ({"LANGUAGE": "fr:zh", "LANG": "de_DE.UTF-8"}, "zh"),      # its first language with texts
+    ({"LANGUAGE": "en:zh", "LANG": "zh_CN.UTF-8"}, "en"),
+    ({"LC_ALL": "C", "LANG": "zh_CN.UTF-8"}, "en"),             # LC_ALL overrides LANG
+    ({"LC_ALL": "C", "LANGUAGE": "zh_CN"}, "en"),               # C ignores LANGUAGE
+    ({"LANGUAGE": "zh_CN"}, "en"),                              # no locale at all is C
+    ({"LC_MESSAGES": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),
+    ({"LC_ALL": "C.UTF-8", "LC_MESSAGES": "zh_CN.UTF-8"}, "en"),
+    ({"LANG": "zh_CN.GB2312"}, "en"),                           # the texts are UTF-8 only
+]
+
+
+@pytest.mark.parametrize("env,lang", LOCALES)
+def test_locale_follows_gettext_rules(env, lang):
+    """Without --lang the locale chooses, as gettext would; --lang en overrides it."""
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    out = demo("--section", "3", env=clean)
+    title = "一个形象的比喻" if lang == "zh" else "The telephone picture"
+    assert title in out, out[:300]
+    assert "The telephone picture" in demo("--section", "3", "--lang", "en", env=clean)
+
+
 def test_colour_only_when_asked_or_on_a_terminal():
     plain = demo("--section", "1")
     assert "\033[" not in plain
@@ -186,6 +211,17 @@ def test_step_pauses_after_each_call():
     assert r.returncode == 2 and b"--step=sometimes: section or event" in r.stderr
 
 
+def test_1_flags_and_addrlen_as_made(events):
+    """The flow's sockets are blocking: socket() shows SOCK_CLOEXEC and no SOCK_NONBLOCK,
+    the blocking accept4() likewise; its addrlen went in as 128 and came back as 16."""
+    evs = events[1]
+    for e in calls(evs, call="socket"):
+        assert e["args"] == "AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0" and e["flags"] == "SOCK_CLOEXEC"
+    acc = calls(evs, "server", "accept4")[0]
+    assert acc["args"] == f"peer={acc['peer']}, addrlen=128->16, SOCK_CLOEXEC"
+    assert (acc["addrlen_in"], acc["addrlen_out"], acc["flags"]) == (128, 16, "SOCK_CLOEXEC")
+
+
 def test_1_tcp_flow(events):
     evs = events[1]
     srv = [e["call"] for e in calls(evs, "server") if e["call"] != "setsockopt"]
@@ -212,7 +248,10 @@ def test_2_udp_flow(events):
     assert entered and got["t_ns"] - entered[0]["t_ns"] >= 150_000_000   # asleep
     sent = calls(evs, "client", "sendto")[0]
     port = sent["local"].rsplit(":", 1)[1]
-    assert port != "0" and got["args"].endswith(f"from=127.0.0.1:{port}")
+    assert port != "0" and f"from=127.0.0.1:{port}, " in got["args"]
+    # recvfrom's addrlen is value-result: the room in, an IPv4 address's length out
+    assert got["args"].endswith("addrlen=128->16")
+    assert (got["addrlen_in"], got["addrlen_out"], got["flags"]) == (128, 16, "MSG_TRUNC")
     assert calls(evs, "client", "recvfrom")[0]["result"] == 5
 
 
@@ -260,10 +299,11 @@ def test_4_in_depth(events):
 def test_5_accept_as_documented(events):
     acc = [e for e in calls(events[5], "server", "accept4")]
     args = [(e["args"], e["result"] if e["result"] < 0 else "fd", e["errno"]) for e in acc]
-    assert ("peer=NULL, SOCK_NONBLOCK", -1, "EAGAIN") == args[0]
+    lib = "peer=NULL, addrlen=NULL, SOCK_CLOEXEC|SOCK_NONBLOCK"
+    assert (lib, -1, "EAGAIN") == args[0]
     assert ("NULL, NULL, 0", "fd", None) in args
-    assert ("NULL, NULL, SOCK_NONBLOCK|SOCK_CLOEXEC", "fd", None) in args
-    assert ("peer=NULL, SOCK_NONBLOCK", -1, "EINVAL") in args
+    assert ("NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK", "fd", None) in args
+    assert (lib, -1, "EINVAL") in args
     assert ("&ss, [128->16], 0", "fd", None) in args
     assert ("&ss, [4->16], 0", "fd", None) in args
     assert ("NULL, [128->128], 0", "fd", None) in args

@@ -138,6 +138,36 @@ def test_json_trace_of_a_serve_connect_exchange(tmp_path):
     assert times == sorted(times), "monotonic time stamps"
 
 
+def fd_flags(pid, fd):
+    """The file flags of a descriptor of process pid, from /proc/PID/fdinfo (octal)."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        return int(next(l for l in f if l.startswith("flags:")).split()[1], 8)
+
+
+def test_flags_are_the_calls_own(tmp_path):
+    """socket() and accept4() show the flags they were made with, and the kernel's own
+    view of the descriptors (/proc/PID/fdinfo) agrees; serve asks accept4 for no address,
+    so there is no addrlen to show (NULL) and no addrlen key."""
+    trace = str(tmp_path / "server.jsonl")
+    srv = Server(["-4", "-t", "--trace=json", "--trace-file", trace, "echo:0"])
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port()), timeout=5) as c:
+            c.sendall(b"x")
+            assert c.recv(1) == b"x"
+            events = wait_events(trace, lambda ev: any(e["call"] == "write" for e in ev))
+            sock = [e for e in events if e["call"] == "socket"][0]
+            acc = [e for e in events if e["call"] == "accept4" and e["result"] >= 0][0]
+            for fd in (sock["fd"], acc["result"]):
+                flags = fd_flags(srv.pid, fd)
+                assert flags & os.O_NONBLOCK and flags & os.O_CLOEXEC, (fd, oct(flags))
+    finally:
+        assert srv.stop() == 0
+    assert sock["args"] == "AF_INET, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, 0"
+    assert sock["flags"] == "SOCK_CLOEXEC|SOCK_NONBLOCK"
+    assert acc["args"] == "peer=NULL, addrlen=NULL, SOCK_CLOEXEC|SOCK_NONBLOCK"
+    assert acc["flags"] == "SOCK_CLOEXEC|SOCK_NONBLOCK" and "addrlen_in" not in acc
+
+
 def test_json_trace_of_the_client(tmp_path):
     overflows = tw_overflows()
     peer = OneShotServer()

@@ -21,6 +21,7 @@ typedef struct rec_event {
     char addr[SF_ADDR_STRLEN];      /* the address the call concerned, "" for none */
     int opt_level, opt_name, opt_value, flags;
     unsigned notes;
+    int addrlen_in, addrlen_out;
 } rec_event;
 
 typedef struct recorder {
@@ -64,6 +65,8 @@ record(void *ud, const sf_trace_event *e)
     o->opt_level = e->opt_level;
     o->opt_name = e->opt_name;
     o->opt_value = e->opt_value;
+    o->addrlen_in = e->addrlen_in;
+    o->addrlen_out = e->addrlen_out;
     o->flags = e->flags;
     o->notes = e->notes;
     o->has_data = e->data != NULL;
@@ -353,7 +356,7 @@ sock_calls_are_traced(void **state)
     port = unit_local_port(lfd);
     assert_int_equal(r.n, 4);
     assert_string_equal(r.ev[0].call, "socket");
-    assert_string_equal(r.ev[0].args, "AF_INET, SOCK_STREAM|SOCK_NONBLOCK");
+    assert_string_equal(r.ev[0].args, "AF_INET, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, 0");
     assert_int_equal(r.ev[0].result, lfd);
     assert_int_equal(r.ev[0].tcp_state, SF_TCP_CLOSE);
     assert_string_equal(r.ev[0].proto, "tcp");
@@ -395,7 +398,8 @@ sock_calls_are_traced(void **state)
     assert_int_equal(sf_tcp_accept(&t, lfd, NULL), SF_EAGAIN);
     assert_int_equal(r.n, 1);
     assert_string_equal(r.ev[0].call, "accept4");
-    assert_string_equal(r.ev[0].args, "peer=NULL, SOCK_NONBLOCK");
+    assert_string_equal(r.ev[0].args, "peer=NULL, addrlen=NULL, SOCK_CLOEXEC|SOCK_NONBLOCK");
+    assert_int_equal(r.ev[0].addrlen_in, 0);
     assert_int_equal(r.ev[0].err, EAGAIN);
     assert_int_equal(r.ev[0].tcp_state, SF_TCP_LISTEN);
     assert_int_equal(r.ev[0].accept_queue, 0);
@@ -418,7 +422,7 @@ accept_reports_new_socket(void **state)
     recorder r = { .n = 0 };
     sf_tracer tr = { .fn = record, .ud = &r };
     sf_trace t = { .tracer = &tr, .side = "server" };
-    char cl[SF_ADDR_STRLEN], cp[SF_ADDR_STRLEN], want[128];
+    char cl[SF_ADDR_STRLEN], cp[SF_ADDR_STRLEN], want[192];
     int lfd, port, c1, c2, s1;
     sf_addr peer;
     int32_t queue = 0;
@@ -443,8 +447,11 @@ accept_reports_new_socket(void **state)
     fmt_addr(c1, 1, cp);
     assert_string_equal(r.ev[0].peer, cl);
     assert_string_equal(r.ev[0].local, cp);
-    snprintf(want, sizeof(want), "peer=%s, SOCK_NONBLOCK", cl);
+    snprintf(want, sizeof(want), "peer=%s, addrlen=128->28, SOCK_CLOEXEC|SOCK_NONBLOCK", cl);
     assert_string_equal(r.ev[0].args, want);
+    /* value-result: the room given, and the length of an IPv6 address written back */
+    assert_int_equal(r.ev[0].addrlen_in, (int)sizeof(struct sockaddr_storage));
+    assert_int_equal(r.ev[0].addrlen_out, (int)sizeof(struct sockaddr_in6));
     close(s1);
     close(c1);
     close(c2);
@@ -548,7 +555,7 @@ udp_calls_are_traced(void **state)
     assert_true(fd >= 0);
     assert_int_equal(r.n, 2);
     assert_string_equal(r.ev[0].call, "socket");
-    assert_string_equal(r.ev[0].args, "AF_INET, SOCK_DGRAM");
+    assert_string_equal(r.ev[0].args, "AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, 0");
     assert_string_equal(r.ev[0].proto, "udp");
     assert_string_equal(r.ev[1].call, "connect");
     snprintf(want, sizeof(want), "127.0.0.1:%d", port);
@@ -557,12 +564,16 @@ udp_calls_are_traced(void **state)
     assert_int_equal(r.ev[1].tcp_state, SF_TCP_NONE);
     assert_int_equal(sf_sendto(&t, fd, "hi", 2, NULL), 2);
     assert_string_equal(r.ev[2].call, "sendto");
-    assert_string_equal(r.ev[2].args, "len=2, to=(connected)");
+    assert_string_equal(r.ev[2].args, "len=2, MSG_NOSIGNAL, to=NULL, addrlen=0");
+    assert_int_equal(r.ev[2].flags, MSG_NOSIGNAL);
     assert_memory_equal(r.ev[2].data, "hi", 2);
     assert_true(unit_poll(sfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
     assert_int_equal(sf_recvfrom(&t, sfd, buf, sizeof(buf), NULL, NULL), 2);
     assert_string_equal(r.ev[3].call, "recvfrom");
-    assert_int_equal(strncmp(r.ev[3].args, "len=16, from=127.0.0.1:", 23), 0);
+    assert_int_equal(strncmp(r.ev[3].args, "len=16, MSG_TRUNC, from=127.0.0.1:", 34), 0);
+    assert_non_null(strstr(r.ev[3].args, ", addrlen=128->16"));
+    assert_int_equal(r.ev[3].addrlen_in, 128);
+    assert_int_equal(r.ev[3].addrlen_out, 16);
     close(fd);
     close(sfd);
 }
@@ -887,6 +898,109 @@ explain_listener_close(void **state)
     assert_non_null(strstr(buf, "switched off"));
     assert_non_null(strstr(buf, "callers still on hold in the queue are cut off with a "
                                 "reset"));
+}
+
+/* The flags printed are the flags the socket was made with, read back from the kernel
+ * here: a blocking socket shows no SOCK_NONBLOCK and is not O_NONBLOCK, and a socket
+ * accepted by the blocking accept gets SOCK_CLOEXEC alone. */
+static void
+flags_come_from_the_call(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "s" };
+    int fd, lfd, port, c, a;
+    sf_addr peer;
+    sf_err err;
+
+    (void)state;
+    fd = sf_tcp_socket(&t, AF_INET, 0, &err);
+    assert_true(fd >= 0);
+    assert_string_equal(r.ev[0].args, "AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0");
+    assert_int_equal(r.ev[0].flags, SOCK_CLOEXEC);
+    assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    close(fd);
+    fd = sf_udp_socket(&t, AF_INET6, 1, &err);
+    assert_true(fd >= 0);
+    assert_string_equal(r.ev[1].args, "AF_INET6, SOCK_DGRAM|SOCK_CLOEXEC|SOCK_NONBLOCK, 0");
+    assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    close(fd);
+
+    lfd = unit_tcp_listener(AF_INET, 0, &port);
+    c = unit_tcp_client(AF_INET, port);
+    r.n = 0;
+    a = sf_tcp_accept_blocking(&t, lfd, &peer);
+    assert_true(a >= 0);
+    assert_int_equal(r.n, 1);
+    assert_non_null(strstr(r.ev[0].args, ", addrlen=128->16, SOCK_CLOEXEC"));
+    assert_null(strstr(r.ev[0].args, "NONBLOCK"));
+    assert_int_equal(fcntl(a, F_GETFL) & O_NONBLOCK, 0);
+    assert_true(fcntl(a, F_GETFD) & FD_CLOEXEC);
+    assert_int_equal(r.ev[0].addrlen_out, (int)sizeof(struct sockaddr_in));
+    close(a);
+    close(c);
+    close(lfd);
+}
+
+/* Flag names as strace prints them, per call. */
+static void
+flag_names(void **state)
+{
+    char buf[96];
+
+    (void)state;
+    assert_string_equal(sf_trace_flags(SF_CALL_SOCKET, SOCK_NONBLOCK | SOCK_CLOEXEC, buf,
+                                       sizeof(buf)), "SOCK_CLOEXEC|SOCK_NONBLOCK");
+    assert_string_equal(sf_trace_flags(SF_CALL_ACCEPT4, 0, buf, sizeof(buf)), "0");
+    assert_string_equal(sf_trace_flags(SF_CALL_RECVFROM, MSG_TRUNC | MSG_CMSG_CLOEXEC, buf,
+                                       sizeof(buf)), "MSG_TRUNC|0x40000000");
+    assert_string_equal(sf_trace_flags(SF_CALL_SHUTDOWN, SHUT_WR, buf, sizeof(buf)),
+                        "SHUT_WR");
+    sf_trace_flags(SF_CALL_SOCKET, SOCK_NONBLOCK | SOCK_CLOEXEC, buf, 8);
+    assert_string_equal(buf, "SOCK_CL");
+}
+
+/* Arguments longer than their column go on in that column on the next lines: the result
+ * and the state stay where every other line has them; a name is never cut. JSON gets
+ * the flags and addrlen as keys of their own. */
+static void
+format_long_args(void **state)
+{
+    sf_trace_event ev = { .side = "server", .call = SF_CALL_SOCKET, .fd = 3,
+                          .args = "AF_INET6, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, 0",
+                          .result = 3, .proto = "tcp", .tcp_state = SF_TCP_CLOSE,
+                          .accept_queue = -1, .flags = SOCK_CLOEXEC | SOCK_NONBLOCK };
+    sf_trace_event small = ev;
+    char buf[1024], one[256], *nl;
+
+    (void)state;
+    small.args = "backlog=1";
+    sf_trace_format(&small, SF_TRACE_TEXT, 0, 0, one, sizeof(one));
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 0, buf, sizeof(buf));
+    nl = strchr(buf, '\n');
+    assert_non_null(nl);
+    assert_int_equal(strstr(buf, " = ") - buf, strstr(one, " = ") - one);
+    assert_string_equal(nl + 1, "                                          "
+                                "SOCK_NONBLOCK, 0\n");
+    assert_int_equal(strncmp(buf + 42, "AF_INET6, SOCK_STREAM|SOCK_CLOEXEC|", 35), 0);
+    ev.args = "peer=[1111:2222:3333:4444:5555:6666:7777:8888]:65535, addrlen=128->28, "
+              "SOCK_CLOEXEC|SOCK_NONBLOCK";
+    ev.call = SF_CALL_ACCEPT4;
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 0, buf, sizeof(buf));
+    assert_non_null(strstr(buf, " peer=[1111:2222:3333:4444:5555:6666:7777:8888]:65535, = 3"));
+    /* narrow: no line over 80 columns, the rest under the first argument */
+    ev.args = "peer=127.0.0.1:40000, addrlen=128->16, SOCK_CLOEXEC|SOCK_NONBLOCK";
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_NARROW, 0, buf, sizeof(buf));
+    for (char *p = buf, *e; (e = strchr(p, '\n')); p = e + 1)
+        assert_true(e - p <= 80);
+    assert_non_null(strstr(buf, "accept4(3, peer=127.0.0.1:40000, addrlen=128->16,\n"
+                                "                           SOCK_CLOEXEC|SOCK_NONBLOCK) = 3"));
+    ev.addrlen_in = 128;
+    ev.addrlen_out = 28;
+    sf_trace_format(&ev, SF_TRACE_JSON, 0, 0, buf, sizeof(buf));
+    assert_non_null(strstr(buf, ",\"flags\":\"SOCK_CLOEXEC|SOCK_NONBLOCK\","
+                                "\"addrlen_in\":128,\"addrlen_out\":28,\"local\":"));
 }
 
 /* The 80-column line: strace-like, no RTT, the state at column 61, the sentence wrapped. */
@@ -1375,6 +1489,9 @@ main(void)
         cmocka_unit_test(write_without_a_connection),
         cmocka_unit_test(explain_listener_close),
         cmocka_unit_test(format_narrow_lines),
+        cmocka_unit_test(flags_come_from_the_call),
+        cmocka_unit_test(flag_names),
+        cmocka_unit_test(format_long_args),
         cmocka_unit_test(wrap_counts_columns),
         cmocka_unit_test(explain_in_the_seeds_words),
         cmocka_unit_test(format_text_line),
