@@ -1,5 +1,6 @@
-/* sock: the TCP and UDP flows, call by call: socket, bind, listen, accept, connect,
- * read/write, shutdown, close. Each call is traced when a trace is given. */
+/* sock: the TCP flow, call by call: socket, bind, listen, accept, connect, read/write,
+ * shutdown, close, and the steps both flows share. Each call is traced when a trace is
+ * given. The UDP flow: sock_udp.c. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,18 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sockflow/sock.h"
-#include "trace_int.h"
-
-/* Tracing off costs this one branch (none at all with -DSF_NO_TRACE). */
-#define TRACE(t, call, fd, res, about, ...) \
-    do { if (SF_TRACING(t)) sf_trace_call(t, call, fd, (long)(res), (res) < 0 ? errno : 0, \
-                                          about, __VA_ARGS__); } while (0)
+#include "sock_int.h"
 
 /* A value-result addrlen as the trace shows it: "128->16" (in, then as the kernel wrote
  * it back), "128" before the call or when it came back unchanged. */
-static const char *
-addrlen_text(socklen_t in, socklen_t out, int returned, char *buf, size_t cap)
+const char *
+sf__addrlen_text(socklen_t in, socklen_t out, int returned, char *buf, size_t cap)
 {
     if (returned && out != in)
         snprintf(buf, cap, "%u->%u", (unsigned)in, (unsigned)out);
@@ -30,23 +25,23 @@ addrlen_text(socklen_t in, socklen_t out, int returned, char *buf, size_t cap)
     return buf;
 }
 
-static const char *
-family_name(int family)
+const char *
+sf__family_name(int family)
 {
     return family == AF_INET6 ? "AF_INET6" : family == AF_INET ? "AF_INET"
          : family == AF_UNIX ? "AF_UNIX" : "AF_?";
 }
 
 /* socket(): "you have a phone". Nonblocking and close-on-exec unless blocking. */
-static int
-open_socket(const sf_trace *t, int family, int type, int blocking)
+int
+sf__open_socket(const sf_trace *t, int family, int type, int blocking)
 {
     int flags = SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK);
     int fd = socket(family, type | flags, 0);
     char names[48];
 
     TRACE(t, SF_CALL_SOCKET, fd, fd, SF_ABOUT(.flags = flags), "%s, %s|%s, 0",
-          family_name(family), type == SOCK_STREAM ? "SOCK_STREAM" : "SOCK_DGRAM",
+          sf__family_name(family), type == SOCK_STREAM ? "SOCK_STREAM" : "SOCK_DGRAM",
           sf_trace_flags(SF_CALL_SOCKET, flags, names, sizeof(names)));
     return fd;
 }
@@ -63,8 +58,8 @@ set_option(const sf_trace *t, int fd, int level, int name, const char *label, in
 }
 
 /* Close fd on a failure path without losing the errno that explains the failure. */
-static int
-fail_close(const sf_trace *t, int fd, sf_err *err, const char *call, const sf_addr *a)
+int
+sf__fail_close(const sf_trace *t, int fd, sf_err *err, const char *call, const sf_addr *a)
 {
     int code = -errno;
     char where[SF_ADDR_STRLEN];
@@ -87,7 +82,7 @@ probe_port(const sf_trace *t, const sf_addr *a, int type)
     char where[SF_ADDR_STRLEN];
     int fd, rc, e;
 
-    fd = open_socket(t, sf_addr_family(a), type, 1);
+    fd = sf__open_socket(t, sf_addr_family(a), type, 1);
     if (fd < 0)
         return -1;
     rc = type == SOCK_STREAM ? set_option(t, fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", 1)
@@ -117,7 +112,7 @@ unlink_stale_socket(const sf_trace *t, const sf_addr *a, int type)
 
     if (path == NULL || lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
         goto in_use;
-    fd = open_socket(t, AF_UNIX, type, 0);
+    fd = sf__open_socket(t, AF_UNIX, type, 0);
     if (fd < 0)
         goto in_use;
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
@@ -145,8 +140,8 @@ sf_unix_unlink(const sf_addr *a)
 }
 
 /* socket → options → bind: shared by the TCP listener and the UDP server. */
-static int
-bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts *opts,
+int
+sf__bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts *opts,
              sf_err *err)
 {
     char where[SF_ADDR_STRLEN];
@@ -154,20 +149,20 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
 
     if (opts && opts->reuseport && opts->exclusive && sf_addr_port(a) > 0 &&
         probe_port(t, a, type) < 0)
-        return fail_close(t, -1, err, "bind", a);
-    fd = open_socket(t, sf_addr_family(a), type, opts && opts->blocking);
+        return sf__fail_close(t, -1, err, "bind", a);
+    fd = sf__open_socket(t, sf_addr_family(a), type, opts && opts->blocking);
     if (fd < 0)
-        return fail_close(t, -1, err, "socket", a);
+        return sf__fail_close(t, -1, err, "socket", a);
     /* A restarted server must bind at once even while old connections sit in TIME_WAIT.
      * (AF_UNIX has no TIME_WAIT; its stale files are handled at bind below.) */
     if (type == SOCK_STREAM && sf_addr_family(a) != AF_UNIX && set_option(t, fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", 1) < 0)
-        return fail_close(t, fd, err, "setsockopt SO_REUSEADDR", a);
+        return sf__fail_close(t, fd, err, "setsockopt SO_REUSEADDR", a);
     if (opts && opts->reuseport &&
         set_option(t, fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT", 1) < 0)
-        return fail_close(t, fd, err, "setsockopt SO_REUSEPORT", a);
+        return sf__fail_close(t, fd, err, "setsockopt SO_REUSEPORT", a);
     if (sf_addr_family(a) == AF_INET6 &&
         set_option(t, fd, IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", 1) < 0)
-        return fail_close(t, fd, err, "setsockopt IPV6_V6ONLY", a);
+        return sf__fail_close(t, fd, err, "setsockopt IPV6_V6ONLY", a);
     rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
     TRACE(t, SF_CALL_BIND, fd, rc, SF_ABOUT(.addr = a), "%s",
           sf_addr_format(a, where, sizeof(where)));
@@ -177,7 +172,7 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
               sf_addr_format(a, where, sizeof(where)));
     }
     if (rc < 0)
-        return fail_close(t, fd, err, "bind", a);
+        return sf__fail_close(t, fd, err, "bind", a);
     return fd;
 }
 
@@ -205,22 +200,22 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     int backlog = opts && opts->backlog > 0 ? opts->backlog : SF_BACKLOG_DEFAULT;
     int fd, rc;
 
-    fd = bound_socket(t, a, SOCK_STREAM, opts, err);
+    fd = sf__bound_socket(t, a, SOCK_STREAM, opts, err);
     if (fd < 0)
         return fd;
     if (opts && tune_listener(fd, a, opts) < 0)
-        return fail_close(t, fd, err, "setsockopt", a);
+        return sf__fail_close(t, fd, err, "setsockopt", a);
     rc = listen(fd, backlog);
     TRACE(t, SF_CALL_LISTEN, fd, rc, NULL, "backlog=%d", backlog);
     if (rc < 0)
-        return fail_close(t, fd, err, "listen", a);
+        return sf__fail_close(t, fd, err, "listen", a);
     return fd;
 }
 
 int
 sf_tcp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_err *err)
 {
-    return bound_socket(t, a, SOCK_STREAM, opts, err);
+    return sf__bound_socket(t, a, SOCK_STREAM, opts, err);
 }
 
 int
@@ -256,7 +251,7 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
     int fd;
 
     if (SF_TRACING(t) && peer)
-        addrlen_text(len, len, 0, lens, sizeof(lens));
+        sf__addrlen_text(len, len, 0, lens, sizeof(lens));
     if (SF_TRACING(t))
         sf__trace_entry(t, SF_CALL_ACCEPT4, lfd,
                         SF_ABOUT(.flags = flags, .addrlen_in = peer ? (int)len : 0),
@@ -269,7 +264,7 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
         sf_addr_from_sa(peer, (struct sockaddr *)&ss, len);
     /* The state reported is the new connected socket's: the listener stays in LISTEN. */
     if (SF_TRACING(t) && peer)
-        addrlen_text(sizeof(ss), len, 1, lens, sizeof(lens));
+        sf__addrlen_text(sizeof(ss), len, 1, lens, sizeof(lens));
     if (SF_TRACING(t))
         sf_trace_call_on(t, SF_CALL_ACCEPT4, lfd, fd, fd, fd < 0 ? errno : 0,
                           SF_ABOUT(.addr = peer && fd >= 0 ? peer : NULL, .flags = flags,
@@ -303,8 +298,8 @@ sf_tcp_accept_blocking(const sf_trace *t, int lfd, sf_addr *peer)
     return fd;
 }
 
-static int
-bind_source(const sf_trace *t, int fd, const sf_addr *src)
+int
+sf__bind_source(const sf_trace *t, int fd, const sf_addr *src)
 {
     char where[SF_ADDR_STRLEN];
     int rc = bind(fd, (const struct sockaddr *)&src->ss, src->len);
@@ -357,20 +352,20 @@ start_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int *pend
     unsigned bound = src && sf_addr_port(src) ? SF_TRACE_N_BOUND : 0;
     int fd, rc;
 
-    fd = open_socket(t, sf_addr_family(a), SOCK_STREAM, 0);
+    fd = sf__open_socket(t, sf_addr_family(a), SOCK_STREAM, 0);
     if (fd < 0)
-        return fail_close(t, -1, err, "socket", a);
+        return sf__fail_close(t, -1, err, "socket", a);
     /* Without it, bind(port 0) reserves a port for every destination at once and one
      * source runs out of ports at a few tens of thousands of sockets. */
     if (src && sf_addr_port(src) == 0 && sf_addr_family(src) != AF_UNIX)
         set_option(t, fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT", 1);
-    if (src && bind_source(t, fd, src) < 0)
-        return fail_close(t, fd, err, "bind", src);
+    if (src && sf__bind_source(t, fd, src) < 0)
+        return sf__fail_close(t, fd, err, "bind", src);
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
     TRACE(t, SF_CALL_CONNECT, fd, rc, SF_ABOUT(.addr = a, .notes = bound), "%s",
           sf_addr_format(a, where, sizeof(where)));
     if (rc < 0 && errno != EINPROGRESS)
-        return fail_close(t, fd, err, "connect", a);
+        return sf__fail_close(t, fd, err, "connect", a);
     *pending = rc < 0;
     return fd;
 }
@@ -398,20 +393,20 @@ sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int time
         TRACE(t, SF_CALL_CONNECT_DONE, fd, rc, SF_ABOUT(.addr = a), "%s",
               sf_addr_format(a, where, sizeof(where)));
         if (rc < 0)
-            return fail_close(t, fd, err, "connect", a);
+            return sf__fail_close(t, fd, err, "connect", a);
     }
     if (!nonblock && sf_set_nonblock(fd, 0) < 0)
-        return fail_close(t, fd, err, "fcntl", a);
+        return sf__fail_close(t, fd, err, "fcntl", a);
     return fd;
 }
 
 int
 sf_tcp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
 {
-    int fd = open_socket(t, family, SOCK_STREAM, !nonblock);
+    int fd = sf__open_socket(t, family, SOCK_STREAM, !nonblock);
 
     if (fd < 0)
-        return sf_err_set(err, -errno, "socket %s, SOCK_STREAM", family_name(family));
+        return sf_err_set(err, -errno, "socket %s, SOCK_STREAM", sf__family_name(family));
     return fd;
 }
 
@@ -453,61 +448,9 @@ sf_tcp_connect_list(const sf_trace *t, const sf_addr_list *list, const sf_addr *
 }
 
 
-int
-sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_err *err)
-{
-    return bound_socket(t, a, SOCK_DGRAM, opts, err);
-}
-
-static int
-autobind(const sf_trace *t, int fd)
-{
-    sa_family_t family = AF_UNIX;
-    int rc = bind(fd, (const struct sockaddr *)&family, sizeof(family));
-
-    TRACE(t, SF_CALL_BIND, fd, rc, NULL, "unix: (autobind)");
-    return rc;
-}
-
-int
-sf_udp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
-{
-    int fd = open_socket(t, family, SOCK_DGRAM, !nonblock);
-
-    if (fd < 0)
-        return sf_err_set(err, -errno, "socket %s, SOCK_DGRAM", family_name(family));
-    return fd;
-}
-
-int
-sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonblock,
-               sf_err *err)
-{
-    char where[SF_ADDR_STRLEN];
-    int fd, rc;
-
-    fd = open_socket(t, sf_addr_family(a), SOCK_DGRAM, !nonblock);
-    if (fd < 0)
-        return fail_close(t, -1, err, "socket", a);
-    if (src && bind_source(t, fd, src) < 0)
-        return fail_close(t, fd, err, "bind", src);
-    /* An unnamed Unix datagram socket cannot be answered: take an abstract name the
-     * kernel makes up (autobind, unix(7)). */
-    if (!src && sf_addr_family(a) == AF_UNIX && autobind(t, fd) < 0)
-        return fail_close(t, fd, err, "bind", a);
-    /* No packet is sent: connect() on UDP only fixes the peer, so that ICMP errors
-     * for it are reported on this socket. */
-    rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
-    TRACE(t, SF_CALL_CONNECT, fd, rc, SF_ABOUT(.addr = a), "%s",
-          sf_addr_format(a, where, sizeof(where)));
-    if (rc < 0)
-        return fail_close(t, fd, err, "connect", a);
-    return fd;
-}
-
 /* A read or write result: bytes, SF_EAGAIN for "not ready", or -errno. */
-static ssize_t
-io_result(ssize_t n)
+ssize_t
+sf__io_result(ssize_t n)
 {
     if (n >= 0)
         return n;
@@ -526,7 +469,7 @@ sf_read(const sf_trace *t, int fd, void *buf, size_t len)
     } while (n < 0 && errno == EINTR);
     TRACE(t, SF_CALL_READ, fd, n, SF_ABOUT(.data = buf, .datalen = n > 0 ? (size_t)n : 0),
           "len=%zu", len);
-    return io_result(n);
+    return sf__io_result(n);
 }
 
 ssize_t
@@ -545,86 +488,7 @@ sf_write(const sf_trace *t, int fd, const void *buf, size_t len)
     }
     TRACE(t, SF_CALL_WRITE, fd, n, SF_ABOUT(.data = buf, .datalen = n > 0 ? (size_t)n : 0),
           "len=%zu", len);
-    return io_result(n);
-}
-
-ssize_t
-sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from, int *truncated)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char who[SF_ADDR_STRLEN], lens[24];
-    sf_addr src;
-    ssize_t n;
-
-    if (SF_TRACING(t))
-        sf__trace_entry(t, SF_CALL_RECVFROM, fd,
-                        SF_ABOUT(.flags = MSG_TRUNC, .addrlen_in = (int)sl),
-                        "len=%zu, MSG_TRUNC, from=?, addrlen=%s", len,
-                        addrlen_text(sl, sl, 0, lens, sizeof(lens)));
-    /* MSG_TRUNC: the real length comes back even when it did not fit. */
-    do {
-        n = recvfrom(fd, buf, len, MSG_TRUNC, (struct sockaddr *)&ss, &sl);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0)
-        sf_addr_from_sa(&src, (struct sockaddr *)&ss, sl);
-    if (n >= 0 && from)
-        *from = src;
-    if (truncated)
-        *truncated = n > (ssize_t)len;
-    if (n > (ssize_t)len)
-        n = (ssize_t)len;
-    TRACE(t, SF_CALL_RECVFROM, fd, n,
-          SF_ABOUT(.addr = n >= 0 ? &src : NULL, .data = buf, .datalen = n > 0 ? (size_t)n : 0,
-                   .flags = MSG_TRUNC, .addrlen_in = (int)sizeof(ss), .addrlen_out = (int)sl),
-          "len=%zu, MSG_TRUNC, from=%s, addrlen=%s", len,
-          n >= 0 ? sf_addr_format_sa((struct sockaddr *)&ss, sl, who, sizeof(who)) : "-",
-          addrlen_text(sizeof(ss), sl, 1, lens, sizeof(lens)));
-    return io_result(n);
-}
-
-ssize_t
-sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr *to)
-{
-    char who[SF_ADDR_STRLEN];
-    ssize_t n;
-
-    do {
-        n = sendto(fd, buf, len, MSG_NOSIGNAL, to ? (const struct sockaddr *)&to->ss : NULL,
-                   to ? to->len : 0);
-    } while (n < 0 && errno == EINTR);
-    TRACE(t, SF_CALL_SENDTO, fd, n,
-          SF_ABOUT(.addr = to, .data = buf, .datalen = n > 0 ? (size_t)n : 0,
-                   .flags = MSG_NOSIGNAL, .addrlen_in = to ? (int)to->len : 0),
-          "len=%zu, MSG_NOSIGNAL, to=%s, addrlen=%u", len,
-          to ? sf_addr_format(to, who, sizeof(who)) : "NULL", to ? (unsigned)to->len : 0u);
-    return io_result(n);
-}
-
-int
-sf_recvmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
-{
-    int n;
-
-    do {
-        n = recvmmsg(fd, msgs, vlen, MSG_DONTWAIT, NULL);
-    } while (n < 0 && errno == EINTR);
-    if (SF_TRACING(t))
-        sf__trace_batch(t, SF_CALL_RECVMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
-    return (int)io_result(n);
-}
-
-int
-sf_sendmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
-{
-    int n;
-
-    do {
-        n = sendmmsg(fd, msgs, vlen, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (SF_TRACING(t))
-        sf__trace_batch(t, SF_CALL_SENDMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
-    return (int)io_result(n);
+    return sf__io_result(n);
 }
 
 int
