@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "cmd.h"
+#include "traceopt.h"
 
 #define DEMO_WAIT_MS 3000   /* the longest any step waits for the kernel */
 
@@ -66,6 +67,16 @@ typedef struct demo {
  * EXIT_FAIL when it could not run (the reason printed); a claim the kernel did not bear
  * out is counted by demo_check, not returned. */
 typedef int (*demo_section_fn)(demo *d);
+
+/* The options of `sockflow demo`, as parsed. */
+typedef struct demo_opts_t {
+    cmd_trace ct;
+    int only, lang, step, verbose, colour;     /* colour: -1 auto, 0 never, 1 always */
+} demo_opts_t;
+
+/* The options of argv into o (only: 0 or a section number; lang from the locale unless
+ * --lang). Returns 0, EXIT_USAGE with err set, or CMD_HELP; prints nothing. */
+int demo_parse(int argc, char **argv, demo_opts_t *o, sf_err *err);
 
 /* ---- recording and narrating (demo_say.c) ---- */
 

@@ -36,21 +36,47 @@ cmd_usage_error(const char *cmd, const char *fmt, ...)
 }
 
 int
-cmd_bad_option(const char *cmd, int ch, char **argv)
+cmd_parse_error(sf_err *err, const char *fmt, ...)
 {
-    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    va_list ap;
+
+    err->code = SF_EUSAGE;
+    va_start(ap, fmt);
+    if (vsnprintf(err->msg, sizeof(err->msg), fmt, ap) < 0)
+        snprintf(err->msg, sizeof(err->msg), "bad arguments");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+int
+cmd_option_error(int ch, char **argv, sf_err *err)
+{
+    const char *arg = optind > 0 && argv[optind - 1] ? argv[optind - 1] : "";
     char shown[64];
 
-    /* An unknown long option leaves optopt 0; a short one, or a missing value, names it. */
-    if (strncmp(arg, "--", 2) == 0 && (ch == ':' || optopt == 0))
+    /* An unknown long option leaves optopt 0; a known one given a value it does not
+     * take ("--json=1") leaves optopt its code; a short one, or a missing value, names
+     * it in optopt. */
+    if (strncmp(arg, "--", 2) == 0 && (ch == ':' || optopt == 0 || strchr(arg, '=')))
         snprintf(shown, sizeof(shown), "%.*s", (int)strcspn(arg, "="), arg);
     else if (optopt > 0 && optopt < 256)
         snprintf(shown, sizeof(shown), "-%c", optopt);
     else
         snprintf(shown, sizeof(shown), "%s", arg);
     if (ch == ':')
-        return cmd_usage_error(cmd, "option %s needs a value", shown);
-    return cmd_usage_error(cmd, "unknown option %s", shown);
+        return cmd_parse_error(err, "option %s needs a value", shown);
+    if (strncmp(arg, "--", 2) == 0 && optopt != 0 && strchr(arg, '='))
+        return cmd_parse_error(err, "option %s takes no value", shown);
+    return cmd_parse_error(err, "unknown option %s", shown);
+}
+
+int
+cmd_bad_option(const char *cmd, int ch, char **argv)
+{
+    sf_err err;
+
+    cmd_option_error(ch, argv, &err);
+    return cmd_usage_error(cmd, "%s", err.msg);
 }
 
 long

@@ -1,0 +1,24 @@
+/* serve.h: the parsed options of `sockflow serve`, for the command and its fuzz harness. */
+#ifndef SOCKFLOW_CMD_SERVE_H
+#define SOCKFLOW_CMD_SERVE_H
+
+#include "cmd.h"
+#include "traceopt.h"
+
+#define MAX_ADDRS 16
+
+typedef struct serve_conf {
+    sf_server_opts so;
+    const char *listen[MAX_ADDRS];
+    int nlisten;
+    unsigned protos;
+    int family_flags;
+    int quiet;
+    cmd_trace trace;
+} serve_conf;
+
+/* The options of argv into c (zeroed by the caller); the services start at optind.
+ * Returns 0, EXIT_USAGE with err set, or CMD_HELP; prints nothing. */
+int serve_parse(int argc, char **argv, serve_conf *c, sf_err *err);
+
+#endif
