@@ -74,6 +74,12 @@ static const struct {
 
 #define NSECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
 
+int
+demo_section_count(void)
+{
+    return NSECTIONS;
+}
+
 static void
 print_usage(void)
 {

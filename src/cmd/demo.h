@@ -78,6 +78,9 @@ typedef struct demo_opts_t {
  * --lang). Returns 0, EXIT_USAGE with err set, or CMD_HELP; prints nothing. */
 int demo_parse(int argc, char **argv, demo_opts_t *o, sf_err *err);
 
+/* The number of sections in the table of demo.c. */
+int demo_section_count(void);
+
 /* ---- recording and narrating (demo_say.c) ---- */
 
 /* Set up d to write to out in format with flags (SF_TRACE_F_*), in lang. */

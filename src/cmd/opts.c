@@ -48,6 +48,20 @@ cmd_parse_error(sf_err *err, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* The cluster ("-vé") holding byte c, which getopt took for an option on its own: a
+ * cluster it stopped inside is still argv[optind], one it finished is argv[optind - 1]. */
+static const char *
+cluster_of(int c, char **argv)
+{
+    const char *prev = optind > 0 ? argv[optind - 1] : NULL;
+
+    if (prev && prev[0] == '-' && prev[1] != '-' && strchr(prev + 1, c))
+        return prev;
+    if (argv[optind] && argv[optind][0] == '-' && strchr(argv[optind] + 1, c))
+        return argv[optind];
+    return prev ? prev : "";
+}
+
 int
 cmd_option_error(int ch, char **argv, sf_err *err)
 {
@@ -59,8 +73,11 @@ cmd_option_error(int ch, char **argv, sf_err *err)
      * it in optopt. */
     if (strncmp(arg, "--", 2) == 0 && (ch == ':' || optopt == 0 || strchr(arg, '=')))
         snprintf(shown, sizeof(shown), "%.*s", (int)strcspn(arg, "="), arg);
-    else if (optopt > 0 && optopt < 256)
+    else if (optopt > 0 && optopt < 128)
         snprintf(shown, sizeof(shown), "-%c", optopt);
+    /* a byte of a multibyte character ("-é"): the whole cluster, as typed */
+    else if (optopt != 0 && optopt > -129 && optopt < 256)
+        snprintf(shown, sizeof(shown), "%s", cluster_of((char)optopt, argv));
     else
         snprintf(shown, sizeof(shown), "%s", arg);
     if (ch == ':')

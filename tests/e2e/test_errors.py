@@ -302,3 +302,16 @@ def test_connect_last_of_4_and_6_counts():
         assert r.stderr.decode().startswith(f"sockflow: resolve 127.0.0.1:{port}: "), r.stderr
         r = run_sockflow(["connect", "-6", "-4", "-n", "-q", "0", "127.0.0.1", str(port)])
         assert (r.returncode, r.stderr) == (0, b"")
+
+
+# getopt takes each byte of "é" for an option of its own and stops inside the
+# argument: the error named the argument before it ("unknown option serve").
+@pytest.mark.parametrize("cmd, rest", [("serve", ["echo:0"]), ("connect", ["127.0.0.1", "7"]),
+                                       ("bench", ["echo", "127.0.0.1", "7"]), ("demo", [])])
+@pytest.mark.parametrize("cluster", ["-é", "-vé"])
+def test_unknown_multibyte_short_option_named(cmd, rest, cluster):
+    if cmd == "bench" and cluster == "-vé":
+        cluster = "-4é"     # bench has no -v
+    if cmd == "serve" and cluster == "-vé":
+        cluster = "-té"
+    usage_failed(run_sockflow([cmd, cluster, *rest]), cmd, f"unknown option {cluster}")
