@@ -130,10 +130,10 @@ clean:
 	rm -rf build sockflow
 
 # libFuzzer harnesses (clang): `make fuzz` runs each for FUZZ_RUNS inputs from its corpus,
-# FUZZ_TIME seconds at most, so that the whole run stays near two minutes; `make
+# FUZZ_TIME seconds at most, so that six harnesses take two minutes at most; `make
 # fuzz-long` gives each FUZZ_LONG_TIME seconds (or: make fuzz FUZZ_RUNS=N FUZZ_TIME=S).
 FUZZ_RUNS ?= 200000
-FUZZ_TIME ?= 25
+FUZZ_TIME ?= 20
 FUZZ_LONG_TIME ?= 600
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_LIB  := $(LIB_SRC) src/cmd/opts.c

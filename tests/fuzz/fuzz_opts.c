@@ -48,6 +48,10 @@ check_message(const sf_err *err, int argc, char **argv)
     for (int i = 0; i < 2 && name == NULL; i++)
         if (strncmp(m, prefixes[i], strlen(prefixes[i])) == 0)
             name = m + strlen(prefixes[i]);
+    /* "unknown option x: no such mode" is an argument echoed, not getopt's complaint */
+    for (int i = 1; i < argc && name != NULL; i++)
+        if (argv[i][0] != '\0' && strncmp(m, argv[i], strlen(argv[i])) == 0)
+            name = NULL;
     if (name == NULL)
         return;
     n = strlen(name);
