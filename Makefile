@@ -129,22 +129,34 @@ uninstall:
 clean:
 	rm -rf build sockflow
 
-# libFuzzer harnesses (clang): `make fuzz` runs each for FUZZ_RUNS inputs from its corpus.
+# libFuzzer harnesses (clang): `make fuzz` runs each for FUZZ_RUNS inputs from its corpus,
+# FUZZ_TIME seconds at most, so that six harnesses take two minutes at most; `make
+# fuzz-long` gives each FUZZ_LONG_TIME seconds (or: make fuzz FUZZ_RUNS=N FUZZ_TIME=S).
 FUZZ_RUNS ?= 200000
+FUZZ_TIME ?= 20
+FUZZ_LONG_TIME ?= 600
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_LIB  := $(LIB_SRC) src/cmd/opts.c
+# The option harness takes the command's parsers: every command file but main.c's main().
+FUZZ_CMD  := $(filter-out src/cmd/main.c,$(CMD_SRC))
+FUZZ_CC   := clang $(CPPFLAGS) -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(HEADERS)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Isrc -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(LDLIBS) -lm
+	$(FUZZ_CC) -o $@ $< $(FUZZ_LIB) $(LDLIBS) -lm
+
+build/fuzz/fuzz_opts: tests/fuzz/fuzz_opts.c $(LIB_SRC) $(FUZZ_CMD) $(HEADERS) $(PRIV_HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ $< $(LIB_SRC) $(FUZZ_CMD) $(LDLIBS) -lm
 
 # The chat harness stands in for the server's connection calls: chat.c alone.
 build/fuzz/fuzz_chat: tests/fuzz/fuzz_chat.c src/svc/chat.c src/lib/err.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< src/svc/chat.c src/lib/err.c
 
+.PHONY: fuzz-long
 fuzz: deps $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do \
-	  c=tests/fuzz/corpus/$$(basename $$f); w=build/fuzz/work/$$(basename $$f); mkdir -p $$w; \
-	  echo "fuzz: $$f"; $$f -runs=$(FUZZ_RUNS) -max_total_time=60 -timeout=5 -artifact_prefix=build/fuzz/ $$w $$c >/dev/null 2>build/fuzz/log || { tail -30 build/fuzz/log; exit 1; }; \
-	done; echo "fuzz: $(words $(FUZZ_BIN)) harnesses, $(FUZZ_RUNS) runs each, no crash"
+	@sh tests/fuzz/run.sh $(FUZZ_RUNS) $(FUZZ_TIME) $(FUZZ_BIN)
+
+fuzz-long: deps $(FUZZ_BIN)
+	@sh tests/fuzz/run.sh 0 $(FUZZ_LONG_TIME) $(FUZZ_BIN)

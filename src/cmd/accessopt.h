@@ -34,8 +34,12 @@ enum { CMD_OPT_ALLOW = 0x7200, CMD_OPT_DENY, CMD_OPT_ALLOWFILE, CMD_OPT_DENYFILE
 int cmd_access_init(cmd_access *ca);
 void cmd_access_free(cmd_access *ca);
 
-/* Take option ch if it is one of these: 1 taken, 0 not one of them, or -EXIT_USAGE /
- * -EXIT_FAIL with the message printed for command cmd. */
+/* Take option ch if it is one of these: 1 taken, 0 not one of them, or -EXIT_USAGE (a
+ * bad rule or value) / -EXIT_FAIL (a rule file unreadable) with err set; prints nothing.
+ * ca->access must have been made (cmd_access_init). */
+int cmd_access_take(cmd_access *ca, int ch, const char *arg, sf_err *err);
+
+/* The same, the message printed for command cmd. */
 int cmd_access_option(cmd_access *ca, const char *cmd, int ch, const char *arg);
 
 /* After binding: --user, if given. Returns 0, or EXIT_FAIL with the reason printed. */

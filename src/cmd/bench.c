@@ -186,33 +186,33 @@ parse_range(const char *text, bench_conf *c)
 
 /* --src: "A", "A-B" (IPv4) or "A,B,...", or "none". */
 static int
-parse_sources(bench_conf *c, const char *text)
+parse_sources(bench_conf *c, const char *text, sf_err *err)
 {
     char buf[4096], *save = NULL;
 
     if (strcmp(text, "none") == 0)
         return 0;
     if (strlen(text) >= sizeof(buf))
-        return cmd_usage_error("bench", "--src: too long");
+        return cmd_parse_error(err, "--src: too long");
     strcpy(buf, text);
     for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         sf_addr_list l;
-        sf_err err;
+        sf_err rerr;
 
         if (strchr(item, '-')) {
             int rc = parse_range(item, c);
 
             if (rc == -2)
-                return cmd_usage_error("bench", "--src: at most %d addresses", MAX_SRC);
+                return cmd_parse_error(err, "--src: at most %d addresses", MAX_SRC);
             if (rc < 0)
-                return cmd_usage_error("bench", "--src %s: a range of at most %d IPv4 "
+                return cmd_parse_error(err, "--src %s: a range of at most %d IPv4 "
                                        "addresses, such as 127.0.0.2-127.0.0.9", item, MAX_SRC);
             continue;
         }
         if (c->o.nsrc == MAX_SRC)
-            return cmd_usage_error("bench", "--src: at most %d addresses", MAX_SRC);
-        if (sf_addr_resolve(item, "0", SF_ADDR_NUMERIC | SF_ADDR_PASSIVE, &l, &err) < 0)
-            return cmd_usage_error("bench", "--src %s: %s", item, err.msg);
+            return cmd_parse_error(err, "--src: at most %d addresses", MAX_SRC);
+        if (sf_addr_resolve(item, "0", SF_ADDR_NUMERIC | SF_ADDR_PASSIVE, &l, &rerr) < 0)
+            return cmd_parse_error(err, "--src %s: %s", item, rerr.msg);
         c->src[c->o.nsrc++] = l.a[0];
     }
     return 0;
@@ -220,15 +220,15 @@ parse_sources(bench_conf *c, const char *text)
 
 /* -s: one source address. A size there is the old spelling: say where it went. */
 static int
-parse_source_flag(bench_conf *c, const char *arg)
+parse_source_flag(bench_conf *c, const char *arg, sf_err *err)
 {
     if (cmd_parse_size(arg) >= 0)
-        return cmd_usage_error("bench", "-s %s: -s is the source address; the size is "
+        return cmd_parse_error(err, "-s %s: -s is the source address; the size is "
                                "--size %s", arg, arg);
     if (strchr(arg, ',') || strchr(arg, '-'))
-        return cmd_usage_error("bench", "-s %s: one address; several go in --src", arg);
+        return cmd_parse_error(err, "-s %s: one address; several go in --src", arg);
     if (c->src_text && strcmp(c->src_text, arg) != 0)
-        return cmd_usage_error("bench", "-s %s: the sources are already --src %s", arg,
+        return cmd_parse_error(err, "-s %s: the sources are already --src %s", arg,
                                c->src_text);
     c->src_text = arg;
     return 0;
@@ -236,12 +236,12 @@ parse_source_flag(bench_conf *c, const char *arg)
 
 /* -d, -w, -i, --warmup: seconds, fractions allowed. */
 static int
-parse_secs(bench_conf *c, int ch, const char *arg)
+parse_secs(bench_conf *c, int ch, const char *arg, sf_err *err)
 {
     long v = cmd_parse_secs_ms(arg);
 
     if (v < 0 || v > 86400000L || ((ch == 'd' || ch == 'w') && v == 0))
-        return cmd_usage_error("bench", "%s %s: a number of seconds%s",
+        return cmd_parse_error(err, "%s %s: a number of seconds%s",
                                ch == 'd' ? "-d" : ch == 'w' ? "-w" : ch == 'i' ? "-i" : "--warmup",
                                arg, ch == 'd' || ch == 'w' ? ", more than 0" : "");
     if (ch == 'd')
@@ -257,53 +257,53 @@ parse_secs(bench_conf *c, int ch, const char *arg)
 
 /* -c, -P, -n, -T and --size: whole numbers in their range. */
 static int
-parse_number(bench_conf *c, int ch, const char *arg)
+parse_number(bench_conf *c, int ch, const char *arg, sf_err *err)
 {
     long v;
 
     switch (ch) {
     case 'c':
         if ((v = cmd_parse_count(arg, 1000000)) < 1)
-            return cmd_usage_error("bench", "-c %s: a number from 1 to 1000000", arg);
+            return cmd_parse_error(err, "-c %s: a number from 1 to 1000000", arg);
         c->o.conns = (int)v;
         return 0;
     case 'P':
         if ((v = cmd_parse_count(arg, 4096)) < 1)
-            return cmd_usage_error("bench", "-P %s: a number from 1 to 4096", arg);
+            return cmd_parse_error(err, "-P %s: a number from 1 to 4096", arg);
         c->o.pipeline = (int)v;
         return 0;
     case 'n':
         if ((v = cmd_parse_count(arg, 1L << 50)) < 1)
-            return cmd_usage_error("bench", "-n %s: a positive number", arg);
+            return cmd_parse_error(err, "-n %s: a positive number", arg);
         c->o.requests = (uint64_t)v;
         return 0;
     case 'T':
         if ((v = cmd_parse_count(arg, 256)) < 1)
-            return cmd_usage_error("bench", "-T %s: a number from 1 to 256", arg);
+            return cmd_parse_error(err, "-T %s: a number from 1 to 256", arg);
         c->o.threads = (int)v;
         return 0;
     default:
         if ((v = cmd_parse_size(arg)) < 1 || v > (64L << 20))
-            return cmd_usage_error("bench", "--size %s: a size from 1 to 64m", arg);
+            return cmd_parse_error(err, "--size %s: a size from 1 to 64m", arg);
         c->o.size = (size_t)v;
         return 0;
     }
 }
 
-/* One option: 0, EXIT_USAGE, or -1 when it was --help (printed). */
+/* One option: 0, EXIT_USAGE (err set) or CMD_HELP. */
 static int
-parse_one(bench_conf *c, int ch, char **argv)
+parse_one(bench_conf *c, int ch, char **argv, sf_err *err)
 {
     long v;
 
     switch (ch) {
     case 'c': case 'P': case 'n': case 'T': case OPT_SIZE:
-        return parse_number(c, ch, optarg);
+        return parse_number(c, ch, optarg, err);
     case 'd': case 'w': case 'i': case OPT_WARMUP:
-        return parse_secs(c, ch, optarg);
-    case 's': return parse_source_flag(c, optarg);
+        return parse_secs(c, ch, optarg, err);
+    case 's': return parse_source_flag(c, optarg, err);
     case 't':
-        return cmd_usage_error("bench", "-t: -t means TCP in sockflow; the timeout is "
+        return cmd_parse_error(err, "-t: -t means TCP in sockflow; the timeout is "
                                "-w SECS (--timeout)");
     case OPT_SRC: c->src_text = optarg; return 0;
     case OPT_RECV: c->o.recv = 1; return 0;
@@ -311,35 +311,36 @@ parse_one(bench_conf *c, int ch, char **argv)
     case OPT_JSON_STREAM: c->json_stream = 1; return 0;
     case '4': c->family_flags = SF_ADDR_V4ONLY; return 0;
     case '6': c->family_flags = SF_ADDR_V6ONLY; return 0;
-    case 'h': print_usage(); return -1;
+    case 'h': return CMD_HELP;
     default:
-        if ((v = cmd_trace_option(&c->trace, "bench", ch, optarg)) < 0)
+        if ((v = cmd_trace_take(&c->trace, ch, optarg, err)) < 0)
             return EXIT_USAGE;
-        return v == 0 ? cmd_bad_option("bench", ch, argv) : 0;
+        return v == 0 ? cmd_option_error(ch, argv, err) : 0;
     }
 }
 
-static int
-parse_opts(bench_conf *c, int argc, char **argv)
+int
+bench_parse(int argc, char **argv, bench_conf *c, sf_err *err)
 {
     char names[128];
-    sf_err err;
     int ch, rc;
 
     c->interval_ms = -1;
-    optind = 1;
+    optind = 0;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":c:s:P:d:n:T:w:i:t46h", bench_opts, NULL)) != -1)
-        if ((rc = parse_one(c, ch, argv)) != 0)
+        if ((rc = parse_one(c, ch, argv, err)) != 0)
             return rc;
     if (argc - optind != 3)
-        return cmd_usage_error("bench", "expected MODE HOST PORT (modes: %s)", mode_list(names,
+        return cmd_parse_error(err, "expected MODE HOST PORT (modes: %s)", mode_list(names,
                                sizeof(names)));
     if ((c->o.mode = sf_bench_mode_find(argv[optind])) < 0)
-        return cmd_usage_error("bench", "%s: no such mode (%s)", argv[optind],
+        return cmd_parse_error(err, "%s: no such mode (%s)", argv[optind],
                                mode_list(names, sizeof(names)));
-    if (sf_bench_check(&c->o, &err) < 0)
-        return cmd_usage_error("bench", "%s", err.msg);
+    if (sf_bench_check(&c->o, err) < 0)
+        return EXIT_USAGE;
+    if (c->src_text)
+        return parse_sources(c, c->src_text, err);
     return 0;
 }
 
@@ -403,7 +404,6 @@ resolve(bench_conf *c, char **argv)
 {
     sf_addr_list dst;
     sf_err err;
-    int rc;
 
     if (sf_addr_resolve(argv[optind + 1], argv[optind + 2],
                         c->family_flags | (bench_mode(c)->dgram ? SF_ADDR_DGRAM : 0),
@@ -411,8 +411,6 @@ resolve(bench_conf *c, char **argv)
         return cmd_fail("%s", err.msg);
     c->o.target = dst.a[0];
     sf_addr_format(&c->o.target, c->target, sizeof(c->target));
-    if (c->src_text && (rc = parse_sources(c, c->src_text)) != 0)
-        return rc;
     default_sources(c);
     for (int i = 0; i < c->o.nsrc; i++)
         if (sf_addr_family(&c->src[i]) != sf_addr_family(&c->o.target))
@@ -475,14 +473,19 @@ cmd_bench(int argc, char **argv)
         rc = cmd_fail("bench: out of memory");
         goto out;
     }
-    rc = parse_opts(c, argc, argv);
-    if (rc < 0) {
+    rc = bench_parse(argc, argv, c, &err);
+    if (rc == CMD_HELP) {
+        print_usage();
         rc = fflush(stdout) == 0 && !ferror(stdout) ? EXIT_OK
              : cmd_fail("bench: standard output: %s", strerror(errno));
         goto out;
     }
+    if (rc != 0) {
+        rc = cmd_usage_error("bench", "%s", err.msg);
+        goto out;
+    }
     apply_defaults(c);
-    if (rc != 0 || (rc = fit_fd_limit(c)) != 0 || (rc = resolve(c, argv)) != 0 ||
+    if ((rc = fit_fd_limit(c)) != 0 || (rc = resolve(c, argv)) != 0 ||
         (rc = cmd_trace_open(&c->trace)) != 0)
         goto out;
     c->o.tracer = cmd_tracer(&c->trace);

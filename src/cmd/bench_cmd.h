@@ -30,6 +30,11 @@ bench_mode(const bench_conf *c)
     return sf_bench_mode_get(c->o.mode);
 }
 
+/* The options and arguments of argv into c (zeroed by the caller): MODE at argv[optind],
+ * HOST and PORT after it, unresolved; --src parsed into c->src. Returns 0, EXIT_USAGE
+ * with err set, or CMD_HELP; prints nothing. */
+int bench_parse(int argc, char **argv, bench_conf *c, sf_err *err);
+
 /* Requests that did not come back right: errors, timeouts, mismatches, lost. */
 uint64_t bench_failures(const sf_bench_stats *st);
 

@@ -46,8 +46,8 @@ static const char connect_usage[] =
 
 enum { OPT_PARALLEL = 0x100, OPT_JSON };
 
-/* take_option and parse_args: go on (anything else is an exit status to return). */
-enum { GO = -1 };
+/* take_option and check_args: go on (anything else is EXIT_USAGE or CMD_HELP). */
+enum { GO = 1 };
 
 static const struct option connect_opts[] = {
     { "udp", no_argument, NULL, 'u' },
@@ -77,26 +77,27 @@ all_digits(const char *s)
 
 /* -w, -q, -i: seconds, fractions allowed. Returns GO or EXIT_USAGE. */
 static int
-take_secs(int ch, const char *arg, long *ms)
+take_secs(int ch, const char *arg, long *ms, sf_err *err)
 {
     long v = cmd_parse_secs_ms(arg);
 
     if (v < 0 || v > 0x7fffffff)
-        return cmd_usage_error("connect", "-%c %s: a number of seconds", ch, arg);
+        return cmd_parse_error(err, "-%c %s: a number of seconds", ch, arg);
     *ms = v;
     return GO;
 }
 
-/* One option. Returns GO, or an exit status to return now. */
+/* One option. Returns GO, EXIT_USAGE (err set) or CMD_HELP. */
 static int
-take_option(connect_args *a, int ch, char **argv)
+take_option(connect_args *a, int ch, char **argv, sf_err *err)
 {
     long v;
 
     switch (ch) {
     case 'u': a->udp = 1; return GO;
-    case '4': a->flags |= SF_ADDR_V4ONLY; return GO;
-    case '6': a->flags |= SF_ADDR_V6ONLY; return GO;
+    /* the last of -4 and -6 counts, as in serve and bench */
+    case '4': a->flags = (a->flags & ~SF_ADDR_V6ONLY) | SF_ADDR_V4ONLY; return GO;
+    case '6': a->flags = (a->flags & ~SF_ADDR_V4ONLY) | SF_ADDR_V6ONLY; return GO;
     case 'n': a->flags |= SF_ADDR_NUMERIC; return GO;
     case 'v': a->verbose = 1; return GO;
     case 'C': a->crlf = 1; return GO;
@@ -105,47 +106,43 @@ take_option(connect_args *a, int ch, char **argv)
     case OPT_JSON: a->json = 1; return GO;
     case 's': a->source = optarg; return GO;
     case 'p': a->src_port = optarg; return GO;
-    case 'w': return take_secs(ch, optarg, &a->wait_ms);
-    case 'q': return take_secs(ch, optarg, &a->quit_ms);
-    case 'i': return take_secs(ch, optarg, &a->idle_ms);
+    case 'w': return take_secs(ch, optarg, &a->wait_ms, err);
+    case 'q': return take_secs(ch, optarg, &a->quit_ms, err);
+    case 'i': return take_secs(ch, optarg, &a->idle_ms, err);
     case 'e': case 'c':
         if (a->exec_text || a->shell)
-            return cmd_usage_error("connect", "-e and -c: give one program");
+            return cmd_parse_error(err, "-e and -c: give one program");
         *(ch == 'c' ? &a->shell : &a->exec_text) = optarg;
         return GO;
     case OPT_PARALLEL:
         if ((v = cmd_parse_count(optarg, 65535)) < 1)
-            return cmd_usage_error("connect", "--parallel %s: a number from 1 to 65535",
-                                   optarg);
+            return cmd_parse_error(err, "--parallel %s: a number from 1 to 65535", optarg);
         a->parallel = v;
         return GO;
     case 'h':
-        fputs(connect_usage, stdout);
-        return EXIT_OK;
+        return CMD_HELP;
     default:
-        if ((v = cmd_trace_option(&a->ct, "connect", ch, optarg)) < 0)
+        if ((v = cmd_trace_take(&a->ct, ch, optarg, err)) < 0)
             return EXIT_USAGE;
-        return v == 0 ? cmd_bad_option("connect", ch, argv) : GO;
+        return v == 0 ? cmd_option_error(ch, argv, err) : GO;
     }
 }
 
 /* What the arguments say before anything is resolved: a bad one is a usage error.
  * Returns GO or EXIT_USAGE. */
 static int
-check_args(connect_args *a)
+check_args(connect_args *a, sf_err *err)
 {
     size_t n = strlen(a->host);
 
     if (a->source && all_digits(a->source))
-        return cmd_usage_error("connect", "-s %s: a source address, not a port (for a "
+        return cmd_parse_error(err, "-s %s: a source address, not a port (for a "
                                "source port: -s :%s or -p %s)", a->source, a->source,
                                a->source);
     if (a->src_port && !all_digits(a->src_port))
-        return cmd_usage_error("connect", "-p %s: a port number from 0 to 65535",
-                               a->src_port);
+        return cmd_parse_error(err, "-p %s: a port number from 0 to 65535", a->src_port);
     if (a->src_port && sf_addr_parse_port(a->src_port, NULL) < 0)
-        return cmd_usage_error("connect", "-p %s: a port number from 0 to 65535",
-                               a->src_port);
+        return cmd_parse_error(err, "-p %s: a port number from 0 to 65535", a->src_port);
     /* "[::1]" is how an address is written beside a port; getaddrinfo wants ::1 */
     if (n >= 2 && a->host[0] == '[' && a->host[n - 1] == ']') {
         memmove(a->host, a->host + 1, n - 2);
@@ -153,47 +150,49 @@ check_args(connect_args *a)
     }
     if (!a->scan && a->port[0] >= '0' && a->port[0] <= '9' &&
         sf_addr_parse_port(a->port, NULL) < 0)
-        return cmd_usage_error("connect", "port %s: not a number from 0 to 65535", a->port);
+        return cmd_parse_error(err, "port %s: not a number from 0 to 65535", a->port);
     if (!a->scan && a->port[0] != '\0' && (a->port[0] < '0' || a->port[0] > '9') &&
         getservbyname(a->port, a->udp ? "udp" : "tcp") == NULL)
-        return cmd_usage_error("connect", "port %s: not a number from 0 to 65535 nor a "
+        return cmd_parse_error(err, "port %s: not a number from 0 to 65535 nor a "
                                "service in /etc/services", a->port);
     if (!a->scan && (a->json || a->parallel))
-        return cmd_usage_error("connect", "--json and --parallel go with -z");
+        return cmd_parse_error(err, "--json and --parallel go with -z");
     if (a->scan && (a->quit_ms >= 0 || a->idle_ms > 0 || a->crlf))
-        return cmd_usage_error("connect", "-q, -i and -C are for a connection, not -z");
+        return cmd_parse_error(err, "-q, -i and -C are for a connection, not -z");
     if ((a->exec_text || a->shell) && (a->udp || a->scan))
-        return cmd_usage_error("connect", "-e/-c: TCP or Unix stream only, not -u or -z");
+        return cmd_parse_error(err, "-e/-c: TCP or Unix stream only, not -u or -z");
     if (a->scan && a->ct.on)
-        return cmd_usage_error("connect", "-z does not trace: its probes are many "
+        return cmd_parse_error(err, "-z does not trace: its probes are many "
                                "connects at once");
     return GO;
 }
 
-static int
-parse_args(connect_args *a, int argc, char **argv)
+int
+connect_parse(int argc, char **argv, connect_args *a, sf_err *err)
 {
     int ch, rc;
 
-    optind = 1;
+    *a = (connect_args){ .wait_ms = -1, .quit_ms = -1 };
+    optind = 0;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":u46nw:q:i:s:p:e:c:CNvzh", connect_opts,
                              NULL)) != -1) {
-        if ((rc = take_option(a, ch, argv)) != GO)
+        if ((rc = take_option(a, ch, argv, err)) != GO)
             return rc;
     }
     /* unix:/path and unix:@name stand alone: no port */
     if (argc - optind != 2 && !(argc - optind == 1 && !a->scan &&
                                 sf_addr_is_unix(argv[optind])))
-        return cmd_usage_error("connect", a->scan ? "expected HOST PORTS"
-                                                  : "expected HOST PORT (or unix:/PATH)");
+        return cmd_parse_error(err, a->scan ? "expected HOST PORTS"
+                                            : "expected HOST PORT (or unix:/PATH)");
     if (strlen(argv[optind]) >= sizeof(a->host))
-        return cmd_usage_error("connect", "host %.40s...: too long", argv[optind]);
+        return cmd_parse_error(err, "host %.40s...: too long", argv[optind]);
     snprintf(a->host, sizeof(a->host), "%s", argv[optind]);
     a->port = argc - optind == 2 ? argv[optind + 1] : "";
     if (a->udp)
         a->flags |= SF_ADDR_DGRAM;
-    return check_args(a);
+    rc = check_args(a, err);
+    return rc == GO ? 0 : rc;
 }
 
 int
@@ -343,10 +342,15 @@ relay(connect_args *a)
 int
 cmd_connect(int argc, char **argv)
 {
-    connect_args a = { .wait_ms = -1, .quit_ms = -1 };
-    int rc = parse_args(&a, argc, argv);
+    connect_args a;
+    sf_err err;
+    int rc = connect_parse(argc, argv, &a, &err);
 
-    if (rc != GO)
-        return rc;
+    if (rc == CMD_HELP) {
+        fputs(connect_usage, stdout);
+        return EXIT_OK;
+    }
+    if (rc != 0)
+        return cmd_usage_error("connect", "%s", err.msg);
     return a.scan ? connect_scan(&a) : relay(&a);
 }

@@ -22,6 +22,10 @@ typedef struct connect_args {
     cmd_trace ct;
 } connect_args;
 
+/* The options and arguments of argv into a. Returns 0, EXIT_USAGE with err set, or
+ * CMD_HELP; prints nothing. Resolves nothing but a service name for PORT. */
+int connect_parse(int argc, char **argv, connect_args *a, sf_err *err);
+
 /* The source address for -s/-p in the family of dst, into src. Returns 1 when there is
  * one, 0 when none was asked for, or minus the exit status (the message printed). */
 int connect_source(const connect_args *a, const sf_addr *dst, sf_addr *src);

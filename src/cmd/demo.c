@@ -74,6 +74,12 @@ static const struct {
 
 #define NSECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
 
+int
+demo_section_count(void)
+{
+    return NSECTIONS;
+}
+
 static void
 print_usage(void)
 {
@@ -124,64 +130,60 @@ static const struct option demo_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-typedef struct demo_opts_t {
-    cmd_trace ct;
-    int only, lang, step, verbose, colour;     /* colour: -1 auto, 0 never, 1 always */
-} demo_opts_t;
-
+/* One option: 0 to go on, EXIT_USAGE (err set) or CMD_HELP. */
 static int
-take_option(demo_opts_t *o, int ch, const char *arg)
+take_option(demo_opts_t *o, int ch, char **argv, sf_err *err)
 {
+    const char *arg = optarg;
     long v;
 
     switch (ch) {
     case 'n':
         if ((v = cmd_parse_count(arg, NSECTIONS)) < 1)
-            return cmd_usage_error("demo", "--section %s: a number from 1 to %d", arg,
+            return cmd_parse_error(err, "--section %s: a number from 1 to %d", arg,
                                    NSECTIONS);
         o->only = (int)v;
-        return -1;
+        return 0;
     case 'l':
         if (strcmp(arg, "en") != 0 && strcmp(arg, "zh") != 0)
-            return cmd_usage_error("demo", "--lang %s: en or zh", arg);
+            return cmd_parse_error(err, "--lang %s: en or zh", arg);
         o->lang = strcmp(arg, "zh") == 0 ? SF_LANG_ZH : SF_LANG_EN;
-        return -1;
+        return 0;
     case OPT_COLOR:
         if (arg && strcmp(arg, "always") && strcmp(arg, "never") && strcmp(arg, "auto"))
-            return cmd_usage_error("demo", "--color=%s: auto, always or never", arg);
+            return cmd_parse_error(err, "--color=%s: auto, always or never", arg);
         o->colour = arg == NULL || strcmp(arg, "always") == 0 ? 1
                   : strcmp(arg, "never") == 0 ? 0 : -1;
-        return -1;
+        return 0;
     case 's':
         if (arg && strcmp(arg, "section") && strcmp(arg, "event"))
-            return cmd_usage_error("demo", "--step=%s: section or event", arg);
+            return cmd_parse_error(err, "--step=%s: section or event", arg);
         o->step = arg && strcmp(arg, "event") == 0 ? DEMO_STEP_EVENT : DEMO_STEP_SECTION;
-        return -1;
-    case 'v': o->verbose = 1; return -1;
-    case 'j': o->ct.format = SF_TRACE_JSON; return -1;
-    case 'h': print_usage(); return EXIT_OK;
+        return 0;
+    case 'v': o->verbose = 1; return 0;
+    case 'j': o->ct.format = SF_TRACE_JSON; return 0;
+    case 'h': return CMD_HELP;
     default:
-        if ((v = cmd_trace_option(&o->ct, "demo", ch, arg)) < 0)
+        if ((v = cmd_trace_take(&o->ct, ch, arg, err)) < 0)
             return EXIT_USAGE;
-        return v == 0 ? cmd_usage_error("demo", "unknown option") : -1;
+        return v == 0 ? cmd_option_error(ch, argv, err) : 0;
     }
 }
 
-/* Options into o. Returns -1 to go on, else an exit code. */
-static int
-parse_options(int argc, char **argv, demo_opts_t *o)
+int
+demo_parse(int argc, char **argv, demo_opts_t *o, sf_err *err)
 {
     int ch, rc;
 
-    o->lang = demo_locale_lang();
-    o->colour = -1;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "n:l:svjh", demo_opts, NULL)) != -1)
-        if ((rc = take_option(o, ch, optarg)) >= 0)
+    *o = (demo_opts_t){ .lang = demo_locale_lang(), .colour = -1 };
+    optind = 0;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":n:l:svjh", demo_opts, NULL)) != -1)
+        if ((rc = take_option(o, ch, argv, err)) != 0)
             return rc;
     if (optind < argc)
-        return cmd_usage_error("demo", "unexpected argument '%s'", argv[optind]);
-    return -1;
+        return cmd_parse_error(err, "unexpected argument '%s'", argv[optind]);
+    return 0;
 }
 
 static void
@@ -238,12 +240,17 @@ int
 cmd_demo(int argc, char **argv)
 {
     static demo d;
-    demo_opts_t o = { .only = 0 };
+    demo_opts_t o;
     unsigned flags;
+    sf_err err;
     int rc;
 
-    if ((rc = parse_options(argc, argv, &o)) >= 0)
-        return rc;
+    if ((rc = demo_parse(argc, argv, &o, &err)) == CMD_HELP) {
+        print_usage();
+        return EXIT_OK;
+    }
+    if (rc != 0)
+        return cmd_usage_error("demo", "%s", err.msg);
     /* The demo's output is the trace: standard output unless --trace-file says. */
     if (o.ct.file == NULL)
         o.ct.file = "-";

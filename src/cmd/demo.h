@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "cmd.h"
+#include "traceopt.h"
 
 #define DEMO_WAIT_MS 3000   /* the longest any step waits for the kernel */
 
@@ -76,6 +77,19 @@ typedef int (*demo_section_fn)(demo *d);
  * ("zh_CN:en") that has texts; else the LC_MESSAGES locale (LC_ALL, LC_MESSAGES, LANG).
  * Chinese only when the terminal's codeset is UTF-8. The process's locale stays C. */
 int demo_locale_lang(void);
+
+/* The options of `sockflow demo`, as parsed. */
+typedef struct demo_opts_t {
+    cmd_trace ct;
+    int only, lang, step, verbose, colour;     /* colour: -1 auto, 0 never, 1 always */
+} demo_opts_t;
+
+/* The options of argv into o (only: 0 or a section number; lang from the locale unless
+ * --lang). Returns 0, EXIT_USAGE with err set, or CMD_HELP; prints nothing. */
+int demo_parse(int argc, char **argv, demo_opts_t *o, sf_err *err);
+
+/* The number of sections in the table of demo.c. */
+int demo_section_count(void);
 
 /* ---- recording and narrating (demo_say.c) ---- */
 

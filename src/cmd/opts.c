@@ -52,21 +52,64 @@ cmd_usage_error(const char *cmd, const char *fmt, ...)
 }
 
 int
-cmd_bad_option(const char *cmd, int ch, char **argv)
+cmd_parse_error(sf_err *err, const char *fmt, ...)
 {
-    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    va_list ap;
+
+    err->code = SF_EUSAGE;
+    va_start(ap, fmt);
+    if (vsnprintf(err->msg, sizeof(err->msg), fmt, ap) < 0)
+        snprintf(err->msg, sizeof(err->msg), "bad arguments");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+/* The cluster ("-vé") holding byte c, which getopt took for an option on its own: a
+ * cluster it stopped inside is still argv[optind], one it finished is argv[optind - 1]. */
+static const char *
+cluster_of(int c, char **argv)
+{
+    const char *prev = optind > 0 ? argv[optind - 1] : NULL;
+
+    if (prev && prev[0] == '-' && prev[1] != '-' && strchr(prev + 1, c))
+        return prev;
+    if (argv[optind] && argv[optind][0] == '-' && strchr(argv[optind] + 1, c))
+        return argv[optind];
+    return prev ? prev : "";
+}
+
+int
+cmd_option_error(int ch, char **argv, sf_err *err)
+{
+    const char *arg = optind > 0 && argv[optind - 1] ? argv[optind - 1] : "";
     char shown[64];
 
-    /* An unknown long option leaves optopt 0; a short one, or a missing value, names it. */
-    if (strncmp(arg, "--", 2) == 0 && (ch == ':' || optopt == 0))
+    /* An unknown long option leaves optopt 0; a known one given a value it does not
+     * take ("--json=1") leaves optopt its code; a short one, or a missing value, names
+     * it in optopt. */
+    if (strncmp(arg, "--", 2) == 0 && (ch == ':' || optopt == 0 || strchr(arg, '=')))
         snprintf(shown, sizeof(shown), "%.*s", (int)strcspn(arg, "="), arg);
-    else if (optopt > 0 && optopt < 256)
+    else if (optopt > 0 && optopt < 128)
         snprintf(shown, sizeof(shown), "-%c", optopt);
+    /* a byte of a multibyte character ("-é"): the whole cluster, as typed */
+    else if (optopt != 0 && optopt > -129 && optopt < 256)
+        snprintf(shown, sizeof(shown), "%s", cluster_of((char)optopt, argv));
     else
         snprintf(shown, sizeof(shown), "%s", arg);
     if (ch == ':')
-        return cmd_usage_error(cmd, "option %s needs a value", shown);
-    return cmd_usage_error(cmd, "unknown option %s", shown);
+        return cmd_parse_error(err, "option %s needs a value", shown);
+    if (strncmp(arg, "--", 2) == 0 && optopt != 0 && strchr(arg, '='))
+        return cmd_parse_error(err, "option %s takes no value", shown);
+    return cmd_parse_error(err, "unknown option %s", shown);
+}
+
+int
+cmd_bad_option(const char *cmd, int ch, char **argv)
+{
+    sf_err err;
+
+    cmd_option_error(ch, argv, &err);
+    return cmd_usage_error(cmd, "%s", err.msg);
 }
 
 long

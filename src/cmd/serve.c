@@ -5,12 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "accessopt.h"
-#include "cmd.h"
 #include "passed.h"
-#include "traceopt.h"
-
-#define MAX_ADDRS 16
+#include "serve.h"
 
 static const char serve_usage[] =
     "usage: sockflow serve [OPTIONS] SERVICE[:PORT]...\n"
@@ -87,20 +83,6 @@ static const struct option serve_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-typedef struct serve_conf {
-    sf_server_opts so;
-    const char *listen[MAX_ADDRS];
-    int nlisten;
-    unsigned protos;
-    int family_flags;
-    int quiet;
-    int inetd;
-    cmd_trace trace;
-    cmd_access ca;
-    sf_service *execs[MAX_ADDRS];   /* exec:PORT=... services, freed at the end */
-    int nexec;
-} serve_conf;
-
 static void
 log_line(void *ud, const char *line)
 {
@@ -123,8 +105,8 @@ service_names(void)
     return names;
 }
 
-static int
-parse_opts(serve_conf *c, int argc, char **argv)
+int
+serve_parse(int argc, char **argv, serve_conf *c, sf_err *err)
 {
     int ch;
     long v;
@@ -132,13 +114,13 @@ parse_opts(serve_conf *c, int argc, char **argv)
     c->protos = SF_PROTO_TCP | SF_PROTO_UDP;
     c->so.idle_timeout_ms = 300000;
     c->so.send_timeout_ms = 60000;
-    optind = 1;
+    optind = 0;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":l:tu46j:qh", serve_opts, NULL)) != -1) {
         switch (ch) {
         case 'l':
             if (c->nlisten == MAX_ADDRS)
-                return cmd_usage_error("serve", "at most %d -l addresses", MAX_ADDRS);
+                return cmd_parse_error(err, "at most %d -l addresses", MAX_ADDRS);
             c->listen[c->nlisten++] = optarg;
             break;
         case 't': c->protos = SF_PROTO_TCP; break;
@@ -146,30 +128,30 @@ parse_opts(serve_conf *c, int argc, char **argv)
         case '4': c->family_flags = SF_ADDR_V4ONLY; break;
         case '6': c->family_flags = SF_ADDR_V6ONLY; break;
         case 'q': c->quiet = 1; break;
-        case 'h': fputs(serve_usage, stdout); return -EXIT_OK - 1000;
+        case 'h': return CMD_HELP;
         case 'j':
             if ((v = cmd_parse_count(optarg, 64)) < 1)
-                return cmd_usage_error("serve", "-j %s: a number of loops from 1 to 64", optarg);
+                return cmd_parse_error(err, "-j %s: a number of loops from 1 to 64", optarg);
             c->so.loops = (int)v;
             break;
         case OPT_BACKLOG:
             if ((v = cmd_parse_count(optarg, 1 << 20)) < 1)
-                return cmd_usage_error("serve", "--backlog %s: a positive number", optarg);
+                return cmd_parse_error(err, "--backlog %s: a positive number", optarg);
             c->so.backlog = (int)v;
             break;
         case OPT_MAX_CONNS:
             if ((v = cmd_parse_count(optarg, 1 << 24)) < 0)
-                return cmd_usage_error("serve", "--max-conns %s: a number", optarg);
+                return cmd_parse_error(err, "--max-conns %s: a number", optarg);
             c->so.max_conns = (int)v;
             break;
         case OPT_QUEUE_CAP:
             if ((v = cmd_parse_size(optarg)) < 1 || v > (1L << 30))
-                return cmd_usage_error("serve", "--queue-cap %s: a size such as 256k", optarg);
+                return cmd_parse_error(err, "--queue-cap %s: a size such as 256k", optarg);
             c->so.queue_cap = (size_t)v;
             break;
         case OPT_DGRAM_MAX:
             if ((v = cmd_parse_size(optarg)) < 1 || v > 65536)
-                return cmd_usage_error("serve", "--dgram-max %s: a size from 1 to 65536", optarg);
+                return cmd_parse_error(err, "--dgram-max %s: a size from 1 to 65536", optarg);
             c->so.dgram_max = (size_t)v;
             break;
         case OPT_LOW_PORTS:
@@ -183,19 +165,19 @@ parse_opts(serve_conf *c, int argc, char **argv)
             size_t n = strcspn(optarg, "/");
 
             if (n >= sizeof(num) || (optarg[n] && strcmp(optarg + n, "/s") != 0))
-                return cmd_usage_error("serve", "--udp-rate %s: a number a second, "
+                return cmd_parse_error(err, "--udp-rate %s: a number a second, "
                                        "such as 100 or 100/s", optarg);
             memcpy(num, optarg, n);
             num[n] = '\0';
             if ((v = cmd_parse_count(num, 100000000)) < 0)
-                return cmd_usage_error("serve", "--udp-rate %s: a number a second, "
+                return cmd_parse_error(err, "--udp-rate %s: a number a second, "
                                        "such as 100 or 100/s", optarg);
             c->so.udp_rate = v ? (uint32_t)v : SF_UDP_NO_LIMIT;
             break;
         }
         case OPT_UDP_BURST: case OPT_UDP_SOURCES:
             if ((v = cmd_parse_count(optarg, 100000000)) < 1)
-                return cmd_usage_error("serve", "%s %s: a positive number", ch == OPT_UDP_BURST
+                return cmd_parse_error(err, "%s %s: a positive number", ch == OPT_UDP_BURST
                                        ? "--udp-burst" : "--udp-sources", optarg);
             if (ch == OPT_UDP_BURST)
                 c->so.udp_burst = (uint32_t)v;
@@ -204,7 +186,9 @@ parse_opts(serve_conf *c, int argc, char **argv)
             break;
         case OPT_IDLE: case OPT_SEND: case OPT_DRAIN:
             if ((v = cmd_parse_secs_ms(optarg)) < 0 || v > 0xffffffffL)
-                return cmd_usage_error("serve", "%s: a number of seconds", optarg);
+                return cmd_parse_error(err, "%s %s: a number of seconds", ch == OPT_IDLE
+                                       ? "--idle-timeout" : ch == OPT_SEND ? "--send-timeout"
+                                       : "--drain-timeout", optarg);
             if (ch == OPT_IDLE)
                 c->so.idle_timeout_ms = (uint32_t)v;
             else if (ch == OPT_SEND)
@@ -213,20 +197,20 @@ parse_opts(serve_conf *c, int argc, char **argv)
                 c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
             break;
         default:
-            if ((v = cmd_access_option(&c->ca, "serve", ch, optarg)) != 0) {
+            if ((v = cmd_access_take(&c->ca, ch, optarg, err)) != 0) {
                 if (v < 0)
                     return (int)-v;
                 break;
             }
-            if ((v = cmd_trace_option(&c->trace, "serve", ch, optarg)) < 0)
+            if ((v = cmd_trace_take(&c->trace, ch, optarg, err)) < 0)
                 return EXIT_USAGE;
             if (v == 0)
-                return cmd_bad_option("serve", ch, argv);
+                return cmd_option_error(ch, argv, err);
             break;
         }
     }
     if (optind >= argc)
-        return cmd_usage_error("serve", "name at least one service (%s)", service_names());
+        return cmd_parse_error(err, "name at least one service (%s)", service_names());
     return 0;
 }
 
@@ -341,10 +325,20 @@ cmd_serve(int argc, char **argv)
     if ((rc = cmd_access_init(&c.ca)) != 0)
         return rc;
     c.so.access = c.ca.access;
-    rc = parse_opts(&c, argc, argv);
-    if (rc != 0 || (rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0) {
+    rc = serve_parse(argc, argv, &c, &err);
+    if (rc != 0)
         cmd_access_free(&c.ca);
-        return rc == -EXIT_OK - 1000 ? EXIT_OK : rc;
+    if (rc == CMD_HELP) {
+        fputs(serve_usage, stdout);
+        return EXIT_OK;
+    }
+    if (rc == EXIT_FAIL)
+        return cmd_fail("%s", err.msg);
+    if (rc != 0)
+        return cmd_usage_error("serve", "%s", err.msg);
+    if ((rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0) {
+        cmd_access_free(&c.ca);
+        return rc;
     }
     c.so.log = log_line;
     c.so.log_ud = &c;

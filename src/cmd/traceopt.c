@@ -8,6 +8,17 @@
 int
 cmd_trace_option(cmd_trace *ct, const char *cmd, int ch, const char *arg)
 {
+    sf_err err;
+    int rc = cmd_trace_take(ct, ch, arg, &err);
+
+    if (rc < 0)
+        cmd_usage_error(cmd, "%s", err.msg);
+    return rc;
+}
+
+int
+cmd_trace_take(cmd_trace *ct, int ch, const char *arg, sf_err *err)
+{
     switch (ch) {
     case CMD_OPT_TRACE:
         if (arg == NULL || strcmp(arg, "text") == 0) {
@@ -15,7 +26,7 @@ cmd_trace_option(cmd_trace *ct, const char *cmd, int ch, const char *arg)
         } else if (strcmp(arg, "json") == 0) {
             ct->format = SF_TRACE_JSON;
         } else {
-            cmd_usage_error(cmd, "--trace=%s: text or json", arg);
+            cmd_parse_error(err, "--trace=%s: text or json", arg);
             return -1;
         }
         break;
@@ -24,7 +35,7 @@ cmd_trace_option(cmd_trace *ct, const char *cmd, int ch, const char *arg)
         break;
     case CMD_OPT_TRACE_FILE:
         if (arg == NULL || arg[0] == '\0') {
-            cmd_usage_error(cmd, "--trace-file: name a file");
+            cmd_parse_error(err, "--trace-file: name a file");
             return -1;
         }
         ct->file = arg;

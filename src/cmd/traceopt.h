@@ -40,6 +40,8 @@ enum { CMD_OPT_TRACE = 0x7100, CMD_OPT_EXPLAIN, CMD_OPT_TRACE_FILE, CMD_OPT_TRAC
  * printed for command cmd: return EXIT_USAGE). --explain, --trace-file and
  * --trace-data each turn tracing on by themselves. */
 int cmd_trace_option(cmd_trace *ct, const char *cmd, int ch, const char *arg);
+/* The same, printing nothing: a bad value is -1 with the message in err. */
+int cmd_trace_take(cmd_trace *ct, int ch, const char *arg, sf_err *err);
 
 /* After parsing: open the trace file if any and set up the sink. Returns 0, or
  * EXIT_FAIL with the reason printed. Does nothing when tracing is off. */

@@ -274,3 +274,66 @@ def test_version():
     r = run_sockflow(["--version"])
     assert (r.returncode, r.stderr) == (0, b"")
     assert re.fullmatch(rb"sockflow \d+\.\d+\.\d+\n", r.stdout)
+
+
+# Every subcommand says what getopt found wrong in one line naming the option as
+# typed (not getopt's own line besides, not a bare "unknown option"), then the hint.
+BAD_OPTIONS = {
+    "serve": (["echo:0"], "--loops", "-j", "--quiet"),
+    "connect": (["127.0.0.1", "7"], "--wait", "-w", "--udp"),
+    "bench": (["echo", "127.0.0.1", "7"], "--conns", "-c", "--json"),
+    "demo": ([], "--section", "-n", "--json"),
+}
+
+
+@pytest.mark.parametrize("cmd", sorted(BAD_OPTIONS))
+@pytest.mark.parametrize("kind", ["unknown-long", "unknown-short", "missing-long",
+                                  "missing-short", "value-on-flag"])
+def test_bad_option_named_once(cmd, kind):
+    rest, long_opt, short_opt, flag = BAD_OPTIONS[cmd]
+    args, message = {
+        "unknown-long": ([*rest, "--nosuch"], "unknown option --nosuch"),
+        "unknown-short": (["-x", *rest], "unknown option -x"),
+        "missing-long": ([*rest, long_opt], f"option {long_opt} needs a value"),
+        "missing-short": ([*rest, short_opt], f"option {short_opt} needs a value"),
+        "value-on-flag": ([f"{flag}=1", *rest], f"option {flag} takes no value"),
+    }[kind]
+    usage_failed(run_sockflow([cmd, *args]), cmd, message)
+
+
+def test_bad_option_of_connect_without_the_word_connect():
+    usage_failed(run_sockflow(["--nosuch", "127.0.0.1", "7"]), "connect",
+                 "unknown option --nosuch")
+
+
+@pytest.mark.parametrize("opt", ["--idle-timeout", "--send-timeout", "--drain-timeout"])
+def test_serve_timeout_error_names_the_option(opt):
+    usage_failed(run_sockflow(["serve", opt, "soon", "echo:0"]), "serve",
+                 f"{opt} soon: a number of seconds")
+
+
+def test_connect_last_of_4_and_6_counts():
+    # As in serve and bench: "-4 -6" means IPv6 only, so an IPv4 address cannot be
+    # resolved; "-6 -4" means IPv4 only and connects.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as l:
+        l.bind(("127.0.0.1", 0))
+        l.listen(1)
+        port = l.getsockname()[1]
+        r = run_sockflow(["connect", "-4", "-6", "-n", "-q", "0", "127.0.0.1", str(port)])
+        assert r.returncode == FAIL and r.stdout == b""
+        assert r.stderr.decode().startswith(f"sockflow: resolve 127.0.0.1:{port}: "), r.stderr
+        r = run_sockflow(["connect", "-6", "-4", "-n", "-q", "0", "127.0.0.1", str(port)])
+        assert (r.returncode, r.stderr) == (0, b"")
+
+
+# getopt takes each byte of "é" for an option of its own and stops inside the
+# argument: the error named the argument before it ("unknown option serve").
+@pytest.mark.parametrize("cmd, rest", [("serve", ["echo:0"]), ("connect", ["127.0.0.1", "7"]),
+                                       ("bench", ["echo", "127.0.0.1", "7"]), ("demo", [])])
+@pytest.mark.parametrize("cluster", ["-é", "-vé"])
+def test_unknown_multibyte_short_option_named(cmd, rest, cluster):
+    if cmd == "bench" and cluster == "-vé":
+        cluster = "-4é"     # bench has no -v
+    if cmd == "serve" and cluster == "-vé":
+        cluster = "-té"
+    usage_failed(run_sockflow([cmd, cluster, *rest]), cmd, f"unknown option {cluster}")
