@@ -255,39 +255,44 @@ parse_secs(bench_conf *c, int ch, const char *arg)
     return 0;
 }
 
+/* -c, -P, -n and -T: the largest whole number each takes, and its range in words. */
+static const struct {
+    int ch;
+    long max;
+    const char *range;
+} counts[] = {
+    { 'c', 1000000, "a number from 1 to 1000000" },
+    { 'P', 4096, "a number from 1 to 4096" },
+    { 'n', 1L << 50, "a positive number" },
+    { 'T', 256, "a number from 1 to 256" },
+};
+
 /* -c, -P, -n, -T and --size: whole numbers in their range. */
 static int
 parse_number(bench_conf *c, int ch, const char *arg)
 {
+    size_t n = sizeof(counts) / sizeof(counts[0]), i = 0;
     long v;
 
-    switch (ch) {
-    case 'c':
-        if ((v = cmd_parse_count(arg, 1000000)) < 1)
-            return cmd_usage_error("bench", "-c %s: a number from 1 to 1000000", arg);
-        c->o.conns = (int)v;
-        return 0;
-    case 'P':
-        if ((v = cmd_parse_count(arg, 4096)) < 1)
-            return cmd_usage_error("bench", "-P %s: a number from 1 to 4096", arg);
-        c->o.pipeline = (int)v;
-        return 0;
-    case 'n':
-        if ((v = cmd_parse_count(arg, 1L << 50)) < 1)
-            return cmd_usage_error("bench", "-n %s: a positive number", arg);
-        c->o.requests = (uint64_t)v;
-        return 0;
-    case 'T':
-        if ((v = cmd_parse_count(arg, 256)) < 1)
-            return cmd_usage_error("bench", "-T %s: a number from 1 to 256", arg);
-        c->o.threads = (int)v;
-        return 0;
-    default:
+    while (i < n && counts[i].ch != ch)
+        i++;
+    if (i == n) {
         if ((v = cmd_parse_size(arg)) < 1 || v > (64L << 20))
             return cmd_usage_error("bench", "--size %s: a size from 1 to 64m", arg);
         c->o.size = (size_t)v;
         return 0;
     }
+    if ((v = cmd_parse_count(arg, counts[i].max)) < 1)
+        return cmd_usage_error("bench", "-%c %s: %s", ch, arg, counts[i].range);
+    if (ch == 'c')
+        c->o.conns = (int)v;
+    else if (ch == 'P')
+        c->o.pipeline = (int)v;
+    else if (ch == 'n')
+        c->o.requests = (uint64_t)v;
+    else
+        c->o.threads = (int)v;
+    return 0;
 }
 
 /* One option: 0, EXIT_USAGE, or -1 when it was --help (printed). */
