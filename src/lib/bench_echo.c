@@ -80,9 +80,6 @@ const sf__bench_mode sf__bench_echo = {
         .min_size = 1, .max_size = 64u << 20,
     },
     .init = init,
-    .free = sf__bench_tcp_free,
-    .start = sf__bench_tcp_start,
-    .sweep = sf__bench_tcp_sweep,
-    .finish = sf__bench_tcp_finish,
     .describe = describe,
+    SF__BENCH_TCP_CALLS,
 };

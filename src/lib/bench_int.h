@@ -192,13 +192,18 @@ struct sf__bench_tcp {
     int starved;            /* out of descriptors: no more opening until the next sweep */
 };
 
-/* A TCP mode's table entry uses these, its init passing its own ops. */
+/* A TCP mode's table entry uses these (SF__BENCH_TCP_CALLS), its init passing its ops. */
 int sf__bench_tcp_init(sf__bench_worker *w, const sf__bench_tcp_ops *ops, int pipeline,
                        sf_err *err);
 void sf__bench_tcp_free(sf__bench_worker *w);
 void sf__bench_tcp_start(sf__bench_worker *w);
 void sf__bench_tcp_sweep(sf__bench_worker *w);
 void sf__bench_tcp_finish(sf__bench_worker *w);
+/* The part of a TCP mode's table entry that is the same in every one: after its own
+ * .init (which passes its ops) and .describe, it names these. */
+#define SF__BENCH_TCP_CALLS                                  \
+    .free = sf__bench_tcp_free, .start = sf__bench_tcp_start, \
+    .sweep = sf__bench_tcp_sweep, .finish = sf__bench_tcp_finish
 
 /* Connect c (a free slot) and watch it; failures are counted, and the sweep tries again. */
 void sf__bench_conn_start(sf__bench_worker *w, sf__bench_conn *c);
