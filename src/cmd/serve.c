@@ -105,110 +105,135 @@ service_names(void)
     return names;
 }
 
+/* --udp-rate N or N/s; 0 is no limit. 0, or EXIT_USAGE with err set. */
+static int
+take_udp_rate(serve_conf *c, const char *arg, sf_err *err)
+{
+    char num[32];
+    size_t n = strcspn(arg, "/");
+    long v;
+
+    if (n >= sizeof(num) || (arg[n] && strcmp(arg + n, "/s") != 0))
+        return cmd_parse_error(err, "--udp-rate %s: a number a second, such as 100 or "
+                               "100/s", arg);
+    memcpy(num, arg, n);
+    num[n] = '\0';
+    if ((v = cmd_parse_count(num, 100000000)) < 0)
+        return cmd_parse_error(err, "--udp-rate %s: a number a second, such as 100 or "
+                               "100/s", arg);
+    c->so.udp_rate = v ? (uint32_t)v : SF_UDP_NO_LIMIT;
+    return 0;
+}
+
+/* --idle-timeout, --send-timeout, --drain-timeout. 0, or EXIT_USAGE with err set. */
+static int
+take_timeout(serve_conf *c, int ch, const char *arg, sf_err *err)
+{
+    long v = cmd_parse_secs_ms(arg);
+
+    if (v < 0 || v > 0xffffffffL)
+        return cmd_parse_error(err, "%s %s: a number of seconds", ch == OPT_IDLE
+                               ? "--idle-timeout" : ch == OPT_SEND ? "--send-timeout"
+                               : "--drain-timeout", arg);
+    if (ch == OPT_IDLE)
+        c->so.idle_timeout_ms = (uint32_t)v;
+    else if (ch == OPT_SEND)
+        c->so.send_timeout_ms = (uint32_t)v;
+    else
+        c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
+    return 0;
+}
+
+/* The server's numbers: loops, backlog, limits, sizes, the UDP budget, timeouts.
+ * 1 taken, 0 not one of them, or -EXIT_USAGE with err set. */
+static int
+take_number(serve_conf *c, int ch, const char *arg, sf_err *err)
+{
+    long v;
+
+    switch (ch) {
+    case 'j':
+        if ((v = cmd_parse_count(arg, 64)) < 1)
+            return -cmd_parse_error(err, "-j %s: a number of loops from 1 to 64", arg);
+        c->so.loops = (int)v;
+        return 1;
+    case OPT_BACKLOG:
+        if ((v = cmd_parse_count(arg, 1 << 20)) < 1)
+            return -cmd_parse_error(err, "--backlog %s: a positive number", arg);
+        c->so.backlog = (int)v;
+        return 1;
+    case OPT_MAX_CONNS:
+        if ((v = cmd_parse_count(arg, 1 << 24)) < 0)
+            return -cmd_parse_error(err, "--max-conns %s: a number", arg);
+        c->so.max_conns = (int)v;
+        return 1;
+    case OPT_QUEUE_CAP:
+        if ((v = cmd_parse_size(arg)) < 1 || v > (1L << 30))
+            return -cmd_parse_error(err, "--queue-cap %s: a size such as 256k", arg);
+        c->so.queue_cap = (size_t)v;
+        return 1;
+    case OPT_DGRAM_MAX:
+        if ((v = cmd_parse_size(arg)) < 1 || v > 65536)
+            return -cmd_parse_error(err, "--dgram-max %s: a size from 1 to 65536", arg);
+        c->so.dgram_max = (size_t)v;
+        return 1;
+    case OPT_UDP_RATE:
+        return take_udp_rate(c, arg, err) ? -EXIT_USAGE : 1;
+    case OPT_UDP_BURST: case OPT_UDP_SOURCES:
+        if ((v = cmd_parse_count(arg, 100000000)) < 1)
+            return -cmd_parse_error(err, "%s %s: a positive number", ch == OPT_UDP_BURST
+                                    ? "--udp-burst" : "--udp-sources", arg);
+        *(ch == OPT_UDP_BURST ? &c->so.udp_burst : &c->so.udp_sources) = (uint32_t)v;
+        return 1;
+    case OPT_IDLE: case OPT_SEND: case OPT_DRAIN:
+        return take_timeout(c, ch, arg, err) ? -EXIT_USAGE : 1;
+    default:
+        return 0;
+    }
+}
+
+/* One option: 0 to go on, CMD_HELP, or an exit status with err set. */
+static int
+take_option(serve_conf *c, int ch, char **argv, sf_err *err)
+{
+    long v;
+
+    switch (ch) {
+    case 'l':
+        if (c->nlisten == MAX_ADDRS)
+            return cmd_parse_error(err, "at most %d -l addresses", MAX_ADDRS);
+        c->listen[c->nlisten++] = optarg;
+        return 0;
+    case 't': c->protos = SF_PROTO_TCP; return 0;
+    case 'u': c->protos = SF_PROTO_UDP; return 0;
+    case '4': c->family_flags = SF_ADDR_V4ONLY; return 0;
+    case '6': c->family_flags = SF_ADDR_V6ONLY; return 0;
+    case 'q': c->quiet = 1; return 0;
+    case 'h': return CMD_HELP;
+    case OPT_LOW_PORTS: c->so.udp_allow_low_ports = 1; return 0;
+    case OPT_INETD: c->inetd = 1; return 0;
+    }
+    if ((v = take_number(c, ch, optarg, err)) != 0 ||
+        (v = cmd_access_take(&c->ca, ch, optarg, err)) != 0)
+        return v < 0 ? (int)-v : 0;
+    if ((v = cmd_trace_take(&c->trace, ch, optarg, err)) < 0)
+        return EXIT_USAGE;
+    return v == 0 ? cmd_option_error(ch, argv, err) : 0;
+}
+
 int
 serve_parse(int argc, char **argv, serve_conf *c, sf_err *err)
 {
-    int ch;
-    long v;
+    int ch, rc;
 
     c->protos = SF_PROTO_TCP | SF_PROTO_UDP;
     c->so.idle_timeout_ms = 300000;
     c->so.send_timeout_ms = 60000;
     optind = 0;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":l:tu46j:qh", serve_opts, NULL)) != -1) {
-        switch (ch) {
-        case 'l':
-            if (c->nlisten == MAX_ADDRS)
-                return cmd_parse_error(err, "at most %d -l addresses", MAX_ADDRS);
-            c->listen[c->nlisten++] = optarg;
-            break;
-        case 't': c->protos = SF_PROTO_TCP; break;
-        case 'u': c->protos = SF_PROTO_UDP; break;
-        case '4': c->family_flags = SF_ADDR_V4ONLY; break;
-        case '6': c->family_flags = SF_ADDR_V6ONLY; break;
-        case 'q': c->quiet = 1; break;
-        case 'h': return CMD_HELP;
-        case 'j':
-            if ((v = cmd_parse_count(optarg, 64)) < 1)
-                return cmd_parse_error(err, "-j %s: a number of loops from 1 to 64", optarg);
-            c->so.loops = (int)v;
-            break;
-        case OPT_BACKLOG:
-            if ((v = cmd_parse_count(optarg, 1 << 20)) < 1)
-                return cmd_parse_error(err, "--backlog %s: a positive number", optarg);
-            c->so.backlog = (int)v;
-            break;
-        case OPT_MAX_CONNS:
-            if ((v = cmd_parse_count(optarg, 1 << 24)) < 0)
-                return cmd_parse_error(err, "--max-conns %s: a number", optarg);
-            c->so.max_conns = (int)v;
-            break;
-        case OPT_QUEUE_CAP:
-            if ((v = cmd_parse_size(optarg)) < 1 || v > (1L << 30))
-                return cmd_parse_error(err, "--queue-cap %s: a size such as 256k", optarg);
-            c->so.queue_cap = (size_t)v;
-            break;
-        case OPT_DGRAM_MAX:
-            if ((v = cmd_parse_size(optarg)) < 1 || v > 65536)
-                return cmd_parse_error(err, "--dgram-max %s: a size from 1 to 65536", optarg);
-            c->so.dgram_max = (size_t)v;
-            break;
-        case OPT_LOW_PORTS:
-            c->so.udp_allow_low_ports = 1;
-            break;
-        case OPT_INETD:
-            c->inetd = 1;
-            break;
-        case OPT_UDP_RATE: {
-            char num[32];
-            size_t n = strcspn(optarg, "/");
-
-            if (n >= sizeof(num) || (optarg[n] && strcmp(optarg + n, "/s") != 0))
-                return cmd_parse_error(err, "--udp-rate %s: a number a second, "
-                                       "such as 100 or 100/s", optarg);
-            memcpy(num, optarg, n);
-            num[n] = '\0';
-            if ((v = cmd_parse_count(num, 100000000)) < 0)
-                return cmd_parse_error(err, "--udp-rate %s: a number a second, "
-                                       "such as 100 or 100/s", optarg);
-            c->so.udp_rate = v ? (uint32_t)v : SF_UDP_NO_LIMIT;
-            break;
-        }
-        case OPT_UDP_BURST: case OPT_UDP_SOURCES:
-            if ((v = cmd_parse_count(optarg, 100000000)) < 1)
-                return cmd_parse_error(err, "%s %s: a positive number", ch == OPT_UDP_BURST
-                                       ? "--udp-burst" : "--udp-sources", optarg);
-            if (ch == OPT_UDP_BURST)
-                c->so.udp_burst = (uint32_t)v;
-            else
-                c->so.udp_sources = (uint32_t)v;
-            break;
-        case OPT_IDLE: case OPT_SEND: case OPT_DRAIN:
-            if ((v = cmd_parse_secs_ms(optarg)) < 0 || v > 0xffffffffL)
-                return cmd_parse_error(err, "%s %s: a number of seconds", ch == OPT_IDLE
-                                       ? "--idle-timeout" : ch == OPT_SEND ? "--send-timeout"
-                                       : "--drain-timeout", optarg);
-            if (ch == OPT_IDLE)
-                c->so.idle_timeout_ms = (uint32_t)v;
-            else if (ch == OPT_SEND)
-                c->so.send_timeout_ms = (uint32_t)v;
-            else
-                c->so.drain_timeout_ms = v ? (uint32_t)v : 1;
-            break;
-        default:
-            if ((v = cmd_access_take(&c->ca, ch, optarg, err)) != 0) {
-                if (v < 0)
-                    return (int)-v;
-                break;
-            }
-            if ((v = cmd_trace_take(&c->trace, ch, optarg, err)) < 0)
-                return EXIT_USAGE;
-            if (v == 0)
-                return cmd_option_error(ch, argv, err);
-            break;
-        }
-    }
+    while ((ch = getopt_long(argc, argv, ":l:tu46j:qh", serve_opts, NULL)) != -1)
+        if ((rc = take_option(c, ch, argv, err)) != 0)
+            return rc;
     if (optind >= argc)
         return cmd_parse_error(err, "name at least one service (%s)", service_names());
     return 0;
@@ -313,33 +338,62 @@ listener_kind(const sf_listener *l)
     return l->proto == SF_PROTO_TCP ? "tcp" : "udp";
 }
 
+/* The options, then the addresses to listen on. Returns GO, or the exit status with the
+ * message printed (and nothing left to free). */
+enum { GO = -1 };
+
+static int
+configure(serve_conf *c, int argc, char **argv, sf_addr *addrs, int *naddrs, int *defaulted)
+{
+    sf_err err;
+    int rc;
+
+    if ((rc = cmd_access_init(&c->ca)) != 0)
+        return rc;
+    c->so.access = c->ca.access;
+    rc = serve_parse(argc, argv, c, &err);
+    if (rc == CMD_HELP)
+        fputs(serve_usage, stdout);
+    else if (rc == EXIT_FAIL)
+        cmd_fail("%s", err.msg);
+    else if (rc != 0)
+        cmd_usage_error("serve", "%s", err.msg);
+    else if ((rc = listen_addrs(c, addrs, naddrs, defaulted)) == 0)
+        return GO;
+    /* (a failing listen_addrs has printed why) */
+    cmd_access_free(&c->ca);
+    return rc == CMD_HELP ? EXIT_OK : rc;
+}
+
+/* The "listening on" lines, and a warning when one reaches beyond this host. */
+static void
+print_listeners(const sf_server *s)
+{
+    for (int i = 0, warned = 0; i < sf_server_listener_count(s); i++) {
+        const sf_listener *l = sf_server_listener(s, i);
+        char where[SF_ADDR_STRLEN];
+
+        if (sf_addr_is_wildcard(&l->addr) && !warned++)
+            fprintf(stderr, "sockflow: warning: listening on %s: every address of this "
+                    "host, other hosts can reach it\n", sf_addr_format(&l->addr, where,
+                                                                      sizeof(where)));
+        printf("listening on %s %s (%s)\n", listener_kind(l),
+               sf_addr_format(&l->addr, where, sizeof(where)), l->svc->name);
+    }
+    fflush(stdout);
+}
+
 int
 cmd_serve(int argc, char **argv)
 {
     serve_conf c = { 0 };
     sf_addr addrs[MAX_ADDRS];
     sf_server *s = NULL;
-    int naddrs, defaulted, passed = 0, rc;
+    int naddrs = 0, defaulted = 0, passed = 0, rc;
     sf_err err;
 
-    if ((rc = cmd_access_init(&c.ca)) != 0)
+    if ((rc = configure(&c, argc, argv, addrs, &naddrs, &defaulted)) != GO)
         return rc;
-    c.so.access = c.ca.access;
-    rc = serve_parse(argc, argv, &c, &err);
-    if (rc != 0)
-        cmd_access_free(&c.ca);
-    if (rc == CMD_HELP) {
-        fputs(serve_usage, stdout);
-        return EXIT_OK;
-    }
-    if (rc == EXIT_FAIL)
-        return cmd_fail("%s", err.msg);
-    if (rc != 0)
-        return cmd_usage_error("serve", "%s", err.msg);
-    if ((rc = listen_addrs(&c, addrs, &naddrs, &defaulted)) != 0) {
-        cmd_access_free(&c.ca);
-        return rc;
-    }
     c.so.log = log_line;
     c.so.log_ud = &c;
     /* inetd: the connection ends the server, not a drain deadline */
@@ -367,18 +421,7 @@ cmd_serve(int argc, char **argv)
     }
     if ((rc = cmd_access_drop_privileges(&c.ca)) != 0)
         goto out;
-    for (int i = 0, warned = 0; i < sf_server_listener_count(s); i++) {
-        const sf_listener *l = sf_server_listener(s, i);
-        char where[SF_ADDR_STRLEN];
-
-        if (sf_addr_is_wildcard(&l->addr) && !warned++)
-            fprintf(stderr, "sockflow: warning: listening on %s: every address of this "
-                    "host, other hosts can reach it\n", sf_addr_format(&l->addr, where,
-                                                                      sizeof(where)));
-        printf("listening on %s %s (%s)\n", listener_kind(l),
-               sf_addr_format(&l->addr, where, sizeof(where)), l->svc->name);
-    }
-    fflush(stdout);
+    print_listeners(s);
     rc = sf_server_run(s);
     if (rc < 0) {
         rc = cmd_fail("serve: %s", sf_strerror(rc));
