@@ -16,5 +16,7 @@
 #include "client.h"
 #include "hist.h"
 #include "bench.h"
+#include "ladder.h"
+#include "wire.h"
 
 #endif
