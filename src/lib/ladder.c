@@ -225,7 +225,7 @@ geom_for(int width)
 {
     geom g = { .width = width, .time_w = 10 };
 
-    g.text_w = (width - g.time_w - 4) * 26 / 86;
+    g.text_w = (width - g.time_w - 4) * 28 / 86;
     g.cl = g.time_w + g.text_w + 1;
     g.sl = width - g.text_w - 2;
     return g;

@@ -165,11 +165,11 @@ svg_head(FILE *out, const sf_ladder_figure *fig, int height, int ybottom)
             "viewBox=\"0 0 %d %d\" class=\"sf-ladder\" data-section=\"%d\">\n",
             FIG_W, height, FIG_W, height, fig->section);
     fprintf(out, "<style>text{font-family:\"DejaVu Sans Mono\",monospace;font-size:12px;"
-            "fill:#111}.title{font-size:15px;font-weight:bold;font-family:\"Noto Sans CJK SC\","
-            "\"DejaVu Sans\",sans-serif}.zh{font-family:\"Noto Sans CJK SC\",\"DejaVu Sans\","
-            "sans-serif}.ref{fill:#a33;font-size:10px}.time{fill:#666}.life{stroke:#888;"
-            "stroke-width:1.5}.bar0{fill:#4a7bd0}.bar1{fill:#d08a2a}.seg{stroke:#222;"
-            "stroke-width:1.5}.seglabel{font-weight:bold}</style>\n");
+            "fill:#111}.title{font-size:15px;font-weight:bold}.title,.zh{font-family:"
+            "\"WenQuanYi Micro Hei\",\"Noto Sans CJK SC\",\"DejaVu Sans\",sans-serif}"
+            ".ref{fill:#a33;font-size:10px}.time{fill:#666}.life{stroke:#888;stroke-width:1.5}"
+            ".bar0{fill:#4a7bd0}.bar1{fill:#d08a2a}.seg{stroke:#222;stroke-width:1.5}"
+            ".seglabel{font-weight:bold}</style>\n");
     fprintf(out, "<defs><marker id=\"sf-arrow-%d\" viewBox=\"0 0 10 10\" refX=\"10\" "
             "refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto\">"
             "<path d=\"M0,0 L10,5 L0,10 z\" fill=\"#222\"/></marker></defs>\n", fig->section);
@@ -236,6 +236,90 @@ svg_segment(FILE *out, size_t i, const sf_ladder_event *e, int ref, int section)
     fprintf(out, "<tspan class=\"ref\" dy=\"-4\"> [%d]</tspan></text>\n", ref);
 }
 
+/* Bytes of s that fit in cols columns (a CJK character takes two), broken at a space
+ * where one falls in the second half of the line. */
+static size_t
+line_bytes(const char *s, int cols)
+{
+    size_t i = 0, space = 0;
+    int w = 0;
+
+    while (s[i]) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        int cw = len >= 3 ? 2 : 1;
+
+        if (w + cw > cols)
+            break;
+        if (c == ' ')
+            space = i;
+        w += cw;
+        i += len;
+    }
+    if (s[i] && space > i / 2)
+        return space;
+    return i;
+}
+
+/* Write text as lines of at most LEGEND_COLS columns from (x, y), one LEGEND_LINE
+ * apart (out NULL: only count them). Returns the lines used. */
+#define LEGEND_COLS 124
+
+static int
+wrapped(FILE *out, const char *cls, int x, int y, const char *prefix, const char *text)
+{
+    char line[512];
+    int lines = 0;
+
+    while (*text || lines == 0) {
+        size_t n;
+
+        snprintf(line, sizeof(line), "%s", lines == 0 ? prefix : "");
+        n = line_bytes(text, LEGEND_COLS - (int)strlen(line));
+        if (n == 0 && *text)
+            n = 1;
+        if (out) {
+            fprintf(out, "<text class=\"%s\" x=\"%d\" y=\"%d\">", cls, x,
+                    y + lines * LEGEND_LINE);
+            xml_text(out, line);
+            snprintf(line, sizeof(line), "%.*s", (int)n, text);
+            xml_text(out, line);
+            fprintf(out, "</text>\n");
+        }
+        text += n;
+        while (*text == ' ')
+            text++;
+        lines++;
+    }
+    return lines;
+}
+
+/* One numbered entry: the seed's sentence, then the English gloss. Returns lines used. */
+static int
+legend_entry(FILE *out, int k, const seed_words *w, int y)
+{
+    char prefix[32];
+    int lines;
+
+    if (w->zh)
+        snprintf(prefix, sizeof(prefix), "[%d] §%d ", k, w->section);
+    else
+        snprintf(prefix, sizeof(prefix), "[%d] ", k);
+    lines = wrapped(out, "zh", X_TIME, y, prefix, w->zh ? w->zh : "(not in the seed)");
+    return lines + wrapped(out, "en", X_TIME + 28, y + lines * LEGEND_LINE, "", w->en);
+}
+
+/* The legend's height in lines, the heading and the bar's line included. */
+static int
+legend_lines(const legend *l)
+{
+    int lines = 2;
+
+    for (int k = 0; k < l->n; k++)
+        lines += legend_entry(NULL, k + 1, &words[l->order[k]], 0);
+    return lines;
+}
+
 static void
 svg_legend(FILE *out, const legend *l, int y)
 {
@@ -248,18 +332,8 @@ svg_legend(FILE *out, const legend *l, int y)
             "its return (client blue, server orange)</text>\n",
             X_TIME, y - 10, X_TIME + 12, y - 10, X_TIME + 28, y);
     for (int k = 0; k < l->n; k++) {
-        const seed_words *w = &words[l->order[k]];
-
         y += LEGEND_LINE;
-        fprintf(out, "<text class=\"zh\" x=\"%d\" y=\"%d\">[%d] ", X_TIME, y, k + 1);
-        if (w->zh)
-            fprintf(out, "§%d ", w->section);
-        xml_text(out, w->zh ? w->zh : "(not in the seed)");
-        fprintf(out, "</text>\n");
-        y += LEGEND_LINE;
-        fprintf(out, "<text x=\"%d\" y=\"%d\">", X_TIME + 28, y);
-        xml_text(out, w->en);
-        fprintf(out, "</text>\n");
+        y += (legend_entry(out, k + 1, &words[l->order[k]], y) - 1) * LEGEND_LINE;
     }
 }
 
@@ -297,7 +371,7 @@ sf_ladder_svg(FILE *out, const sf_ladder_figure *fig)
     for (size_t i = 0; i < nr; i++)
         legend_ref(&l, &fig->ev[rows[i].ev]);
     ybottom = row_y(nr) - ROW_H / 2;
-    height = ybottom + 30 + (2 * l.n + 2) * LEGEND_LINE + 10;
+    height = ybottom + 30 + legend_lines(&l) * LEGEND_LINE + 10;
     svg_head(out, fig, height, ybottom);
     memset(&l, 0, sizeof(l));
     svg_rows(out, fig, rows, nr, &l);
