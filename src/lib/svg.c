@@ -169,7 +169,7 @@ svg_head(FILE *out, const sf_ladder_figure *fig, int height, int ybottom)
             "\"WenQuanYi Micro Hei\",\"Noto Sans CJK SC\",\"DejaVu Sans\",sans-serif}"
             ".ref{fill:#a33;font-size:10px}.time{fill:#666}.life{stroke:#888;stroke-width:1.5}"
             ".bar0{fill:#4a7bd0}.bar1{fill:#d08a2a}.seg{stroke:#222;stroke-width:1.5}"
-            ".seglabel{font-weight:bold}</style>\n");
+            ".seglabel,.legend{font-weight:bold}</style>\n");
     fprintf(out, "<defs><marker id=\"sf-arrow-%d\" viewBox=\"0 0 10 10\" refX=\"10\" "
             "refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto\">"
             "<path d=\"M0,0 L10,5 L0,10 z\" fill=\"#222\"/></marker></defs>\n", fig->section);
@@ -323,7 +323,7 @@ legend_lines(const legend *l)
 static void
 svg_legend(FILE *out, const legend *l, int y)
 {
-    fprintf(out, "<text class=\"seglabel\" x=\"%d\" y=\"%d\">Legend: the seed's words for "
+    fprintf(out, "<text class=\"legend\" x=\"%d\" y=\"%d\">Legend: the seed's words for "
             "each numbered call and segment</text>\n", X_TIME, y);
     y += LEGEND_LINE;
     fprintf(out, "<rect class=\"bar0\" x=\"%d\" y=\"%d\" width=\"10\" height=\"12\"/>"
