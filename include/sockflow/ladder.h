@@ -43,6 +43,11 @@ typedef struct sf_ladder_event {
  * initial sequence number, K: the server's). Returns buf. */
 const char *sf_ladder_seg_label(const sf_ladder_event *e, char *buf, size_t cap);
 
+/* Merge calls and segments into the order a trace writes them: idx gets 0..n-1 sorted
+ * by time, a call at its return (when its line is written), a segment when it was
+ * seen; ties keep the given order. Returns 0, SF_EUSAGE for a bad event, or -ENOMEM. */
+int sf_ladder_order(const sf_ladder_event *ev, size_t n, size_t *idx);
+
 /* ---- the terminal ladder ---- */
 
 #define SF_LADDER_WIDTH 100

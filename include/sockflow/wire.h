@@ -111,18 +111,29 @@ int sf_wire_fd(const sf_wire *w);
 
 /* Read what is queued without waiting: up to max records into out, each parsed, its
  * time converted to CLOCK_MONOTONIC and its relative numbers filled. Packets that do
- * not parse are skipped. Returns the count (0: nothing queued) or a negative errno.
- * Not while a capture thread runs. */
+ * not parse are skipped. Returns the count (0: nothing queued). Not while a capture
+ * thread runs or records are held for sf_wire_take (they would come out of order). */
 int sf_wire_read(sf_wire *w, sf_segment *out, size_t max);
 
 /* Run the capture on a thread of its own, keeping at most max records (the rest are
- * counted as dropped). Returns 0 or a negative code with err set. */
+ * counted as dropped); records held before are dropped. Returns 0 or a negative code
+ * with err set. */
 int sf_wire_start(sf_wire *w, size_t max, sf_err *err);
 
 /* Stop the thread after the queue has been quiet for settle_ms (the last packets of an
  * exchange can still be in the kernel's backlog when the calls return), waiting at
  * most 20 * settle_ms in all. Returns the count of records kept. */
 int sf_wire_stop(sf_wire *w, int settle_ms);
+
+/* Move out, in capture order, up to max of the records seen so far whose t_ns <=
+ * until_ns (UINT64_MAX: all): those the thread kept, then whatever is still in the ring
+ * (so a packet delivered before a call returned is there when its event is written).
+ * Safe from any thread, with or without the capture thread; without it, room for
+ * SF_WIRE_KEEP_DEFAULT records is made on first use. Later records stay for the next
+ * call. Returns the count. */
+#define SF_WIRE_KEEP_DEFAULT 1024
+
+size_t sf_wire_take(sf_wire *w, uint64_t until_ns, sf_segment *out, size_t max);
 
 /* The records kept by the thread, in capture order; valid until sf_wire_close or the
  * next sf_wire_start. Only after sf_wire_stop. */

@@ -212,6 +212,25 @@ fail:
     return -ENOMEM;
 }
 
+int
+sf_ladder_order(const sf_ladder_event *ev, size_t n, size_t *idx)
+{
+    point *p;
+
+    for (size_t i = 0; i < n; i++)
+        if (!event_ok(&ev[i]))
+            return SF_EUSAGE;
+    if ((p = malloc((n + 1) * sizeof(*p))) == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (point){ ev[i].kind == SF_LADDER_CALL ? ev[i].t_end_ns : ev[i].t_ns, i, 0 };
+    qsort(p, n, sizeof(*p), point_cmp);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = p[i].ev;
+    free(p);
+    return 0;
+}
+
 /* ---- the terminal ladder ---- */
 
 /* Columns: time, client text (right-aligned against its lifeline), the lifeline, the

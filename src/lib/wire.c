@@ -29,6 +29,7 @@
 struct sf_wire {
     int fd;
     int stop_fd;                /* eventfd: the thread is asked to finish */
+    pthread_mutex_t mu;         /* the ring, the flows and the kept records */
     uint8_t *ring;              /* FRAME_NR frames shared with the kernel */
     size_t next;                /* the frame to look at next */
     char ifname[IF_NAMESIZE];
@@ -141,6 +142,7 @@ sf_wire_open(sf_wire **out, const char *ifname, const sf_wire_filter *f, sf_err 
         return sf_err_set(err, -ENOMEM, "capture on %s", ifname);
     snprintf(w->ifname, sizeof(w->ifname), "%s", ifname);
     w->stop_fd = -1;
+    pthread_mutex_init(&w->mu, NULL);
     /* Protocol 0: nothing is received until bind names one. */
     w->fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (w->fd < 0) {
@@ -200,8 +202,9 @@ read_one(sf_wire *w, sf_segment *s)
     return 1;
 }
 
-int
-sf_wire_read(sf_wire *w, sf_segment *out, size_t max)
+/* Up to max records off the ring; fewer only when the ring is empty. Under w->mu. */
+static size_t
+read_ring(sf_wire *w, sf_segment *out, size_t max)
 {
     size_t n = 0;
 
@@ -214,13 +217,25 @@ sf_wire_read(sf_wire *w, sf_segment *out, size_t max)
             break;
         n += (size_t)rc;
     }
+    return n;
+}
+
+int
+sf_wire_read(sf_wire *w, sf_segment *out, size_t max)
+{
+    size_t n;
+
+    pthread_mutex_lock(&w->mu);
+    n = read_ring(w, out, max);
+    pthread_mutex_unlock(&w->mu);
     return (int)n;
 }
 
+/* Under w->mu. */
 static void
-keep(sf_wire *w, const sf_segment *s, int n)
+keep(sf_wire *w, const sf_segment *s, size_t n)
 {
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (w->nsegs < w->max)
             w->segs[w->nsegs++] = s[i];
         else
@@ -241,16 +256,14 @@ capture_main(void *arg)
     for (;;) {
         struct pollfd p[2] = { { w->fd, POLLIN, 0 }, { w->stop_fd, POLLIN, 0 } };
         uint64_t now;
-        int n;
+        size_t n;
 
-        if (poll(p, stop_at ? 1 : 2, wait_ms) < 0 &&
-            errno != EINTR)
+        if (poll(p, stop_at ? 1 : 2, wait_ms) < 0 && errno != EINTR)
             break;
-        n = sf_wire_read(w, batch, sizeof(batch) / sizeof(batch[0]));
-        if (n > 0)
-            keep(w, batch, n);
-        if (n < 0 && n != -EINTR)
-            break;
+        pthread_mutex_lock(&w->mu);
+        n = read_ring(w, batch, sizeof(batch) / sizeof(batch[0]));
+        keep(w, batch, n);
+        pthread_mutex_unlock(&w->mu);
         now = clock_ns(CLOCK_MONOTONIC);
         if (!stop_at && (p[1].revents & POLLIN)) {
             int settle = __atomic_load_n(&w->settle_ms, __ATOMIC_ACQUIRE);
@@ -268,6 +281,18 @@ capture_main(void *arg)
     return NULL;
 }
 
+/* Room for max kept records, the old ones dropped. */
+static int
+keep_room(sf_wire *w, size_t max)
+{
+    free(w->segs);
+    w->nsegs = 0;
+    w->overflow = 0;
+    w->max = max;
+    w->segs = malloc(max * sizeof(*w->segs));
+    return w->segs ? 0 : -ENOMEM;
+}
+
 int
 sf_wire_start(sf_wire *w, size_t max, sf_err *err)
 {
@@ -276,11 +301,7 @@ sf_wire_start(sf_wire *w, size_t max, sf_err *err)
     if (w->running || max == 0)
         return sf_err_set(err, SF_EUSAGE, "capture on %s: %s", w->ifname,
                           w->running ? "already running" : "no room for records");
-    free(w->segs);
-    w->nsegs = 0;
-    w->overflow = 0;
-    w->max = max;
-    if ((w->segs = malloc(max * sizeof(*w->segs))) == NULL)
+    if (keep_room(w, max) < 0)
         return sf_err_set(err, -ENOMEM, "capture on %s", w->ifname);
     if (w->stop_fd < 0 && (w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
         return sf_err_set(err, -errno, "capture on %s: eventfd", w->ifname);
@@ -306,6 +327,31 @@ sf_wire_stop(sf_wire *w, int settle_ms)
     if (read(w->stop_fd, &drain, sizeof(drain)) < 0)
         (void)0;   /* nothing pending: nothing to reset */
     return (int)w->nsegs;
+}
+
+size_t
+sf_wire_take(sf_wire *w, uint64_t until_ns, sf_segment *out, size_t max)
+{
+    sf_segment batch[32];
+    size_t n, k = 0;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->segs == NULL && keep_room(w, SF_WIRE_KEEP_DEFAULT) < 0) {
+        pthread_mutex_unlock(&w->mu);
+        return 0;
+    }
+    do {
+        n = read_ring(w, batch, sizeof(batch) / sizeof(batch[0]));
+        keep(w, batch, n);
+    } while (n == sizeof(batch) / sizeof(batch[0]));
+    while (k < w->nsegs && k < max && w->segs[k].t_ns <= until_ns) {
+        out[k] = w->segs[k];
+        k++;
+    }
+    memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
+    w->nsegs -= k;
+    pthread_mutex_unlock(&w->mu);
+    return k;
 }
 
 const sf_segment *
@@ -341,5 +387,6 @@ sf_wire_close(sf_wire *w)
     if (w->stop_fd >= 0)
         close(w->stop_fd);
     free(w->segs);
+    pthread_mutex_destroy(&w->mu);
     free(w);
 }

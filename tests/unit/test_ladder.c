@@ -316,6 +316,26 @@ handshake(sf_ladder_event *ev)
     return n;
 }
 
+/* The trace's order: a call's line at its return, after the segments inside it. */
+static void
+test_order_for_the_trace(void **state)
+{
+    sf_ladder_event ev[32];
+    size_t n = handshake(ev), idx[32];
+    static const size_t want[5] = { 2, 3, 4, 1, 0 };   /* SYN, SYN-ACK, ACK, connect, accept */
+
+    (void)state;
+    assert_int_equal(sf_ladder_order(ev, n, idx), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(idx[i], want[i]);
+    ev[0].t_end_ns = ev[1].t_end_ns;                       /* a tie: the given order */
+    assert_int_equal(sf_ladder_order(ev, n, idx), 0);
+    assert_int_equal(idx[3], 0);
+    assert_int_equal(idx[4], 1);
+    ev[2].side = 7;
+    assert_int_equal(sf_ladder_order(ev, n, idx), SF_EUSAGE);
+}
+
 static void
 test_svg_golden(void **state)
 {
@@ -384,6 +404,7 @@ main(void)
         cmocka_unit_test(test_rows_ties),
         cmocka_unit_test(test_text_golden),
         cmocka_unit_test(test_text_errors),
+        cmocka_unit_test(test_order_for_the_trace),
         cmocka_unit_test(test_svg_golden),
         cmocka_unit_test(test_svg_escapes),
     };

@@ -788,6 +788,56 @@ test_capture_filter_excludes_and_polls(void **state)
     close(l2);
 }
 
+/* Records taken up to a moment: what a trace writer does before writing a call's line.
+ * Without a thread the ring itself is read; with one, its kept records come first. */
+static void
+test_take_until(void **state)
+{
+    sf_wire_filter f = { .protos = SF_WIRE_P_TCP, .nports = 1 };
+    int port, lfd = unit_tcp_listener(AF_INET, 8, &port), cfd, afd;
+    uint64_t t_connected, t_closed;
+    sf_segment seg[16];
+    sf_wire *w;
+    sf_err err;
+    size_t n;
+
+    (void)state;
+    SKIP_UNLESS_CAPTURE();
+    f.ports[0] = (uint16_t)port;
+    assert_int_equal(sf_wire_open(&w, NULL, &f, &err), 0);
+    cfd = unit_tcp_client(AF_INET, port);
+    t_connected = sf_now_ns();
+    unit_sleep_ms(2);
+    assert_int_equal(sf_wire_take(w, 0, seg, 16), 0);
+    close(cfd);
+    t_closed = sf_now_ns();
+    /* The FIN is in the ring already but later than t_connected: it stays. */
+    n = sf_wire_take(w, t_connected, seg, 16);
+    assert_int_equal(n, 3);
+    assert_int_equal(seg[0].flags, SF_SEG_SYN);
+    assert_int_equal(seg[2].flags, SF_SEG_ACK);
+    for (size_t i = 0; i < n; i++)
+        assert_true(seg[i].t_ns <= t_connected);
+    n = sf_wire_take(w, t_closed, seg, 1);
+    assert_int_equal(n, 1);
+    assert_true(seg[0].flags & SF_SEG_FIN);
+    /* With the thread running, a connection accepted and closed by the server. */
+    assert_int_equal(sf_wire_start(w, 64, &err), 0);
+    assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    afd = accept(lfd, NULL, NULL);
+    assert_true(afd >= 0);
+    close(afd);
+    n = 0;
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; n == 0 && unit_now_ms() < end;)
+        n = sf_wire_take(w, UINT64_MAX, seg, 16);
+    assert_true(n >= 1);
+    assert_int_equal(sf_addr_port(&seg[0].src), port);
+    assert_true(seg[0].flags & SF_SEG_FIN);
+    sf_wire_stop(w, 10);
+    sf_wire_close(w);
+    close(lfd);
+}
+
 static void
 test_open_errors(void **state)
 {
@@ -933,6 +983,7 @@ main(void)
         cmocka_unit_test(test_capture_handshake_v6),
         cmocka_unit_test(test_capture_udp_and_unreachable),
         cmocka_unit_test(test_capture_filter_excludes_and_polls),
+        cmocka_unit_test(test_take_until),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_unprivileged_namespace),
         cmocka_unit_test(test_tcp_counts),
