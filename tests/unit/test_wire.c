@@ -857,6 +857,25 @@ test_open_errors(void **state)
     assert_non_null(strstr(err.msg, "capture on lo: filter"));
 }
 
+/* The exit status of child pid, waiting at most UNIT_WAIT_MS (then it is killed). */
+static int
+wait_child(pid_t pid)
+{
+    int status = 0;
+
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; unit_now_ms() < end;) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            assert_true(WIFEXITED(status));
+            return status;
+        }
+        unit_sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("child %d did not finish", (int)pid);
+    return status;
+}
+
 /* Unprivileged: a plain user cannot open a capture and is told why; in a private user
  * and network namespace the same user captures a handshake on the namespace's lo. */
 static int
@@ -917,19 +936,40 @@ test_unprivileged_namespace(void **state)
     assert_true(pid >= 0);
     if (pid == 0)
         _exit(unprivileged_child());
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; unit_now_ms() < end;) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            break;
-        unit_sleep_ms(10);
-    }
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        fail_msg("the unprivileged child did not finish");
-    }
-    assert_true(WIFEXITED(status));
+    status = wait_child(pid);
     if (WEXITSTATUS(status) == 12)
         skip();     /* user namespaces disabled here: the message went to stderr */
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void *
+sleeper(void *arg)
+{
+    (void)arg;
+    unit_sleep_ms(500);
+    return NULL;
+}
+
+/* A process with threads cannot move into a new user namespace: said so, not hidden. */
+static void
+test_netns_refused_with_threads(void **state)
+{
+    int status = 0;
+    pid_t pid = fork();
+
+    (void)state;
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pthread_t th;
+        sf_err err;
+        int rc;
+
+        pthread_create(&th, NULL, sleeper, NULL);
+        rc = sf_wire_enter_netns(&err);
+        _exit(rc == -EINVAL && strstr(err.msg, "unshare(CLONE_NEWUSER|CLONE_NEWNET)") &&
+              strstr(err.msg, "(the process has threads)") ? 0 : 1);
+    }
+    status = wait_child(pid);
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
@@ -986,6 +1026,7 @@ main(void)
         cmocka_unit_test(test_take_until),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_unprivileged_namespace),
+        cmocka_unit_test(test_netns_refused_with_threads),
         cmocka_unit_test(test_tcp_counts),
     };
 
