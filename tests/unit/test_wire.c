@@ -797,6 +797,7 @@ test_take_until(void **state)
     int port, lfd = unit_tcp_listener(AF_INET, 8, &port), cfd, afd;
     uint64_t t_connected, t_closed;
     sf_segment seg[16];
+    int fin = 0;
     sf_wire *w;
     sf_err err;
     size_t n;
@@ -811,28 +812,32 @@ test_take_until(void **state)
     assert_int_equal(sf_wire_take(w, 0, seg, 16), 0);
     close(cfd);
     t_closed = sf_now_ns();
-    /* The FIN is in the ring already but later than t_connected: it stays. */
+    /* The FIN is in the ring already but later than t_connected: it stays. (The last
+     * ACK is nearly always inside connect() too, but a loaded kernel may defer it.) */
     n = sf_wire_take(w, t_connected, seg, 16);
-    assert_int_equal(n, 3);
+    assert_true(n == 2 || n == 3);
     assert_int_equal(seg[0].flags, SF_SEG_SYN);
-    assert_int_equal(seg[2].flags, SF_SEG_ACK);
+    assert_int_equal(seg[1].flags, SF_SEG_SYN | SF_SEG_ACK);
     for (size_t i = 0; i < n; i++)
-        assert_true(seg[i].t_ns <= t_connected);
-    n = sf_wire_take(w, t_closed, seg, 1);
-    assert_int_equal(n, 1);
-    assert_true(seg[0].flags & SF_SEG_FIN);
+        assert_true(seg[i].t_ns <= t_connected && !(seg[i].flags & SF_SEG_FIN));
+    n = sf_wire_take(w, t_closed, seg, 16);
+    for (size_t i = 0; i < n; i++)
+        fin |= sf_addr_port(&seg[i].dst) == port && (seg[i].flags & SF_SEG_FIN);
+    assert_true(fin);
+    fin = 0;
     /* With the thread running, a connection accepted and closed by the server. */
     assert_int_equal(sf_wire_start(w, 64, &err), 0);
     assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
     afd = accept(lfd, NULL, NULL);
     assert_true(afd >= 0);
     close(afd);
-    n = 0;
-    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; n == 0 && unit_now_ms() < end;)
+    /* The server's FIN; the ACK of the client's FIN may come first on a loaded machine. */
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS; !fin && unit_now_ms() < end;) {
         n = sf_wire_take(w, UINT64_MAX, seg, 16);
-    assert_true(n >= 1);
-    assert_int_equal(sf_addr_port(&seg[0].src), port);
-    assert_true(seg[0].flags & SF_SEG_FIN);
+        for (size_t i = 0; i < n; i++)
+            fin |= sf_addr_port(&seg[i].src) == port && (seg[i].flags & SF_SEG_FIN);
+    }
+    assert_true(fin);
     sf_wire_stop(w, 10);
     sf_wire_close(w);
     close(lfd);
