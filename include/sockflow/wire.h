@@ -81,11 +81,15 @@ typedef struct sf_wire_filter {
     unsigned protos;                /* SF_WIRE_P_* */
     int nports;
     uint16_t ports[SF_WIRE_PORTS_MAX];
+    int outgoing;                   /* keep the packets this host sends as it sends them:
+                                       on an interface other than lo, where each packet is
+                                       seen once (sf_wire_open sets it from the interface) */
 } sf_wire_filter;
 
 /* Build the classic BPF program for f, run on network-layer packets (a SOCK_DGRAM packet
- * socket). It drops the outgoing copy loopback shows of every packet (the ancillary
- * packet type), IPv4 fragments after the first and IPv6 with extension headers. Returns
+ * socket). Unless f->outgoing, it drops the leaving copy loopback shows of every packet
+ * besides the arriving one (by the ancillary packet type); always IPv4 fragments after
+ * the first and IPv6 with extension headers. Returns
  * the instruction count, or SF_EUSAGE (no protocol, too many ports, cap too small). */
 int sf_wire_bpf_build(const sf_wire_filter *f, struct sock_filter *prog, size_t cap);
 
@@ -96,7 +100,9 @@ typedef struct sf_wire sf_wire;
 /* Open a capture on interface ifname (NULL: "lo"): socket(AF_PACKET, SOCK_DGRAM, 0),
  * the filter attached, a 1 MiB receive ring mapped (TPACKET_V2: the kernel stamps each
  * packet as it delivers it, before TCP handles it), and only then bound to the
- * interface for every protocol, so nothing unfiltered is ever queued. Needs
+ * interface for every protocol, so nothing unfiltered is ever queued. On lo, each
+ * packet is kept once, as it arrives; elsewhere both directions as they pass (f's
+ * outgoing is set from the interface's flags). Needs
  * CAP_NET_RAW in the network namespace's owning user namespace: as root, or after
  * sf_wire_enter_netns(). Returns 0 with *out set, or a negative code with err set:
  * -EPERM "capture on lo: socket(AF_PACKET): Operation not permitted (needs CAP_NET_RAW:

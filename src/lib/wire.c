@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -33,6 +34,7 @@ struct sf_wire {
     uint8_t *ring;              /* FRAME_NR frames shared with the kernel */
     size_t next;                /* the frame to look at next */
     char ifname[IF_NAMESIZE];
+    int loopback;               /* IFF_LOOPBACK: every packet passes twice */
     sf_wire_flows flows;
     int64_t clock_off;
     uint64_t kernel_drops;
@@ -74,20 +76,36 @@ sf_wire_clock_offset(void)
 }
 
 static int
-attach(int fd, const sf_wire_filter *f, const char *ifname, sf_err *err)
+attach(sf_wire *w, const sf_wire_filter *f, sf_err *err)
 {
     struct sock_filter code[SF_WIRE_BPF_MAX];
     struct sock_fprog prog;
-    int n = sf_wire_bpf_build(f, code, SF_WIRE_BPF_MAX);
+    sf_wire_filter mine = *f;
+    int n;
 
-    if (n < 0)
+    mine.outgoing = !w->loopback;
+    if ((n = sf_wire_bpf_build(&mine, code, SF_WIRE_BPF_MAX)) < 0)
         return sf_err_set(err, n, "capture on %s: filter: no protocol or more than %d ports",
-                          ifname, SF_WIRE_PORTS_MAX);
+                          w->ifname, SF_WIRE_PORTS_MAX);
     prog.len = (unsigned short)n;
     prog.filter = code;
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
-        return sf_err_set(err, -errno, "capture on %s: setsockopt(SO_ATTACH_FILTER)", ifname);
+    if (setsockopt(w->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+        return sf_err_set(err, -errno, "capture on %s: setsockopt(SO_ATTACH_FILTER)",
+                          w->ifname);
     return 0;
+}
+
+/* Is ifname a loopback interface (each packet seen leaving and arriving)? */
+static int
+is_loopback(int fd, const char *ifname, sf_err *err)
+{
+    struct ifreq ifr;
+
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        return sf_err_set(err, -errno, "capture on %s: SIOCGIFFLAGS", ifname);
+    return (ifr.ifr_flags & IFF_LOOPBACK) != 0;
 }
 
 /* A receive ring rather than recvmsg: the kernel stamps each packet as it copies it into
@@ -155,20 +173,24 @@ sf_wire_open(sf_wire **out, const char *ifname, const sf_wire_filter *f, sf_err 
         free(w);
         return rc;
     }
-    if ((rc = attach(w->fd, f, ifname, err)) < 0 || (rc = map_ring(w, err)) < 0 ||
-        (rc = bind_if(w->fd, ifname, err)) < 0) {
-        sf_wire_close(w);
-        return rc;
-    }
+    if ((rc = is_loopback(w->fd, ifname, err)) < 0)
+        goto fail;
+    w->loopback = rc;
+    if ((rc = attach(w, f, err)) < 0 || (rc = map_ring(w, err)) < 0 ||
+        (rc = bind_if(w->fd, ifname, err)) < 0)
+        goto fail;
     w->clock_off = sf_wire_clock_offset();
     *out = w;
     return 0;
+fail:
+    sf_wire_close(w);
+    return rc;
 }
 
 int
 sf_wire_set_filter(sf_wire *w, const sf_wire_filter *f, sf_err *err)
 {
-    return attach(w->fd, f, w->ifname, err);
+    return attach(w, f, err);
 }
 
 int
@@ -191,7 +213,7 @@ read_one(sf_wire *w, sf_segment *s)
         return SF_EAGAIN;
     ll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(*h)));
     real = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec;
-    kept = ll->sll_pkttype != PACKET_OUTGOING &&
+    kept = (ll->sll_pkttype != PACKET_OUTGOING || !w->loopback) &&
            sf_wire_parse((uint8_t *)h + h->tp_net, h->tp_snaplen, real, s) == 0;
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     w->next = (w->next + 1) % FRAME_NR;

@@ -176,8 +176,11 @@ sf_wire_bpf_build(const sf_wire_filter *f, struct sock_filter *p, size_t cap)
     g.p = p;
     g.cap = cap;
     /* Loopback shows every packet twice, leaving and arriving: keep the arrival. */
-    op(&g, BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE), L_NONE, L_NONE);
-    op(&g, BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, L_DROP, L_NONE);
+    if (!f->outgoing) {
+        op(&g, BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE), L_NONE,
+           L_NONE);
+        op(&g, BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, L_DROP, L_NONE);
+    }
     op(&g, BPF_LD | BPF_B | BPF_ABS, 0, L_NONE, L_NONE);
     op(&g, BPF_ALU | BPF_RSH | BPF_K, 4, L_NONE, L_NONE);
     op(&g, BPF_JMP | BPF_JEQ | BPF_K, 4, L_V4, L_NONE);
