@@ -1087,11 +1087,15 @@ test_unprivileged_namespace(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A thread that waits for a byte on the pipe arg. */
 static void *
-sleeper(void *arg)
+waiter(void *arg)
 {
-    (void)arg;
-    unit_sleep_ms(500);
+    char c;
+
+    unit_poll(*(int *)arg, POLLIN, UNIT_WAIT_MS);
+    if (read(*(int *)arg, &c, 1) < 0)
+        return NULL;
     return NULL;
 }
 
@@ -1107,10 +1111,13 @@ test_netns_refused_with_threads(void **state)
     if (pid == 0) {
         pthread_t th;
         sf_err err;
-        int rc;
+        int rc, p[2];
 
-        pthread_create(&th, NULL, sleeper, NULL);
+        if (pipe(p) < 0 || pthread_create(&th, NULL, waiter, &p[0]) != 0)
+            _exit(2);
         rc = sf_wire_enter_netns(&err);
+        if (write(p[1], "x", 1) != 1 || pthread_join(th, NULL) != 0)
+            _exit(3);
         _exit(rc == -EINVAL && strstr(err.msg, "unshare(CLONE_NEWUSER|CLONE_NEWNET)") &&
               strstr(err.msg, "(the process has threads)") ? 0 : 1);
     }
