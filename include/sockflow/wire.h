@@ -28,6 +28,9 @@ typedef struct sf_segment {
     uint32_t rel_ack;       /* ack - the receiver's ISN, when has_rel_ack */
     uint8_t has_rel_seq, has_rel_ack;
     uint16_t win;           /* the raw window field (scaled on the wire after the SYNs) */
+    uint32_t win_bytes;     /* the window in bytes, when has_win_bytes: win shifted by the
+                               sender's window scale once both SYNs offered one */
+    uint8_t has_win_bytes;
     uint16_t mss;           /* SYN options; 0 when absent */
     int8_t wscale;          /* -1 when absent */
     uint8_t sack_ok;
@@ -62,11 +65,13 @@ typedef struct sf_wire_flows {
         sf_addr a, b;               /* a sent first */
         uint32_t isn_a, isn_b;
         uint8_t has_a, has_b;
+        int8_t ws_a, ws_b;          /* window scale from each SYN; -1 none or unseen */
     } f[SF_WIRE_FLOWS_MAX];
 } sf_wire_flows;
 
-/* Fill s->rel_seq/rel_ack (and has_rel_*) from the table, learning ISNs as they pass.
- * Segments must be given in capture order. Non-TCP records are left alone. */
+/* Fill s->rel_seq/rel_ack (and has_rel_*) and s->win_bytes from the table, learning
+ * ISNs and window scales from the SYNs as they pass. Segments must be given in capture
+ * order. Non-TCP records are left alone. */
 void sf_wire_relate(sf_wire_flows *t, sf_segment *s);
 
 /* ---- the filter ---- */

@@ -68,7 +68,10 @@ text_tcp(const sf_segment *s, char *buf, size_t cap, size_t *len)
         else
             add(buf, cap, len, " ack=%u", s->ack);
     }
-    add(buf, cap, len, " win=%u len=%u", s->win, s->len);
+    add(buf, cap, len, " win=%u", s->win);
+    if (s->has_win_bytes && s->win_bytes != s->win)
+        add(buf, cap, len, " (%u bytes)", s->win_bytes);
+    add(buf, cap, len, " len=%u", s->len);
     if (s->mss)
         add(buf, cap, len, " mss=%u", s->mss);
     if (s->wscale >= 0)
@@ -121,7 +124,10 @@ json_tcp(const sf_segment *s, char *buf, size_t cap, size_t *len)
         add(buf, cap, len, ",\"rel_ack\":%u", s->rel_ack);
     else
         add(buf, cap, len, ",\"rel_ack\":null");
-    add(buf, cap, len, ",\"win\":%u,\"len\":%u", s->win, s->len);
+    add(buf, cap, len, ",\"win\":%u", s->win);
+    if (s->has_win_bytes)
+        add(buf, cap, len, ",\"win_bytes\":%u", s->win_bytes);
+    add(buf, cap, len, ",\"len\":%u", s->len);
     if (s->mss)
         add(buf, cap, len, ",\"mss\":%u", s->mss);
     if (s->wscale >= 0)

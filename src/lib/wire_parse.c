@@ -248,8 +248,28 @@ flow_of(sf_wire_flows *t, const sf_segment *s, int *fwd)
     memset(&t->f[t->n], 0, sizeof(t->f[0]));
     t->f[t->n].a = s->src;
     t->f[t->n].b = s->dst;
+    t->f[t->n].ws_a = t->f[t->n].ws_b = -1;
     *fwd = 1;
     return &t->f[t->n++];
+}
+
+/* RFC 7323 2.2: a SYN's window is never scaled; later ones are, by the sender's own
+ * shift, once both SYNs carried the option. */
+static void
+relate_window(struct sf_wire_flow *f, int fwd, sf_segment *s)
+{
+    int8_t *mine = fwd ? &f->ws_a : &f->ws_b, *theirs = fwd ? &f->ws_b : &f->ws_a;
+
+    if (s->flags & SF_SEG_SYN) {
+        *mine = s->wscale;
+        if (!(s->flags & SF_SEG_ACK))
+            *theirs = -1;
+        s->win_bytes = s->win;
+        s->has_win_bytes = 1;
+    } else if (*mine >= 0 && *theirs >= 0) {
+        s->win_bytes = (uint32_t)s->win << *mine;
+        s->has_win_bytes = 1;
+    }
 }
 
 void
@@ -283,4 +303,5 @@ sf_wire_relate(sf_wire_flows *t, sf_segment *s)
         s->rel_ack = s->ack - *theirs;
         s->has_rel_ack = 1;
     }
+    relate_window(f, fwd, s);
 }

@@ -351,6 +351,31 @@ test_relate_handshake_and_data(void **state)
             assert_int_equal(seg[i].rel_ack, want[i][1]);
     }
     assert_int_equal(t.n, 1);
+    /* Both SYNs offered window scale 7: the SYNs' windows as they are, later ones << 7. */
+    assert_int_equal(seg[0].win_bytes, 65483);
+    assert_int_equal(seg[1].win_bytes, 65483);
+    assert_true(seg[2].has_win_bytes);
+    assert_int_equal(seg[2].win_bytes, 65483u << 7);
+    assert_int_equal(seg[5].win_bytes, 65483u << 7);
+}
+
+/* Without the option on both SYNs there is no scaling, so no byte count is claimed. */
+static void
+test_relate_window_one_sided(void **state)
+{
+    static sf_wire_flows t;
+    sf_segment seg[3] = {
+        parsed(v4_tcp(40000, 5000, 1, 0, SF_SEG_SYN, 0, 0)),
+        parsed(v4_tcp(5000, 40000, 9, 2, SF_SEG_SYN | SF_SEG_ACK, 1, 0)),
+        parsed(v4_tcp(40000, 5000, 2, 10, SF_SEG_ACK, 0, 0)),
+    };
+
+    (void)state;
+    memset(&t, 0, sizeof(t));
+    for (int i = 0; i < 3; i++)
+        sf_wire_relate(&t, &seg[i]);
+    assert_true(seg[1].has_win_bytes);
+    assert_false(seg[2].has_win_bytes);
 }
 
 static void
@@ -575,7 +600,7 @@ test_format_text_json_explain(void **state)
     assert_string_equal(buf, "{\"event\":\"segment\",\"t_ns\":0,\"proto\":\"tcp\",\"family\":"
                         "\"ipv4\",\"src\":\"127.0.0.2:5000\",\"dst\":\"127.0.0.1:40000\","
                         "\"flags\":\"SYN,ACK\",\"seq\":900,\"ack\":101,\"rel_seq\":0,"
-                        "\"rel_ack\":1,\"win\":65483,\"len\":0,\"mss\":65495,\"wscale\":7,"
+                        "\"rel_ack\":1,\"win\":65483,\"win_bytes\":65483,\"len\":0,\"mss\":65495,\"wscale\":7,"
                         "\"sack_ok\":true,\"ts_val\":12345,\"ts_ecr\":0}");
     sf_wire_format_json(&icmp, buf, sizeof(buf));
     assert_non_null(strstr(buf, "\"proto\":\"icmp\",\"family\":\"ipv4\",\"src\":\"127.0.0.1\""));
@@ -1167,6 +1192,7 @@ main(void)
         cmocka_unit_test(test_parse_icmp_unreach),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_relate_handshake_and_data),
+        cmocka_unit_test(test_relate_window_one_sided),
         cmocka_unit_test(test_relate_missed_syn_and_reuse),
         cmocka_unit_test(test_bpf_ports_and_protocols),
         cmocka_unit_test(test_bpf_edges),
