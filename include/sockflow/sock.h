@@ -27,6 +27,14 @@ typedef struct sf_listen_opts {
 int sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                   sf_err *err);
 
+/* The two halves of sf_tcp_listen, for a caller that does something in between (the
+ * demo dials a number that is bound but not yet listening): socket → setsockopt
+ * (SO_REUSEADDR) → bind, and listen(2) on fd (a UDP socket fails with EOPNOTSUPP).
+ * Return the fd / 0, or a negative code with err set. */
+int sf_tcp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
+                sf_err *err);
+int sf_listen(const sf_trace *t, int fd, int backlog, sf_err *err);
+
 /* accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) one pending connection. Retries EINTR; the
  * transient errors of accept(2) (ECONNABORTED, EPROTO, network errors, ENOBUFS ...)
  * are reported as SF_EAGAIN so a listener stays armed. peer may be NULL.
@@ -54,9 +62,26 @@ int sf_tcp_connect_list(const sf_trace *t, const sf_addr_list *list, const sf_ad
 int sf_tcp_connect_start(const sf_trace *t, const sf_addr *a, const sf_addr *src,
                          sf_err *err);
 
+/* socket(SOCK_STREAM) alone, close-on-exec, blocking unless nonblock: a client before
+ * it dials (its own address is 0.0.0.0:0 until connect picks one). Returns the fd or a
+ * negative code with err set. */
+int sf_tcp_socket(const sf_trace *t, int family, int nonblock, sf_err *err);
+
+/* connect(2) fd to a, as the seed's client does. On a blocking socket the call sleeps
+ * until the three-way handshake is complete and returns 0 (a signal does not cut the
+ * wait short); on a nonblocking one it returns SF_EAGAIN while the handshake is under
+ * way. Returns 0, SF_EAGAIN, or a negative code with err set ("connect 127.0.0.1:7:
+ * Connection refused"). */
+int sf_connect(const sf_trace *t, int fd, const sf_addr *a, sf_err *err);
+
 /* socket(SOCK_DGRAM) → bind. Nonblocking unless opts->blocking. */
 int sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
                 sf_err *err);
+
+/* socket(SOCK_DGRAM), unbound: the seed's connectionless UDP client, whose first
+ * sendto picks its port. family is AF_INET or AF_INET6. Blocking unless nonblock.
+ * Returns the fd or a negative code with err set. */
+int sf_udp_socket(const sf_trace *t, int family, int nonblock, sf_err *err);
 
 /* socket(SOCK_DGRAM) → [bind src] → connect, so that ICMP errors (port unreachable)
  * come back as ECONNREFUSED on the next send/recv. Blocking unless nonblock. */

@@ -12,9 +12,9 @@
 #include "trace_int.h"
 
 /* Tracing off costs this one branch (none at all with -DSF_NO_TRACE). */
-#define TRACE(t, call, fd, res, data, len, ...) \
+#define TRACE(t, call, fd, res, about, ...) \
     do { if (SF_TRACING(t)) sf_trace_call(t, call, fd, (long)(res), (res) < 0 ? errno : 0, \
-                                          data, len, __VA_ARGS__); } while (0)
+                                          about, __VA_ARGS__); } while (0)
 
 static const char *
 family_name(int family)
@@ -29,7 +29,7 @@ open_socket(const sf_trace *t, int family, int type, int blocking)
     int flags = SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK);
     int fd = socket(family, type | flags, 0);
 
-    TRACE(t, "socket", fd, fd, NULL, 0, "%s, %s%s", family_name(family),
+    TRACE(t, SF_CALL_SOCKET, fd, fd, SF_ABOUT(.flags = flags), "%s, %s%s", family_name(family),
           type == SOCK_STREAM ? "SOCK_STREAM" : "SOCK_DGRAM",
           blocking ? "" : "|SOCK_NONBLOCK");
     return fd;
@@ -40,7 +40,9 @@ set_option(const sf_trace *t, int fd, int level, int name, const char *label, in
 {
     int rc = setsockopt(fd, level, name, &value, sizeof(value));
 
-    TRACE(t, "setsockopt", fd, rc, NULL, 0, "%s=%d", label, value);
+    TRACE(t, SF_CALL_SETSOCKOPT, fd, rc,
+          SF_ABOUT(.opt_level = level, .opt_name = name, .opt_value = value), "%s=%d", label,
+          value);
     return rc;
 }
 
@@ -76,7 +78,7 @@ probe_port(const sf_trace *t, const sf_addr *a, int type)
         rc = set_option(t, fd, IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", 1);
     if (rc == 0) {
         rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
-        TRACE(t, "bind", fd, rc, NULL, 0, "%s (is the port free?)",
+        TRACE(t, SF_CALL_BIND, fd, rc, SF_ABOUT(.addr = a), "%s (is the port free?)",
               sf_addr_format(a, where, sizeof(where)));
     }
     e = errno;
@@ -109,7 +111,8 @@ bound_socket(const sf_trace *t, const sf_addr *a, int type, const sf_listen_opts
         set_option(t, fd, IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", 1) < 0)
         return fail_close(t, fd, err, "setsockopt IPV6_V6ONLY", a);
     rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
-    TRACE(t, "bind", fd, rc, NULL, 0, "%s", sf_addr_format(a, where, sizeof(where)));
+    TRACE(t, SF_CALL_BIND, fd, rc, SF_ABOUT(.addr = a), "%s",
+          sf_addr_format(a, where, sizeof(where)));
     if (rc < 0)
         return fail_close(t, fd, err, "bind", a);
     return fd;
@@ -126,10 +129,25 @@ sf_tcp_listen(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts,
     if (fd < 0)
         return fd;
     rc = listen(fd, backlog);
-    TRACE(t, "listen", fd, rc, NULL, 0, "backlog=%d", backlog);
+    TRACE(t, SF_CALL_LISTEN, fd, rc, NULL, "backlog=%d", backlog);
     if (rc < 0)
         return fail_close(t, fd, err, "listen", a);
     return fd;
+}
+
+int
+sf_tcp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_err *err)
+{
+    return bound_socket(t, a, SOCK_STREAM, opts, err);
+}
+
+int
+sf_listen(const sf_trace *t, int fd, int backlog, sf_err *err)
+{
+    int rc = listen(fd, backlog);
+
+    TRACE(t, SF_CALL_LISTEN, fd, rc, NULL, "backlog=%d", backlog);
+    return rc < 0 ? sf_err_set(err, -errno, "listen") : 0;
 }
 
 /* accept(2), Linux: errors already pending on the new connection are returned by
@@ -155,6 +173,9 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
     char who[SF_ADDR_STRLEN];
     int fd;
 
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_ACCEPT4, lfd, SF_ABOUT(.flags = flags), "peer=%s%s",
+                        peer ? "?" : "NULL", flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
     do {
         fd = accept4(lfd, peer ? (struct sockaddr *)&ss : NULL, peer ? &len : NULL, flags);
     } while (fd < 0 && errno == EINTR);
@@ -162,7 +183,9 @@ accept_one(const sf_trace *t, int lfd, sf_addr *peer, int flags)
         sf_addr_from_sa(peer, (struct sockaddr *)&ss, len);
     /* The state reported is the new connected socket's: the listener stays in LISTEN. */
     if (SF_TRACING(t))
-        sf__trace_call_on(t, "accept4", lfd, fd, fd, fd < 0 ? errno : 0, "peer=%s%s",
+        sf__trace_call_on(t, SF_CALL_ACCEPT4, lfd, fd, fd, fd < 0 ? errno : 0,
+                          SF_ABOUT(.addr = peer && fd >= 0 ? peer : NULL, .flags = flags,
+                                   .notes = peer ? 0 : SF_TRACE_N_NO_ADDR), "peer=%s%s",
                           !peer ? "NULL" : fd >= 0 ? sf_addr_format(peer, who, sizeof(who))
                                                    : "-",
                           flags & SOCK_NONBLOCK ? ", SOCK_NONBLOCK" : "");
@@ -194,7 +217,8 @@ bind_source(const sf_trace *t, int fd, const sf_addr *src)
     char where[SF_ADDR_STRLEN];
     int rc = bind(fd, (const struct sockaddr *)&src->ss, src->len);
 
-    TRACE(t, "bind", fd, rc, NULL, 0, "%s", sf_addr_format(src, where, sizeof(where)));
+    TRACE(t, SF_CALL_BIND, fd, rc, SF_ABOUT(.addr = src), "%s",
+          sf_addr_format(src, where, sizeof(where)));
     return rc;
 }
 
@@ -238,6 +262,7 @@ start_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int *pend
               sf_err *err)
 {
     char where[SF_ADDR_STRLEN];
+    unsigned bound = src && sf_addr_port(src) ? SF_TRACE_N_BOUND : 0;
     int fd, rc;
 
     fd = open_socket(t, sf_addr_family(a), SOCK_STREAM, 0);
@@ -250,7 +275,8 @@ start_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int *pend
     if (src && bind_source(t, fd, src) < 0)
         return fail_close(t, fd, err, "bind", src);
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
-    TRACE(t, "connect", fd, rc, NULL, 0, "%s", sf_addr_format(a, where, sizeof(where)));
+    TRACE(t, SF_CALL_CONNECT, fd, rc, SF_ABOUT(.addr = a, .notes = bound), "%s",
+          sf_addr_format(a, where, sizeof(where)));
     if (rc < 0 && errno != EINPROGRESS)
         return fail_close(t, fd, err, "connect", a);
     *pending = rc < 0;
@@ -277,7 +303,7 @@ sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int time
         return fd;
     if (pending) {
         rc = wait_connected(fd, timeout_ms);
-        TRACE(t, "connect-done", fd, rc, NULL, 0, "%s",
+        TRACE(t, SF_CALL_CONNECT_DONE, fd, rc, SF_ABOUT(.addr = a), "%s",
               sf_addr_format(a, where, sizeof(where)));
         if (rc < 0)
             return fail_close(t, fd, err, "connect", a);
@@ -285,6 +311,37 @@ sf_tcp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int time
     if (!nonblock && sf_set_nonblock(fd, 0) < 0)
         return fail_close(t, fd, err, "fcntl", a);
     return fd;
+}
+
+int
+sf_tcp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
+{
+    int fd = open_socket(t, family, SOCK_STREAM, !nonblock);
+
+    if (fd < 0)
+        return sf_err_set(err, -errno, "socket %s, SOCK_STREAM", family_name(family));
+    return fd;
+}
+
+int
+sf_connect(const sf_trace *t, int fd, const sf_addr *a, sf_err *err)
+{
+    char where[SF_ADDR_STRLEN];
+    int rc;
+
+    sf_addr_format(a, where, sizeof(where));
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_CONNECT, fd, SF_ABOUT(.addr = a), "%s", where);
+    rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+    /* Interrupted, the handshake goes on: wait for it as for a nonblocking connect. */
+    if (rc < 0 && errno == EINTR)
+        rc = wait_connected(fd, -1);
+    TRACE(t, SF_CALL_CONNECT, fd, rc, SF_ABOUT(.addr = a), "%s", where);
+    if (rc == 0)
+        return 0;
+    if (errno == EINPROGRESS)
+        return SF_EAGAIN;
+    return sf_err_set(err, -errno, "connect %s", where);
 }
 
 int
@@ -311,6 +368,16 @@ sf_udp_bind(const sf_trace *t, const sf_addr *a, const sf_listen_opts *opts, sf_
 }
 
 int
+sf_udp_socket(const sf_trace *t, int family, int nonblock, sf_err *err)
+{
+    int fd = open_socket(t, family, SOCK_DGRAM, !nonblock);
+
+    if (fd < 0)
+        return sf_err_set(err, -errno, "socket %s, SOCK_DGRAM", family_name(family));
+    return fd;
+}
+
+int
 sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonblock,
                sf_err *err)
 {
@@ -325,7 +392,8 @@ sf_udp_connect(const sf_trace *t, const sf_addr *a, const sf_addr *src, int nonb
     /* No packet is sent: connect() on UDP only fixes the peer, so that ICMP errors
      * for it are reported on this socket. */
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
-    TRACE(t, "connect", fd, rc, NULL, 0, "%s", sf_addr_format(a, where, sizeof(where)));
+    TRACE(t, SF_CALL_CONNECT, fd, rc, SF_ABOUT(.addr = a), "%s",
+          sf_addr_format(a, where, sizeof(where)));
     if (rc < 0)
         return fail_close(t, fd, err, "connect", a);
     return fd;
@@ -345,10 +413,13 @@ sf_read(const sf_trace *t, int fd, void *buf, size_t len)
 {
     ssize_t n;
 
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_READ, fd, NULL, "len=%zu", len);
     do {
         n = read(fd, buf, len);
     } while (n < 0 && errno == EINTR);
-    TRACE(t, "read", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu", len);
+    TRACE(t, SF_CALL_READ, fd, n, SF_ABOUT(.data = buf, .datalen = n > 0 ? (size_t)n : 0),
+          "len=%zu", len);
     return io_result(n);
 }
 
@@ -366,7 +437,8 @@ sf_write(const sf_trace *t, int fd, const void *buf, size_t len)
             n = write(fd, buf, len);
         } while (n < 0 && errno == EINTR);
     }
-    TRACE(t, "write", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu", len);
+    TRACE(t, SF_CALL_WRITE, fd, n, SF_ABOUT(.data = buf, .datalen = n > 0 ? (size_t)n : 0),
+          "len=%zu", len);
     return io_result(n);
 }
 
@@ -408,19 +480,26 @@ sf_recvfrom(const sf_trace *t, int fd, void *buf, size_t len, sf_addr *from, int
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     char who[SF_ADDR_STRLEN];
+    sf_addr src;
     ssize_t n;
 
+    if (SF_TRACING(t))
+        sf__trace_entry(t, SF_CALL_RECVFROM, fd, NULL, "len=%zu, from=?", len);
     /* MSG_TRUNC: the real length comes back even when it did not fit. */
     do {
         n = recvfrom(fd, buf, len, MSG_TRUNC, (struct sockaddr *)&ss, &sl);
     } while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        sf_addr_from_sa(&src, (struct sockaddr *)&ss, sl);
     if (n >= 0 && from)
-        sf_addr_from_sa(from, (struct sockaddr *)&ss, sl);
+        *from = src;
     if (truncated)
         *truncated = n > (ssize_t)len;
     if (n > (ssize_t)len)
         n = (ssize_t)len;
-    TRACE(t, "recvfrom", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu, from=%s", len,
+    TRACE(t, SF_CALL_RECVFROM, fd, n,
+          SF_ABOUT(.addr = n >= 0 ? &src : NULL, .data = buf, .datalen = n > 0 ? (size_t)n : 0),
+          "len=%zu, from=%s", len,
           n >= 0 ? sf_addr_format_sa((struct sockaddr *)&ss, sl, who, sizeof(who)) : "-");
     return io_result(n);
 }
@@ -435,7 +514,9 @@ sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr 
         n = sendto(fd, buf, len, MSG_NOSIGNAL, to ? (const struct sockaddr *)&to->ss : NULL,
                    to ? to->len : 0);
     } while (n < 0 && errno == EINTR);
-    TRACE(t, "sendto", fd, n, buf, n > 0 ? (size_t)n : 0, "len=%zu, to=%s", len,
+    TRACE(t, SF_CALL_SENDTO, fd, n,
+          SF_ABOUT(.addr = to, .data = buf, .datalen = n > 0 ? (size_t)n : 0), "len=%zu, to=%s",
+          len,
           to ? sf_addr_format(to, who, sizeof(who)) : "(connected)");
     return io_result(n);
 }
@@ -443,22 +524,25 @@ sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr 
 /* One event per datagram of a batch, so a batch reads like the recvfrom/sendto calls it
  * replaces; a failed call is one event. */
 static void
-trace_batch(const sf_trace *t, const char *call, int fd, const struct mmsghdr *m, int n,
+trace_batch(const sf_trace *t, sf_call call, int fd, const struct mmsghdr *m, int n,
             int err, unsigned vlen)
 {
-    int in = call[0] == 'r';
+    int in = call == SF_CALL_RECVMMSG;
     char who[SF_ADDR_STRLEN];
+    sf_addr a;
 
     if (n < 0)
-        sf_trace_call(t, call, fd, -1, err, NULL, 0, "vlen=%u", vlen);
+        sf_trace_call(t, call, fd, -1, err, NULL, "vlen=%u", vlen);
     for (int i = 0; i < n; i++) {
         const struct msghdr *h = &m[i].msg_hdr;
 
-        sf_trace_call(t, call, fd, (long)m[i].msg_len, 0, h->msg_iov->iov_base,
-                      m[i].msg_len, "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
-                      h->msg_name ? sf_addr_format_sa(h->msg_name, h->msg_namelen, who,
-                                                      sizeof(who))
-                                  : "(connected)");
+        if (h->msg_name)
+            sf_addr_from_sa(&a, h->msg_name, h->msg_namelen);
+        sf_trace_call(t, call, fd, (long)m[i].msg_len, 0,
+                      SF_ABOUT(.addr = h->msg_name ? &a : NULL, .data = h->msg_iov->iov_base,
+                               .datalen = m[i].msg_len),
+                      "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
+                      h->msg_name ? sf_addr_format(&a, who, sizeof(who)) : "(connected)");
     }
 }
 
@@ -471,7 +555,7 @@ sf_recvmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
         n = recvmmsg(fd, msgs, vlen, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
     if (SF_TRACING(t))
-        trace_batch(t, "recvmmsg", fd, msgs, n, n < 0 ? errno : 0, vlen);
+        trace_batch(t, SF_CALL_RECVMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
     return (int)io_result(n);
 }
 
@@ -484,7 +568,7 @@ sf_sendmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
         n = sendmmsg(fd, msgs, vlen, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (SF_TRACING(t))
-        trace_batch(t, "sendmmsg", fd, msgs, n, n < 0 ? errno : 0, vlen);
+        trace_batch(t, SF_CALL_SENDMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
     return (int)io_result(n);
 }
 
@@ -493,7 +577,7 @@ sf_shutdown_write(const sf_trace *t, int fd)
 {
     int rc = shutdown(fd, SHUT_WR);
 
-    TRACE(t, "shutdown", fd, rc, NULL, 0, "SHUT_WR");
+    TRACE(t, SF_CALL_SHUTDOWN, fd, rc, SF_ABOUT(.flags = SHUT_WR), "SHUT_WR");
     return rc < 0 ? -errno : 0;
 }
 

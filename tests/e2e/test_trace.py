@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import SOCKFLOW, Server, run_sockflow
+from conftest import SOCKFLOW, Server, free_port, run_sockflow
 from tracenorm import normalise, tw_overflows
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -344,3 +344,54 @@ def test_bench_udp_trace_shows_the_batches(serve):
     assert calls[:2] == ["socket", "connect"]
     assert "sendmmsg" in calls and "recvmmsg" in calls
     assert all(e["proto"] == "udp" for e in evs)
+
+
+def test_read_of_zero_after_shutdown_reports_time_wait():
+    """The side that hung up first (shutdown) reads 0 once the peer hangs up too: its
+    socket reads CLOSE, but the connection is in TIME_WAIT, found by its 4-tuple."""
+    overflows = tw_overflows()
+    peer = OneShotServer()
+    r = run_sockflow(["connect", "--trace=json", "127.0.0.1", str(peer.port)], input=b"hello\n")
+    peer.join()
+    assert r.returncode == 0, r.stderr
+    evs = json_events(r.stderr.decode())
+    rd0 = [e for e in evs if e["call"] == "read" and e["result"] == 0 and e["proto"] == "tcp"]
+    assert rd0, evs
+    if rd0[-1]["state"] == "CLOSE" and tw_overflows() > overflows >= 0:
+        pytest.skip("the kernel's TIME_WAIT table overflowed: the connection was dropped")
+    assert rd0[-1]["state"] == "TIME_WAIT"
+    assert rd0[-1]["peer"] == f"127.0.0.1:{peer.port}"
+
+
+def test_explain_says_who_chose_the_source_port():
+    """connect -s ADDR:PORT: the user bound the port, the kernel did not pick it."""
+    peer = OneShotServer()
+    src = free_port()
+    r = run_sockflow(["connect", "--explain", "-s", f"127.0.0.1:{src}", "127.0.0.1",
+                      str(peer.port)], input=b"hello\n")
+    peer.join()
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    said = [l for l in err.splitlines() if "> connect(): someone dials" in l]
+    assert said, err
+    assert "kernel picked" not in said[0]
+    assert f"chose itself with bind(), 127.0.0.1:{src}" in said[0]
+    peer = OneShotServer()
+    r = run_sockflow(["connect", "--explain", "-s", "127.0.0.1", "127.0.0.1", str(peer.port)],
+                     input=b"hello\n")
+    peer.join()
+    assert "The kernel picked the caller's own number" in r.stderr.decode()
+
+
+def test_udp_refused_is_explained_as_icmp():
+    """A connected UDP socket learns of a closed port from an ICMP port unreachable, not
+    a reset: the explanation says so."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_sockflow(["connect", "-u", "-w", "1", "--explain", "127.0.0.1", str(port)],
+                     input=b"ping\n")
+    err = r.stderr.decode()
+    refused = [l for l in err.splitlines() if "ECONNREFUSED" in l and l.strip().startswith(">")]
+    assert refused, err
+    assert "ICMP port-unreachable" in refused[0] and "reset" not in refused[0].split("(UDP")[0]

@@ -11,6 +11,13 @@ RTT = re.compile(r"\brtt=\d+us")
 ROUND_TRIP = re.compile(r"round trip \d+ us")
 SECONDS = re.compile(r"\b\d+\.\d+ s\b")
 SPACES = re.compile(r"(?<=\S) {2,}")
+# the 80-column layout of the demo: call(fd, ...) = N
+NARROW_FD = re.compile(r"\b([a-z][a-z0-9_-]*)\(\d+\b")
+NARROW_NEW_FD = re.compile(r"^(T \S+ +(?:socket|accept4)\(.*\) = )\d+")
+PORT_WORD = re.compile(r"\b(port|ports|端口) \d+( and | 和 |, then |，然后是 )?(\d+)?")
+DELTA = re.compile(r"([A-Za-z]+) \+\d+")
+EPHEMERAL = re.compile(r"(?<![\d.:=])\b\d{5}\b")
+SECONDS_ZH = re.compile(r"\d+\.\d+ 秒")
 
 
 def normalise_line(line):
@@ -25,7 +32,34 @@ def normalise_line(line):
     return SPACES.sub(" ", line.rstrip())
 
 
-def normalise(text):
+def unwrap(text):
+    """The demo wraps at 80 columns, where the breaks depend on the width of ports and
+    times: a line indented by 5 or more spaces continues the one before it."""
+    out = []
+    for line in text.splitlines():
+        if out and out[-1].strip() and re.match(r"^ {5,}\S", line):
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def normalise_narrow_line(line):
+    line = normalise_line(line)
+    line = NARROW_FD.sub(r"\1(N", line)
+    line = NARROW_NEW_FD.sub(r"\1N", line)
+    line = PORT_WORD.sub(lambda m: m.group(1) + " P" + (m.group(2) + "P" if m.group(3) else
+                                                        (m.group(2) or "")), line)
+    line = DELTA.sub(r"\1 +D", line)
+    line = SECONDS_ZH.sub("S 秒", line)
+    return EPHEMERAL.sub("P", line)
+
+
+def normalise(text, narrow=False):
+    """Times, ports, descriptors, round trips as letters; narrow: the demo's 80-column
+    layout, unwrapped first."""
+    if narrow:
+        return "\n".join(normalise_narrow_line(l) for l in unwrap(text).splitlines()) + "\n"
     return "\n".join(normalise_line(l) for l in text.splitlines()) + "\n"
 
 

@@ -150,9 +150,9 @@ count_event(void *ud, const sf_trace_event *ev)
 {
     count_calls *c = ud;
 
-    if (strcmp(ev->call, "shutdown") == 0)
+    if (ev->call == SF_CALL_SHUTDOWN)
         c->shutdowns++;
-    if (strcmp(ev->call, "write") == 0)
+    if (ev->call == SF_CALL_WRITE)
         c->writes++;
 }
 

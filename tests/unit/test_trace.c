@@ -1,5 +1,8 @@
 /* test_trace: events per socket call, TCP states from the kernel, text/JSON/explain sinks. */
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "lib/trace_int.h"
 
 #include "unit.h"
 
@@ -15,6 +18,9 @@ typedef struct rec_event {
     uint64_t t_ns;
     char data[64];
     size_t datalen;
+    char addr[SF_ADDR_STRLEN];      /* the address the call concerned, "" for none */
+    int opt_level, opt_name, opt_value, flags;
+    unsigned notes;
 } rec_event;
 
 typedef struct recorder {
@@ -33,7 +39,7 @@ record(void *ud, const sf_trace_event *e)
     o = &r->ev[r->n++];
     memset(o, 0, sizeof(*o));
     snprintf(o->side, sizeof(o->side), "%s", e->side);
-    snprintf(o->call, sizeof(o->call), "%s", e->call);
+    snprintf(o->call, sizeof(o->call), "%s", sf_call_name(e->call));
     snprintf(o->args, sizeof(o->args), "%s", e->args);
     o->has_proto = e->proto != NULL;
     if (e->proto)
@@ -53,6 +59,13 @@ record(void *ud, const sf_trace_event *e)
     o->accept_queue = e->accept_queue;
     o->rtt_us = e->rtt_us;
     o->t_ns = e->t_ns;
+    if (e->addr)
+        sf_addr_format(e->addr, o->addr, sizeof(o->addr));
+    o->opt_level = e->opt_level;
+    o->opt_name = e->opt_name;
+    o->opt_value = e->opt_value;
+    o->flags = e->flags;
+    o->notes = e->notes;
     o->has_data = e->data != NULL;
     o->datalen = e->datalen;
     if (e->data)
@@ -256,7 +269,8 @@ call_builds_event(void **state)
 
     (void)state;
     errno = EDOM;
-    sf_trace_call(&t, "write", -1, 5, 0, payload, 5, "len=%d, to=%s", 5, "x");
+    sf_trace_call(&t, SF_CALL_WRITE, -1, 5, 0,
+                  &(sf_trace_about){ .data = payload, .datalen = 5 }, "len=%d, to=%s", 5, "x");
     assert_int_equal(errno, EDOM);
     assert_int_equal(r.n, 1);
     assert_string_equal(r.ev[0].side, "client");
@@ -279,7 +293,8 @@ call_builds_event(void **state)
 
     tr.with_data = 1;
     t.side = NULL;
-    sf_trace_call(&t, "read", 3000, -1, ECONNRESET, payload, 5, "%s", "");
+    sf_trace_call(&t, SF_CALL_READ, 3000, -1, ECONNRESET,
+                  &(sf_trace_about){ .data = payload, .datalen = 5 }, "%s", "");
     assert_int_equal(r.n, 2);
     assert_string_equal(r.ev[1].side, "-");
     assert_true(r.ev[1].has_data);
@@ -298,9 +313,9 @@ call_off_is_silent(void **state)
     sf_trace no_fn = { .tracer = &nofn, .side = "x" };
 
     (void)state;
-    sf_trace_call(NULL, "read", 0, 0, 0, NULL, 0, "%s", "");
-    sf_trace_call(&no_tracer, "read", 0, 0, 0, NULL, 0, "%s", "");
-    sf_trace_call(&no_fn, "read", 0, 0, 0, NULL, 0, "%s", "");
+    sf_trace_call(NULL, SF_CALL_READ, 0, 0, 0, NULL, "%s", "");
+    sf_trace_call(&no_tracer, SF_CALL_READ, 0, 0, 0, NULL, "%s", "");
+    sf_trace_call(&no_fn, SF_CALL_READ, 0, 0, 0, NULL, "%s", "");
     assert_int_equal(r.n, 0);
 }
 
@@ -315,7 +330,7 @@ call_truncates_args(void **state)
     (void)state;
     memset(longarg, 'z', sizeof(longarg) - 1);
     longarg[sizeof(longarg) - 1] = '\0';
-    sf_trace_call(&t, "bind", -1, 0, 0, NULL, 0, "%s", longarg);
+    sf_trace_call(&t, SF_CALL_BIND, -1, 0, 0, NULL, "%s", longarg);
     assert_int_equal(r.n, 1);
     assert_int_equal(strlen(r.ev[0].args), 255);
 }
@@ -580,6 +595,384 @@ data_is_traced_when_asked(void **state)
     close(sv[1]);
 }
 
+/* ---- calls as values ---- */
+
+/* Every call has a name of its own, the one the traces print, and an explainer entry. */
+static void
+calls_have_names_and_explainers(void **state)
+{
+    (void)state;
+    assert_string_equal(sf_call_name(SF_CALL_ACCEPT4), "accept4");
+    assert_string_equal(sf_call_name(SF_CALL_CONNECT_DONE), "connect-done");
+    assert_string_equal(sf_call_name(SF_CALL_SOCK_DIAG), "sock_diag");
+    assert_string_equal(sf_call_name(SF_CALL_NONE), "?");
+    assert_string_equal(sf_call_name(SF_CALL_COUNT), "?");
+    assert_string_equal(sf_call_name((sf_call)-1), "?");
+    for (int i = 1; i < SF_CALL_COUNT; i++) {
+        assert_true(sf__explained((sf_call)i));
+        assert_string_not_equal(sf_call_name((sf_call)i), "?");
+        for (int j = 1; j < i; j++)
+            assert_string_not_equal(sf_call_name((sf_call)i), sf_call_name((sf_call)j));
+    }
+    assert_false(sf__explained(SF_CALL_NONE));
+    assert_false(sf__explained(SF_CALL_COUNT));
+}
+
+/* The sock layer hands over what each call concerned as values: the address, the option,
+ * the flags, and whether accept was asked for the peer. */
+static void
+sock_calls_carry_values(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "server" };
+    sf_addr a = unit_loopback(AF_INET, 0), peer;
+    char where[SF_ADDR_STRLEN], cl[SF_ADDR_STRLEN];
+    int lfd, c, s1, s2;
+
+    (void)state;
+    lfd = sf_tcp_listen(&t, &a, NULL, NULL);
+    assert_true(lfd >= 0);
+    assert_int_equal(r.n, 4);
+    assert_int_equal(r.ev[0].flags, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    assert_int_equal(r.ev[1].opt_level, SOL_SOCKET);
+    assert_int_equal(r.ev[1].opt_name, SO_REUSEADDR);
+    assert_int_equal(r.ev[1].opt_value, 1);
+    assert_string_equal(r.ev[2].addr, sf_addr_format(&a, where, sizeof(where)));
+    sf_local_addr(lfd, &a);
+    r.n = 0;
+    c = unit_tcp_client(AF_INET, sf_addr_port(&a));
+    assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    s1 = sf_tcp_accept(&t, lfd, &peer);
+    assert_true(s1 >= 0);
+    assert_string_equal(r.ev[0].addr, fmt_addr(c, 0, cl));
+    assert_int_equal(r.ev[0].notes & SF_TRACE_N_NO_ADDR, 0);
+    close(c);
+    c = unit_tcp_client(AF_INET, sf_addr_port(&a));
+    assert_true(unit_poll(lfd, POLLIN, UNIT_WAIT_MS) & POLLIN);
+    s2 = sf_tcp_accept(&t, lfd, NULL);
+    assert_true(s2 >= 0);
+    assert_string_equal(r.ev[1].addr, "");
+    assert_true(r.ev[1].notes & SF_TRACE_N_NO_ADDR);
+    assert_string_equal(r.ev[1].peer, fmt_addr(c, 0, cl));
+    close(s1);
+    close(s2);
+    close(c);
+    close(lfd);
+}
+
+/* A client that binds its own port says so on its connect event; one that lets the kernel
+ * pick does not, and the explanations differ accordingly. */
+static void
+connect_from_a_bound_port(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "client" };
+    int port, lfd = unit_tcp_listener(AF_INET, 0, &port);
+    sf_addr to = unit_loopback(AF_INET, port);
+    sf_addr src = unit_loopback(AF_INET, unit_closed_port(AF_INET, SOCK_STREAM));
+    sf_addr any = unit_loopback(AF_INET, 0);
+    sf_trace_event ev = { .side = "c", .call = SF_CALL_CONNECT, .fd = 3, .args = "",
+                          .proto = "tcp", .tcp_state = SF_TCP_ESTABLISHED,
+                          .accept_queue = -1, .local = "127.0.0.1:5555", .addr = &to };
+    char buf[512];
+    int fd;
+
+    (void)state;
+    fd = sf_tcp_connect(&t, &to, &src, UNIT_WAIT_MS, 0, NULL);
+    assert_true(fd >= 0);
+    for (int i = 0; i < r.n; i++)
+        if (strcmp(r.ev[i].call, "connect") == 0)
+            assert_true(r.ev[i].notes & SF_TRACE_N_BOUND);
+    close(fd);
+    r.n = 0;
+    fd = sf_tcp_connect(&t, &to, &any, UNIT_WAIT_MS, 0, NULL);
+    assert_true(fd >= 0);
+    for (int i = 0; i < r.n; i++)
+        if (strcmp(r.ev[i].call, "connect") == 0)
+            assert_false(r.ev[i].notes & SF_TRACE_N_BOUND);
+    close(fd);
+
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "The kernel picked the caller's own number, 127.0.0.1:5555"));
+    ev.notes = SF_TRACE_N_BOUND;
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_null(strstr(buf, "kernel picked"));
+    assert_non_null(strstr(buf, "chose itself with bind(), 127.0.0.1:5555"));
+    close(lfd);
+}
+
+/* The option's sentence is chosen by its level and name, not by the args text. */
+static void
+explain_option_by_value(void **state)
+{
+    sf_trace_event ev = { .side = "s", .call = SF_CALL_SETSOCKOPT, .fd = 3,
+                          .args = "SO_REUSEPORT=1", .proto = "tcp", .accept_queue = -1,
+                          .opt_level = SOL_SOCKET, .opt_name = SO_REUSEADDR };
+    char buf[512];
+
+    (void)state;
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "take its number back at once"));
+    ev.opt_name = SO_REUSEPORT;
+    ev.args = "SO_REUSEADDR=1";
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "several phones may share one number"));
+    ev.opt_level = IPPROTO_TCP;
+    ev.opt_name = TCP_NODELAY;
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_string_equal(buf, "setsockopt(SO_REUSEADDR=1): a setting on the phone before it "
+                        "gets its number.");
+}
+
+/* sf_trace_lookup: the kernel's state by addresses, as a sock_diag event. */
+static void
+lookup_is_an_event(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "client", .id = 3 };
+    sf_addr cl, cp;
+    char l[SF_ADDR_STRLEN], p[SF_ADDR_STRLEN], want[128];
+    int lfd, c, s;
+
+    (void)state;
+    lfd = tcp_pair(AF_INET, &c, &s);
+    sf_local_addr(c, &cl);
+    sf_peer_addr(c, &cp);
+    errno = EDOM;
+    assert_int_equal(sf_trace_lookup(&t, &cl, &cp), SF_TCP_ESTABLISHED);
+    assert_int_equal(errno, EDOM);
+    assert_int_equal(sf_trace_lookup(NULL, &cl, &cp), SF_TCP_ESTABLISHED);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.ev[0].call, "sock_diag");
+    assert_int_equal(r.ev[0].id, 3);
+    assert_int_equal(r.ev[0].fd, -1);
+    assert_int_equal(r.ev[0].tcp_state, SF_TCP_ESTABLISHED);
+    snprintf(want, sizeof(want), "%s <-> %s", sf_addr_format(&cl, l, sizeof(l)),
+             sf_addr_format(&cp, p, sizeof(p)));
+    assert_string_equal(r.ev[0].args, want);
+    assert_string_equal(r.ev[0].local, l);
+    assert_string_equal(r.ev[0].peer, p);
+    assert_string_equal(r.ev[0].addr, p);
+    close(c);
+    close(s);
+    close(lfd);
+}
+
+/* Kernel counters by group and name, from either file; unknown ones are -1. */
+static void
+net_counters(void **state)
+{
+    long before, after;
+    int port, lfd, c;
+    sf_addr to;
+
+    (void)state;
+    assert_true(sf_net_counter("TcpExt", "ListenOverflows") >= 0);
+    assert_true(sf_net_counter("Tcp", "ActiveOpens") >= 0);
+    assert_int_equal(sf_net_counter("TcpExt", "NoSuchCounter"), -1);
+    assert_int_equal(sf_net_counter("NoGroup", "ActiveOpens"), -1);
+    /* "Tcp" is not "TcpExt": the group is matched whole. */
+    assert_int_equal(sf_net_counter("Tcp", "ListenOverflows"), -1);
+    /* It moves: one more active open after a connect. */
+    before = sf_net_counter("Tcp", "ActiveOpens");
+    lfd = unit_tcp_listener(AF_INET, 0, &port);
+    to = unit_loopback(AF_INET, port);
+    c = sf_tcp_connect(NULL, &to, NULL, UNIT_WAIT_MS, 0, NULL);
+    assert_true(c >= 0);
+    after = sf_net_counter("Tcp", "ActiveOpens");
+    assert_true(after > before);
+    close(c);
+    close(lfd);
+}
+
+/* ---- entries, the narrow layout, the seed's language ---- */
+
+/* A blocking connect() is reported when it is entered and when it returns 0; a tracer
+ * that does not ask for entries, or a nonblocking socket, gets the return only. */
+static void
+entry_and_return_of_a_blocking_call(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r, .entries = 1 };
+    sf_trace t = { .tracer = &tr, .side = "client" };
+    int port, lfd = unit_tcp_listener(AF_INET, 0, &port), fd;
+    sf_addr to = unit_loopback(AF_INET, port), me;
+    sf_trace_event ev;
+    char buf[512];
+
+    (void)state;
+    fd = sf_tcp_socket(&t, AF_INET, 0, NULL);
+    assert_true(fd >= 0);
+    assert_int_equal(sf_local_addr(fd, &me), 0);
+    assert_int_equal(sf_addr_port(&me), 0);         /* no number before dialling */
+    assert_int_equal(sf_connect(&t, fd, &to, NULL), 0);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.ev[1].call, "connect");
+    assert_string_equal(r.ev[2].call, "connect");
+    assert_int_equal(r.ev[2].result, 0);
+    assert_int_equal(r.ev[2].tcp_state, SF_TCP_ESTABLISHED);
+    assert_true(r.ev[1].t_ns <= r.ev[2].t_ns);
+    assert_true(r.ev[1].tcp_state == SF_TCP_CLOSE);
+    sf_local_addr(fd, &me);
+    assert_int_not_equal(sf_addr_port(&me), 0);
+    close(fd);
+
+    r.n = 0;
+    tr.entries = 0;
+    fd = sf_tcp_socket(&t, AF_INET, 0, NULL);
+    assert_int_equal(sf_connect(&t, fd, &to, NULL), 0);
+    assert_int_equal(r.n, 2);
+    close(fd);
+    r.n = 0;
+    tr.entries = 1;
+    fd = sf_tcp_socket(&t, AF_INET, 1, NULL);
+    assert_int_equal(sf_connect(&t, fd, &to, NULL), SF_EAGAIN);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.ev[1].err, EINPROGRESS);
+    close(fd);
+
+    ev = (sf_trace_event){ .side = "server", .call = SF_CALL_ACCEPT4, .fd = 3,
+                           .args = "peer=?", .proto = "tcp", .tcp_state = SF_TCP_LISTEN,
+                           .accept_queue = 0, .phase = SF_TRACE_ENTRY, .t_ns = 5 };
+    sf_trace_format(&ev, SF_TRACE_TEXT, 0, 5, buf, sizeof(buf));
+    assert_non_null(strstr(buf, " accept4      fd=3   peer=?"));
+    assert_non_null(strstr(buf, "= ...              LISTEN queue=0\n"));
+    sf_trace_format(&ev, SF_TRACE_JSON, 0, 0, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\"call\":\"accept4\",\"phase\":\"entry\","));
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "the server sleeps in accept()"));
+    close(lfd);
+}
+
+/* write() on a TCP socket that never connected fails, and the picture says why. */
+static void
+write_without_a_connection(void **state)
+{
+    recorder r = { .n = 0 };
+    sf_tracer tr = { .fn = record, .ud = &r };
+    sf_trace t = { .tracer = &tr, .side = "client" };
+    sf_trace_event ev = { .side = "c", .call = SF_CALL_WRITE, .fd = 3, .args = "len=2",
+                          .result = -1, .err = EPIPE, .proto = "tcp",
+                          .tcp_state = SF_TCP_CLOSE, .accept_queue = -1 };
+    char buf[512];
+    int fd;
+
+    (void)state;
+    fd = sf_tcp_socket(&t, AF_INET, 0, NULL);
+    assert_int_equal(sf_write(&t, fd, "hi", 2), -EPIPE);
+    assert_int_equal(r.ev[1].err, EPIPE);
+    assert_false(r.ev[1].has_peer);
+    close(fd);
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "there is no line to talk into"));
+    ev.peer = "127.0.0.1:9";
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "the other side has hung up"));
+}
+
+/* Closing a listener: answered calls stay, callers on hold are reset. */
+static void
+explain_listener_close(void **state)
+{
+    sf_trace_event ev = { .side = "s", .call = SF_CALL_CLOSE, .fd = 3, .args = "",
+                          .proto = "tcp", .tcp_state = SF_TCP_CLOSE,
+                          .tcp_state_before = SF_TCP_LISTEN, .accept_queue = -1 };
+    char buf[512];
+
+    (void)state;
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "switched off"));
+    assert_non_null(strstr(buf, "callers still on hold in the queue are cut off with a "
+                                "reset"));
+}
+
+/* The 80-column line: strace-like, no RTT, the state at column 61, the sentence wrapped. */
+static void
+format_narrow_lines(void **state)
+{
+    sf_trace_event ev = { .side = "server", .call = SF_CALL_ACCEPT4, .fd = 3,
+                          .args = "peer=127.0.0.1:40000", .result = 4, .proto = "tcp",
+                          .tcp_state = SF_TCP_ESTABLISHED, .rtt_us = 40, .accept_queue = -1,
+                          .t_ns = 300512000 };
+    char buf[2048], *line, *save = NULL;
+
+    (void)state;
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_NARROW, 0, buf, sizeof(buf));
+    assert_string_equal(buf, " 0.300512 server   accept4(3, peer=127.0.0.1:40000) = 4"
+                        "      ESTABLISHED\n");
+    ev.call = SF_CALL_SOCKET;
+    ev.args = "AF_INET, SOCK_STREAM";
+    ev.tcp_state = SF_TCP_CLOSE;
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_NARROW | SF_TRACE_F_EXPLAIN, 0, buf,
+                    sizeof(buf));
+    assert_int_equal(strncmp(buf, " 0.300512 server   socket(AF_INET, SOCK_STREAM) = 4", 51),
+                     0);
+    for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        assert_true(sf_text_width(line) <= 80);
+    /* A long call puts its state on a line of its own. */
+    ev.call = SF_CALL_SOCK_DIAG;
+    ev.fd = -1;
+    ev.args = "[1111:2222:3333:4444::1]:40000 <-> [1111:2222:3333:4444::2]:50000";
+    sf_trace_format(&ev, SF_TRACE_TEXT, SF_TRACE_F_NARROW, 0, buf, sizeof(buf));
+    assert_non_null(strstr(buf, ":50000) = 4\n"));
+    assert_non_null(strstr(buf, "\n                                                             "
+                                "CLOSE\n"));
+}
+
+/* Wrapping counts CJK characters as two columns and may break between them. */
+static void
+wrap_counts_columns(void **state)
+{
+    char buf[512], *line, *save = NULL;
+    size_t n;
+
+    (void)state;
+    assert_int_equal(sf_text_width("abc"), 3);
+    assert_int_equal(sf_text_width("监听套接字"), 10);
+    n = sf_text_wrap("one two three four", "> ", "  ", 10, buf, sizeof(buf));
+    assert_string_equal(buf, "> one two\n  three\n  four");
+    assert_int_equal(n, strlen(buf));
+    sf_text_wrap("已连接套接字和监听套接字不是同一个", "", "", 10, buf, sizeof(buf));
+    assert_non_null(strchr(buf, '\n'));
+    for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        assert_true(sf_text_width(line) <= 10);
+}
+
+/* --lang zh: the seed's own words; JSON keys stay, only "explain" is in Chinese. */
+static void
+explain_in_the_seeds_words(void **state)
+{
+    sf_trace_event ev = { .side = "s", .call = SF_CALL_SOCKET, .fd = 3, .args = "",
+                          .result = 3, .proto = "tcp", .tcp_state = SF_TCP_CLOSE,
+                          .accept_queue = -1 };
+    char buf[1024];
+
+    (void)state;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "你有了一部手机"));
+    ev.call = SF_CALL_BIND;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "激活SIM卡，手机有了一个电话号码"));
+    ev.call = SF_CALL_LISTEN;
+    ev.tcp_state = SF_TCP_LISTEN;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "手机处于可接听电话的状态"));
+    ev.call = SF_CALL_ACCEPT4;
+    ev.result = 4;
+    sf_trace_explain_in(&ev, SF_LANG_ZH, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "按下了接听按钮"));
+    assert_non_null(strstr(buf, "私有通信链路"));
+    sf_trace_format(&ev, SF_TRACE_JSON, SF_TRACE_F_EXPLAIN | SF_TRACE_F_ZH, 0, buf,
+                    sizeof(buf));
+    assert_non_null(strstr(buf, "\"call\":\"accept4\""));
+    assert_non_null(strstr(buf, "\"explain\":\"accept()："));
+    sf_trace_explain(&ev, buf, sizeof(buf));
+    assert_null(strstr(buf, "接听"));
+}
+
 /* ---- formatting ---- */
 
 /* A hand-made event: a refused connect 1.5 ms after t0. */
@@ -587,7 +980,7 @@ static sf_trace_event
 refused_event(void)
 {
     sf_trace_event ev = {
-        .side = "client", .id = 0, .call = "connect", .fd = 3, .args = "127.0.0.1:7",
+        .side = "client", .id = 0, .call = SF_CALL_CONNECT, .fd = 3, .args = "127.0.0.1:7",
         .result = -1, .err = ECONNREFUSED, .proto = "tcp", .tcp_state = SF_TCP_CLOSE,
         .accept_queue = -1, .t_ns = 1001500000u,
     };
@@ -610,14 +1003,14 @@ format_text_line(void **state)
     assert_int_equal(n, strlen(buf));
 
     /* A connection number, a listening socket's queue, an established socket's RTT. */
-    ev = (sf_trace_event){ .side = "server", .id = 12, .call = "listen", .fd = 6,
+    ev = (sf_trace_event){ .side = "server", .id = 12, .call = SF_CALL_LISTEN, .fd = 6,
                            .args = "backlog=511", .result = 0, .proto = "tcp",
                            .tcp_state = SF_TCP_LISTEN, .accept_queue = 2, .t_ns = 7 };
     sf_trace_format(&ev, SF_TRACE_TEXT, 0, 7, buf, sizeof(buf));
     assert_string_equal(buf,
         "  0.000000 server#12  listen       fd=6   backlog=511"
         "                          = 0                LISTEN queue=2\n");
-    ev.call = "read";
+    ev.call = SF_CALL_READ;
     ev.args = "len=9";
     ev.result = 9;
     ev.tcp_state = SF_TCP_ESTABLISHED;
@@ -652,7 +1045,7 @@ format_json_line(void **state)
         "\"local\":null,\"peer\":null}\n");
 
     /* Strings are escaped; optional fields appear only when they mean something. */
-    ev = (sf_trace_event){ .side = "s", .call = "close", .fd = 4, .args = "a\"b\\c\001",
+    ev = (sf_trace_event){ .side = "s", .call = SF_CALL_CLOSE, .fd = 4, .args = "a\"b\\c\001",
                            .proto = "tcp", .tcp_state = SF_TCP_TIME_WAIT,
                            .tcp_state_before = SF_TCP_CLOSE, .accept_queue = -1,
                            .local = "[::1]:5", .peer = "[::1]:6", .t_ns = 9 };
@@ -663,7 +1056,7 @@ format_json_line(void **state)
         "\"state\":\"TIME_WAIT\",\"state_before\":\"CLOSE\",\"local\":\"[::1]:5\","
         "\"peer\":\"[::1]:6\"}\n");
 
-    ev = (sf_trace_event){ .side = "s", .call = "read", .fd = 4, .args = "len=3",
+    ev = (sf_trace_event){ .side = "s", .call = SF_CALL_READ, .fd = 4, .args = "len=3",
                            .result = 3, .proto = "tcp", .tcp_state = SF_TCP_ESTABLISHED,
                            .rtt_us = 5, .accept_queue = -1, .data = "\x01\xff" "a",
                            .datalen = 3, .t_ns = 1 };
@@ -680,7 +1073,7 @@ format_data_and_explain(void **state)
 {
     static const char payload[20] = "0123456789abcdef\n\001xy";
     sf_trace_event ev = {
-        .side = "c", .call = "write", .fd = 5, .args = "len=20", .result = 20,
+        .side = "c", .call = SF_CALL_WRITE, .fd = 5, .args = "len=20", .result = 20,
         .proto = "tcp", .tcp_state = SF_TCP_ESTABLISHED, .accept_queue = -1,
         .data = payload, .datalen = 20,
     };
@@ -726,46 +1119,51 @@ static void
 explain_sentences(void **state)
 {
     sf_trace_event ev = {
-        .side = "s", .call = "listen", .fd = 3, .args = "backlog=511", .proto = "tcp",
+        .side = "s", .call = SF_CALL_LISTEN, .fd = 3, .args = "backlog=511", .proto = "tcp",
         .tcp_state = SF_TCP_LISTEN, .accept_queue = 0,
     };
     char buf[512], tiny[8];
+    sf_addr to = unit_loopback(AF_INET, 9);
 
     (void)state;
     assert_ptr_equal(sf_trace_explain(&ev, buf, sizeof(buf)), buf);
+    /* The switchboard answers; accept() later takes the call off hold (the picture
+     * no longer says both "the kernel answers" and "you answered"). */
     assert_string_equal(buf, "listen(): the phone is switched on and can ring (LISTEN). "
-                        "From now on the kernel answers callers by itself (the three-way "
-                        "handshake) and keeps the finished calls waiting for accept() "
-                        "(backlog=511).");
+                        "From now on a switchboard in the kernel answers callers by itself "
+                        "(the three-way handshake) and puts each answered call on hold for "
+                        "accept() (backlog=511).");
     ev = refused_event();
     sf_trace_explain(&ev, buf, sizeof(buf));
     assert_string_equal(buf, "connect(): nobody answers at that number (ECONNREFUSED): no "
                         "phone is switched on there, and the kernel at the other end said "
                         "so with a reset.");
-    ev = (sf_trace_event){ .side = "s", .call = "accept4", .fd = 3, .args = "peer=NULL",
+    ev = (sf_trace_event){ .side = "s", .call = SF_CALL_ACCEPT4, .fd = 3, .args = "peer=NULL",
                            .result = -1, .err = EAGAIN, .proto = "tcp",
-                           .tcp_state = SF_TCP_LISTEN, .accept_queue = 0 };
+                           .tcp_state = SF_TCP_LISTEN, .accept_queue = 0,
+                           .notes = SF_TRACE_N_NO_ADDR };
     sf_trace_explain(&ev, buf, sizeof(buf));
     assert_string_equal(buf, "accept(): nobody is calling: no finished call waits in the "
                         "queue and this phone does not wait (nonblocking), so accept() "
                         "returns EAGAIN at once.");
-    ev = (sf_trace_event){ .side = "s", .call = "read", .fd = 3, .args = "len=1",
+    ev = (sf_trace_event){ .side = "s", .call = SF_CALL_READ, .fd = 3, .args = "len=1",
                            .result = 0, .proto = "tcp", .tcp_state = SF_TCP_CLOSE_WAIT,
                            .accept_queue = -1 };
     sf_trace_explain(&ev, buf, sizeof(buf));
     assert_string_equal(buf, "read() returned 0: the other side hung up (its FIN arrived). "
                         "This side is now CLOSE_WAIT: it may still talk, and should hang "
                         "up too.");
-    ev = (sf_trace_event){ .side = "s", .call = "close", .fd = 3, .args = "",
+    ev = (sf_trace_event){ .side = "s", .call = SF_CALL_CLOSE, .fd = 3, .args = "",
                            .proto = "tcp", .tcp_state = SF_TCP_FIN_WAIT1,
                            .tcp_state_before = SF_TCP_ESTABLISHED, .accept_queue = -1 };
     sf_trace_explain(&ev, buf, sizeof(buf));
     assert_string_equal(buf, "close(): you hang up first: a FIN goes out and the connection "
                         "is now FIN_WAIT1. The other side will read() 0 and sit in "
                         "CLOSE_WAIT until it hangs up too; this side ends in TIME_WAIT.");
-    ev = (sf_trace_event){ .side = "c", .call = "sendto", .fd = 3,
-                           .args = "len=4, to=127.0.0.1:9", .result = 4, .proto = "udp",
-                           .accept_queue = -1 };
+    /* The address comes from the event's value, not from its args text. */
+    ev = (sf_trace_event){ .side = "c", .call = SF_CALL_SENDTO, .fd = 3,
+                           .args = "len=4, to=10.9.9.9:1", .result = 4, .proto = "udp",
+                           .accept_queue = -1, .addr = &to };
     sf_trace_explain(&ev, buf, sizeof(buf));
     assert_string_equal(buf, "sendto(): a letter of 4 bytes is posted to 127.0.0.1:9: no "
                         "dialling, no answer to wait for; it just goes.");
@@ -834,7 +1232,8 @@ sink_writes_whole_lines(void **state)
         static char big[3000];
 
         memset(big, 'q', sizeof(big));
-        sf_trace_call(&t, "write", -1, (long)sizeof(big), 0, big, sizeof(big), "len=%zu",
+        sf_trace_call(&t, SF_CALL_WRITE, -1, (long)sizeof(big), 0,
+                      &(sf_trace_about){ .data = big, .datalen = sizeof(big) }, "len=%zu",
                       sizeof(big));
     }
     n = (int)slurp(f, out, sizeof(out));
@@ -843,6 +1242,40 @@ sink_writes_whole_lines(void **state)
     /* 3000 bytes: 188 dump lines of 16 (the last of 8) after the line and explanation */
     assert_non_null(strstr(out, "                 0bb0  71 71 71 71 71 71 71 71"));
     assert_int_equal(out[n - 1], '\n');
+    fclose(f);
+}
+
+/* A captured segment goes through the same sink as the calls, aligned with them. */
+static void
+segments_in_the_sink(void **state)
+{
+    static char out[4096];
+    sf_trace_segment sg = { .t_ns = 0, .src = "127.0.0.1:40000", .dst = "127.0.0.1:7",
+                            .flags = SF_SEG_SYN | SF_SEG_ACK, .seq = 1, .ack = 2,
+                            .win = 65483, .len = 0 };
+    sf_trace_sink sink;
+    char buf[512];
+    FILE *f = tmpfile();
+
+    (void)state;
+    sf_trace_format_segment(&sg, SF_TRACE_TEXT, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "  0.000000 wire       [S.]         -      127.0.0.1:40000 > 127.0.0.1:7"
+        "          seq=1 ack=2 win=65483 len=0\n");
+    sg.flags = SF_SEG_ACK;
+    sf_trace_format_segment(&sg, SF_TRACE_JSON, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+        "{\"event\":\"segment\",\"t_ns\":0,\"src\":\"127.0.0.1:40000\","
+        "\"dst\":\"127.0.0.1:7\",\"flags\":\".\",\"seq\":1,\"ack\":2,\"win\":65483,"
+        "\"len\":0}\n");
+    assert_non_null(f);
+    sf_trace_sink_init(&sink, f, SF_TRACE_JSON, 0);
+    sg.flags = SF_SEG_FIN | SF_SEG_ACK;
+    sf_trace_segment_emit(&sink.tracer, &sg);
+    sf_trace_segment_emit(NULL, &sg);
+    slurp(f, out, sizeof(out));
+    assert_non_null(strstr(out, "\"flags\":\"F.\""));
+    assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
     fclose(f);
 }
 
@@ -860,7 +1293,7 @@ sink_writer_main(void *arg)
     memset(args, w->t.side[0], sizeof(args) - 1);
     args[sizeof(args) - 1] = '\0';
     for (int i = 0; i < w->n; i++)
-        sf_trace_call(&w->t, "write", -1, i, 0, NULL, 0, "%s", args);
+        sf_trace_call(&w->t, SF_CALL_WRITE, -1, i, 0, NULL, "%s", args);
     return NULL;
 }
 
@@ -932,6 +1365,18 @@ main(void)
         cmocka_unit_test(close_reports_before_and_after),
         cmocka_unit_test(udp_calls_are_traced),
         cmocka_unit_test(data_is_traced_when_asked),
+        cmocka_unit_test(calls_have_names_and_explainers),
+        cmocka_unit_test(sock_calls_carry_values),
+        cmocka_unit_test(connect_from_a_bound_port),
+        cmocka_unit_test(explain_option_by_value),
+        cmocka_unit_test(lookup_is_an_event),
+        cmocka_unit_test(net_counters),
+        cmocka_unit_test(entry_and_return_of_a_blocking_call),
+        cmocka_unit_test(write_without_a_connection),
+        cmocka_unit_test(explain_listener_close),
+        cmocka_unit_test(format_narrow_lines),
+        cmocka_unit_test(wrap_counts_columns),
+        cmocka_unit_test(explain_in_the_seeds_words),
         cmocka_unit_test(format_text_line),
         cmocka_unit_test(format_json_line),
         cmocka_unit_test(format_data_and_explain),
@@ -939,6 +1384,7 @@ main(void)
         cmocka_unit_test(explain_sentences),
         cmocka_unit_test(sink_writes_whole_lines),
         cmocka_unit_test(sink_lines_never_mix),
+        cmocka_unit_test(segments_in_the_sink),
         cmocka_unit_test(clock_is_monotonic),
     };
 
