@@ -7,16 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "trace.h"
 
 enum { SF_LADDER_CLIENT = 0, SF_LADDER_SERVER = 1 };
 enum { SF_LADDER_CALL = 1, SF_LADDER_SEG = 2 };
 enum { SF_LADDER_TCP = 1, SF_LADDER_UDP = 2, SF_LADDER_ICMP = 3 };
 
-/* TCP header flags, as the header carries them. */
-enum {
-    SF_SEG_FIN = 0x01, SF_SEG_SYN = 0x02, SF_SEG_RST = 0x04, SF_SEG_PSH = 0x08,
-    SF_SEG_ACK = 0x10, SF_SEG_URG = 0x20, SF_SEG_ECE = 0x40, SF_SEG_CWR = 0x80,
-};
+/* TCP header flags, as the header carries them: FIN, SYN, RST, PSH and ACK are
+ * trace.h's (a captured segment in the trace sink), the rest are here. */
+enum { SF_SEG_URG = 0x20, SF_SEG_ECE = 0x40, SF_SEG_CWR = 0x80 };
 
 /* One event of the figure: a call one side made, or a segment one side's kernel sent.
  * Strings are the caller's and must live while the figure is drawn. */
