@@ -98,6 +98,7 @@ cmd_connect(int argc, char **argv)
     if (source && resolve_source(source, flags | (sf_addr_family(&dst.a[0]) == AF_INET6
                                                   ? SF_ADDR_V6ONLY : SF_ADDR_V4ONLY), &src))
         return EXIT_FAIL;
+    ct.port = (uint16_t)sf_addr_port(&dst.a[0]);   /* what --wire captures */
     if ((rc = cmd_trace_open(&ct)) != 0)
         return rc;
     if ((tr.tracer = cmd_tracer(&ct)) != NULL)
