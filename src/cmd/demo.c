@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "demo.h"
+#include "demo_wire.h"
 #include "traceopt.h"
 
 static const struct {
@@ -235,8 +235,10 @@ run(demo *d, int only)
             continue;
         demo_section(d, i + 1, Z(d, sections[i].title, sections[i].title_zh),
                      Z(d, sections[i].notice, sections[i].notice_zh));
+        demo_wire_begin(d, i + 1);
         if (sections[i].run(d) != EXIT_OK)
             rc = EXIT_FAIL;
+        demo_wire_end(d, i + 1);
         if (only || i + 1 == NSECTIONS)
             d->step = 0;
         demo_section_end(d);
@@ -250,11 +252,13 @@ cmd_demo(int argc, char **argv)
 {
     static demo d;
     demo_opts_t o = { .only = 0 };
+    demo_wire_opts wo;
     unsigned flags;
     int rc;
 
     if ((rc = parse_options(argc, argv, &o)) >= 0)
         return rc;
+    demo_wire_take_options(&wo, &o.ct);
     /* The demo's output is the trace: standard output unless --trace-file says. */
     if (o.ct.file == NULL)
         o.ct.file = "-";
@@ -270,7 +274,10 @@ cmd_demo(int argc, char **argv)
     d.step = o.step;
     d.colour = o.colour == 1 || (o.colour == -1 && o.ct.format != SF_TRACE_JSON &&
                                  isatty(fileno(o.ct.out)) && getenv("NO_COLOR") == NULL);
-    rc = run(&d, o.only);
+    if ((rc = demo_wire_start(&d, &wo)) == EXIT_OK)
+        rc = run(&d, o.only);
+    if (demo_wire_finish(&d) != EXIT_OK && rc == EXIT_OK)
+        rc = EXIT_FAIL;
     cmd_trace_close(&o.ct);
     return rc;
 }

@@ -113,8 +113,9 @@ open_capture(cmd_wire *cw)
         fprintf(stderr, "sockflow %s: --wire: %s\n", cw->cmd, err.msg);
     if (rc != 0) {
         cw->w = NULL;
-        fprintf(stderr, "sockflow %s: --wire: no capture; showing the kernel's segment "
-                "counters per socket (TCP_INFO) instead\n", cw->cmd);
+        fprintf(stderr, "sockflow %s: --wire: no capture of the segments; %s\n", cw->cmd,
+                cw->what & CMD_WIRE_NONS ? "the kernel's segment counters per socket "
+                "(TCP_INFO) instead" : "they are left out");
     }
 }
 
@@ -446,6 +447,14 @@ cmd_wire_tracer(cmd_wire *cw, const sf_tracer *inner)
     cw->inner = inner;
     cw->tap = (sf_tracer){ tap_event, cw, inner ? inner->with_data : 0, NULL, 1 };
     return &cw->tap;
+}
+
+void
+cmd_wire_set_print(cmd_wire *cw, int on)
+{
+    pthread_mutex_lock(&cw->lock);
+    cw->what = on ? cw->what | CMD_WIRE_PRINT : cw->what & ~(unsigned)CMD_WIRE_PRINT;
+    pthread_mutex_unlock(&cw->lock);
 }
 
 void

@@ -40,6 +40,9 @@ const sf_tracer *cmd_wire_tracer(cmd_wire *cw, const sf_tracer *inner);
 void cmd_wire_note(cmd_wire *cw, const sf_trace_event *ev);
 void cmd_wire_upto(cmd_wire *cw, uint64_t t_ns);
 
+/* Write segments into the trace (on) or only keep them (off). */
+void cmd_wire_set_print(cmd_wire *cw, int on);
+
 /* Wait until the wire has been quiet a moment (bounded) and write what came. */
 void cmd_wire_settle(cmd_wire *cw);
 
