@@ -91,6 +91,7 @@ static void
 open_capture(cmd_wire *cw)
 {
     sf_err err, err2;
+    const char *also = "";
     int rc;
 
     /* Before any port is known the filter matches nothing (port 0 is never on the
@@ -102,21 +103,18 @@ open_capture(cmd_wire *cw)
     }
     rc = sf_wire_open(&cw->w, "lo", &cw->filter, &err);
     if (rc == -EPERM && !(cw->what & CMD_WIRE_NONS)) {
-        if (sf_wire_enter_netns(&err2) == 0) {
+        if ((rc = sf_wire_enter_netns(&err2)) == 0)
             rc = sf_wire_open(&cw->w, "lo", &cw->filter, &err);
-        } else {
-            fprintf(stderr, "sockflow %s: --wire: %s; and %s\n", cw->cmd, err.msg, err2.msg);
-            rc = 1;
-        }
+        else
+            also = err2.msg;
     }
-    if (rc < 0)
-        fprintf(stderr, "sockflow %s: --wire: %s\n", cw->cmd, err.msg);
-    if (rc != 0) {
-        cw->w = NULL;
-        fprintf(stderr, "sockflow %s: --wire: no capture of the segments; %s\n", cw->cmd,
-                cw->what & CMD_WIRE_NONS ? "the kernel's segment counters per socket "
-                "(TCP_INFO) instead" : "they are left out");
-    }
+    if (rc == 0)
+        return;
+    cw->w = NULL;
+    /* one line: why, and what is shown instead */
+    fprintf(stderr, "sockflow %s: --wire: %s%s%s; %s\n", cw->cmd, err.msg, *also ? "; " : "",
+            also, cw->what & CMD_WIRE_NONS ? "showing the kernel's segment counters per socket "
+            "(TCP_INFO) instead" : "the segments are left out");
 }
 
 cmd_wire *
@@ -263,7 +261,8 @@ print_counts(cmd_wire *cw, const sf_trace_event *ev)
     int i, n;
 
     if (ev->fd < 0 || ev->call == SF_CALL_CLOSE || ev->phase != SF_TRACE_RETURN ||
-        ev->proto == NULL || strcmp(ev->proto, "tcp") != 0 || sf_wire_tcp_counts(ev->fd, &c))
+        ev->proto == NULL || strcmp(ev->proto, "tcp") != 0 || sf_wire_tcp_counts(ev->fd, &c) ||
+        c.segs_out + c.segs_in == 0)
         return;
     for (i = 0; i < COUNTS_MAX - 1 && cw->counts[i].fd && cw->counts[i].fd != ev->fd + 1; i++)
         ;
