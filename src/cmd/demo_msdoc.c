@@ -170,6 +170,21 @@ check_null_arguments(demo *d, const sf_trace *srv, int lfd, int cfd_lost)
     demo_close_quietly(&afd);
 }
 
+/* A nonblocking listener with options an accepted socket may or may not inherit. */
+static int
+listener_with_options(const sf_trace *srv, sf_addr *a)
+{
+    int lfd = demo_listen(srv, AF_INET, 8, 0, a);
+
+    if (lfd < 0)
+        return -1;
+    set_opt(srv, lfd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", 65536);
+    set_opt(srv, lfd, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", 1);
+    set_opt(srv, lfd, IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", 1);
+    set_opt(srv, lfd, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", 77);
+    return lfd;
+}
+
 static int
 call_in(demo *d, unsigned long id, const sf_addr *a)
 {
@@ -187,12 +202,8 @@ demo_accept_documented(demo *d)
 
     for (int i = 0; i < 6; i++)
         cfd[i] = -1;
-    if ((lfd = demo_listen(&srv, AF_INET, 8, 0, &a)) < 0)
+    if ((lfd = listener_with_options(&srv, &a)) < 0)
         return EXIT_FAIL;
-    set_opt(&srv, lfd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", 65536);
-    set_opt(&srv, lfd, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", 1);
-    set_opt(&srv, lfd, IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", 1);
-    set_opt(&srv, lfd, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", 77);
     sf_tcp_accept(&srv, lfd, NULL);
     demo_check(d, demo_seen(d, "server", 0, SF_CALL_ACCEPT4)->err == EAGAIN,
                Z(d, "nonblocking, and nobody calling: accept() returned -1 with %s at once",

@@ -521,31 +521,6 @@ sf_sendto(const sf_trace *t, int fd, const void *buf, size_t len, const sf_addr 
     return io_result(n);
 }
 
-/* One event per datagram of a batch, so a batch reads like the recvfrom/sendto calls it
- * replaces; a failed call is one event. */
-static void
-trace_batch(const sf_trace *t, sf_call call, int fd, const struct mmsghdr *m, int n,
-            int err, unsigned vlen)
-{
-    int in = call == SF_CALL_RECVMMSG;
-    char who[SF_ADDR_STRLEN];
-    sf_addr a;
-
-    if (n < 0)
-        sf_trace_call(t, call, fd, -1, err, NULL, "vlen=%u", vlen);
-    for (int i = 0; i < n; i++) {
-        const struct msghdr *h = &m[i].msg_hdr;
-
-        if (h->msg_name)
-            sf_addr_from_sa(&a, h->msg_name, h->msg_namelen);
-        sf_trace_call(t, call, fd, (long)m[i].msg_len, 0,
-                      SF_ABOUT(.addr = h->msg_name ? &a : NULL, .data = h->msg_iov->iov_base,
-                               .datalen = m[i].msg_len),
-                      "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
-                      h->msg_name ? sf_addr_format(&a, who, sizeof(who)) : "(connected)");
-    }
-}
-
 int
 sf_recvmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
 {
@@ -555,7 +530,7 @@ sf_recvmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
         n = recvmmsg(fd, msgs, vlen, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
     if (SF_TRACING(t))
-        trace_batch(t, SF_CALL_RECVMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
+        sf__trace_batch(t, SF_CALL_RECVMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
     return (int)io_result(n);
 }
 
@@ -568,7 +543,7 @@ sf_sendmmsg(const sf_trace *t, int fd, struct mmsghdr *msgs, unsigned vlen)
         n = sendmmsg(fd, msgs, vlen, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (SF_TRACING(t))
-        trace_batch(t, SF_CALL_SENDMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
+        sf__trace_batch(t, SF_CALL_SENDMMSG, fd, msgs, n, n < 0 ? errno : 0, vlen);
     return (int)io_result(n);
 }
 

@@ -289,3 +289,28 @@ sf_trace_lookup(const sf_trace *t, const sf_addr *local, const sf_addr *peer)
     errno = saved;
     return s.state;
 }
+
+/* One event per datagram of a batch, so a batch reads like the recvfrom/sendto calls it
+ * replaces; a failed call is one event. */
+void
+sf__trace_batch(const sf_trace *t, sf_call call, int fd, const struct mmsghdr *m, int n,
+            int err, unsigned vlen)
+{
+    int in = call == SF_CALL_RECVMMSG;
+    char who[SF_ADDR_STRLEN];
+    sf_addr a;
+
+    if (n < 0)
+        sf_trace_call(t, call, fd, -1, err, NULL, "vlen=%u", vlen);
+    for (int i = 0; i < n; i++) {
+        const struct msghdr *h = &m[i].msg_hdr;
+
+        if (h->msg_name)
+            sf_addr_from_sa(&a, h->msg_name, h->msg_namelen);
+        sf_trace_call(t, call, fd, (long)m[i].msg_len, 0,
+                      SF_ABOUT(.addr = h->msg_name ? &a : NULL, .data = h->msg_iov->iov_base,
+                               .datalen = m[i].msg_len),
+                      "len=%zu, %s=%s", h->msg_iov->iov_len, in ? "from" : "to",
+                      h->msg_name ? sf_addr_format(&a, who, sizeof(who)) : "(connected)");
+    }
+}

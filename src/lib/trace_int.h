@@ -28,6 +28,12 @@ void sf__trace_call_on(const sf_trace *t, sf_call call, int fd, int subject_fd,
                        const char *args_fmt, ...)
     __attribute__((format(printf, 8, 9)));
 
+/* One event per datagram of a recvmmsg/sendmmsg batch of n (a failed call, n < 0: one
+ * event with err), so a batch reads like the recvfrom/sendto calls it replaces. */
+struct mmsghdr;
+void sf__trace_batch(const sf_trace *t, sf_call call, int fd, const struct mmsghdr *m, int n,
+                     int err, unsigned vlen);
+
 /* The entry of a call that may sleep, when t asks for entries and fd is blocking. */
 void sf__trace_entry(const sf_trace *t, sf_call call, int fd, const sf_trace_about *about,
                      const char *args_fmt, ...)
