@@ -100,6 +100,10 @@ print_usage(void)
            "      --explain          a telephone-picture sentence under every call\n"
            "      --trace-data       hex dumps of the bytes read and written\n"
            "      --trace-file FILE  write everything to FILE instead of standard output\n"
+           "      --wire             the segments in every section (section 7 always)\n"
+           "      --ladder           a ladder after every section (1, 2 and 7 always)\n"
+           "      --html FILE        the figures of sections 1, 2 and 7 as HTML\n"
+           "      --svg FILE         the first of them as SVG\n"
            "  -h, --help\n"
            "\n"
            "Sections:\n", NSECTIONS, NSECTIONS);
