@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "wireopt.h"
@@ -51,6 +52,7 @@ struct cmd_wire {
     const sf_tracer *inner;
     pthread_mutex_t lock;
     sf_wire *w;
+    pid_t pid;                  /* the process capturing: a forked child must not */
     sf_wire_filter filter;
     struct { sf_addr a, b; int n; } convs[CONVS_MAX];   /* segments per connection */
     int nconvs;
@@ -62,6 +64,15 @@ struct cmd_wire {
 
 /* ---- starting: capture, namespace or counters ---- */
 
+/* The capture, in the process that opened it. A child forked later (the demo's server
+ * process) has closed the packet socket's descriptor, and its number may be a socket of
+ * its own by now. */
+static sf_wire *
+capture(const cmd_wire *cw)
+{
+    return cw->w && getpid() == cw->pid ? cw->w : NULL;
+}
+
 static void
 add_port(cmd_wire *cw, uint16_t port)
 {
@@ -70,11 +81,13 @@ add_port(cmd_wire *cw, uint16_t port)
 
     if (port == 0 || f->nports >= SF_WIRE_PORTS_MAX)
         return;
+    if (f->nports == 1 && f->ports[0] == 0)
+        f->nports = 0;          /* the placeholder that matches nothing */
     for (int i = 0; i < f->nports; i++)
         if (f->ports[i] == port)
             return;
     f->ports[f->nports++] = port;
-    if (cw->w && sf_wire_set_filter(cw->w, f, &err) < 0)
+    if (capture(cw) && sf_wire_set_filter(cw->w, f, &err) < 0)
         fprintf(stderr, "sockflow %s: --wire: %s\n", cw->cmd, err.msg);
 }
 
@@ -101,6 +114,7 @@ open_capture(cmd_wire *cw)
         cw->filter.ports[0] = 0;
         cw->filter.nports = 1;
     }
+    cw->pid = getpid();
     rc = sf_wire_open(&cw->w, "lo", &cw->filter, &err);
     if (rc == -EPERM && !(cw->what & CMD_WIRE_NONS)) {
         if ((rc = sf_wire_enter_netns(&err2)) == 0)
@@ -399,7 +413,7 @@ upto_locked(cmd_wire *cw, uint64_t t_ns)
     sf_segment segs[64];
     size_t n;
 
-    if (cw->w == NULL)
+    if (capture(cw) == NULL)
         return;
     do {
         n = sf_wire_take(cw->w, t_ns, segs, 64);
@@ -461,7 +475,7 @@ cmd_wire_settle(cmd_wire *cw)
 {
     struct pollfd p;
 
-    if (cw == NULL || cw->w == NULL)
+    if (cw == NULL || capture(cw) == NULL)
         return;
     p.fd = sf_wire_fd(cw->w);
     p.events = POLLIN;
@@ -477,9 +491,16 @@ cmd_wire_settle(cmd_wire *cw)
 void
 cmd_wire_reset(cmd_wire *cw)
 {
+    sf_err err;
+
     pthread_mutex_lock(&cw->lock);
     cw->k.ncalls = cw->k.nsegs = 0;
     cw->nconvs = 0;
+    /* a port of the last figure may be anyone's ephemeral port by now */
+    cw->filter.nports = 1;
+    cw->filter.ports[0] = 0;
+    if (capture(cw))
+        sf_wire_set_filter(cw->w, &cw->filter, &err);
     pthread_mutex_unlock(&cw->lock);
 }
 

@@ -46,7 +46,8 @@ void cmd_wire_set_print(cmd_wire *cw, int on);
 /* Wait until the wire has been quiet a moment (bounded) and write what came. */
 void cmd_wire_settle(cmd_wire *cw);
 
-/* Forget the calls and segments kept so far (a new figure begins). */
+/* Forget the calls and segments kept so far and the ports learned (a new figure
+ * begins: its ports come from its own calls). */
 void cmd_wire_reset(cmd_wire *cw);
 
 /* How many segments (of kind SF_WIRE_TCP ...; 0: any) are kept, and the i-th. */
