@@ -90,7 +90,7 @@ print_usage(void)
            "  -l, --lang en|zh       sections, notes, checks and explanations in English\n"
            "                         (the default) or in the tutorial's Chinese; without\n"
            "                         it, a zh locale (LC_ALL, LC_MESSAGES, LANG) means zh\n"
-           "  -s, --step             pause after each section until Enter\n"
+           "  -s, --step[=event]     pause after each section (or each call) until Enter\n"
            "  -v, --verbose          also the probes behind the checks (TCP_INFO, sock_diag)\n"
            "      --color[=WHEN]     colour: auto (on a terminal, unless NO_COLOR), always,\n"
            "                         never\n"
@@ -116,7 +116,7 @@ enum { OPT_COLOR = 0x7200 };
 static const struct option demo_opts[] = {
     { "section", required_argument, NULL, 'n' },
     { "lang", required_argument, NULL, 'l' },
-    { "step", no_argument, NULL, 's' },
+    { "step", optional_argument, NULL, 's' },
     { "verbose", no_argument, NULL, 'v' },
     { "color", optional_argument, NULL, OPT_COLOR },
     { "colour", optional_argument, NULL, OPT_COLOR },
@@ -169,7 +169,11 @@ take_option(demo_opts_t *o, int ch, const char *arg)
         o->colour = arg == NULL || strcmp(arg, "always") == 0 ? 1
                   : strcmp(arg, "never") == 0 ? 0 : -1;
         return -1;
-    case 's': o->step = 1; return -1;
+    case 's':
+        if (arg && strcmp(arg, "section") && strcmp(arg, "event"))
+            return cmd_usage_error("demo", "--step=%s: section or event", arg);
+        o->step = arg && strcmp(arg, "event") == 0 ? DEMO_STEP_EVENT : DEMO_STEP_SECTION;
+        return -1;
     case 'v': o->verbose = 1; return -1;
     case 'j': o->ct.format = SF_TRACE_JSON; return -1;
     case 'h': print_usage(); return EXIT_OK;
@@ -243,9 +247,7 @@ run(demo *d, int only)
         if (sections[i].run(d) != EXIT_OK)
             rc = EXIT_FAIL;
         demo_wire_end(d, i + 1);
-        if (only || i + 1 == NSECTIONS)
-            d->step = 0;
-        demo_section_end(d);
+        demo_section_end(d, !only && i + 1 < NSECTIONS);
     }
     print_summary(d);
     return d->failed ? EXIT_FAIL : rc;

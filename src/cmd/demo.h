@@ -88,8 +88,11 @@ const char *demo_calls(demo *d, char side, const sf_call *skip, int nskip, char 
 
 /* Start section n: its title and the one line of what to notice. */
 void demo_section(demo *d, int n, const char *title, const char *notice);
-/* End the section: its checks, then the pause of --step. */
-void demo_section_end(demo *d);
+/* End the section: its checks, then the pause of --step when more is to come. */
+void demo_section_end(demo *d, int more);
+
+/* --step: none, after each section, after each call printed. */
+enum { DEMO_STEP_NONE = 0, DEMO_STEP_SECTION, DEMO_STEP_EVENT };
 
 /* Wait (bounded) until side#id has entered call in another thread: a section that shows
  * a call asleep makes its move only once the call is under way. */
@@ -124,6 +127,9 @@ void demo_sleep_ms(int ms);
 
 /* A TCP listener on 127.0.0.1 (or ::1 for AF_INET6), port 0; *a gets its address. */
 int demo_listen(const sf_trace *t, int family, int backlog, int blocking, sf_addr *a);
+/* socket → setsockopt → bind on 127.0.0.1, port 0, blocking, not yet listening (the
+ * seed's bind() step on its own); *a gets the address. -1 when it fails (said). */
+int demo_bound(const sf_trace *t, sf_addr *a);
 /* The seed's client: socket(), then a blocking connect() that returns 0 once the
  * handshake is complete; the socket is left blocking. -1 when refused (said). */
 int demo_connect(const sf_trace *t, const sf_addr *a);

@@ -142,15 +142,12 @@ int
 demo_in_depth(demo *d)
 {
     const sf_trace srv = { &d->tracer, "server", 0 }, cli = { &d->tracer, "client", 0 };
-    sf_listen_opts lo = { .blocking = 1 };
     int lfd, rc = EXIT_FAIL;
     sf_addr a;
     sf_err err;
 
-    sf_addr_loopback(&a, AF_INET, 0);
-    if ((lfd = sf_tcp_bind(&srv, &a, &lo, &err)) < 0)
-        return cmd_fail("%s", err.msg);
-    sf_local_addr(lfd, &a);
+    if ((lfd = demo_bound(&srv, &a)) < 0)
+        return EXIT_FAIL;
     if (sf_listen(&srv, lfd, 8, &err) < 0) {
         sf_close(&srv, lfd);
         return cmd_fail("%s", err.msg);

@@ -80,6 +80,22 @@ demo_listen(const sf_trace *t, int family, int backlog, int blocking, sf_addr *a
 }
 
 int
+demo_bound(const sf_trace *t, sf_addr *a)
+{
+    sf_listen_opts lo = { .blocking = 1 };
+    sf_err err;
+    int fd;
+
+    sf_addr_loopback(a, AF_INET, 0);
+    if ((fd = sf_tcp_bind(t, a, &lo, &err)) < 0) {
+        cmd_fail("%s", err.msg);
+        return -1;
+    }
+    sf_local_addr(fd, a);
+    return fd;
+}
+
+int
 demo_connect(const sf_trace *t, const sf_addr *a)
 {
     sf_err err;

@@ -119,18 +119,15 @@ int
 demo_telephone(demo *d)
 {
     const sf_trace srv = { &d->tracer, "server", 0 }, cli = { &d->tracer, "client", 0 };
-    sf_listen_opts lo = { .blocking = 1 };
     int lfd, rc = EXIT_FAIL;
     sf_addr a;
     sf_err err;
 
     d->cur = &d->phone;
-    sf_addr_loopback(&a, AF_INET, 0);
-    if ((lfd = sf_tcp_bind(&srv, &a, &lo, &err)) < 0) {
+    if ((lfd = demo_bound(&srv, &a)) < 0) {
         d->cur = &d->sink;
-        return cmd_fail("%s", err.msg);
+        return EXIT_FAIL;
     }
-    sf_local_addr(lfd, &a);
     demo_check(d, demo_seen(d, "server", 0, SF_CALL_BIND)->state == SF_TCP_CLOSE &&
                sf_addr_port(&a) != 0, Z(d, "bind() gave the phone its number, port %d; it is"
                                         " still switched off (%s)", "bind() 激活SIM卡，手机有了"

@@ -96,6 +96,21 @@ moved(demo_held *h)
     repoint(h, h->ev.local != NULL, h->ev.peer != NULL, h->ev.addr != NULL);
 }
 
+/* --step: wait for Enter (on standard input; the prompt on standard error, away from
+ * the output). At the end of the input the demo runs on. */
+static void
+pause_for_enter(demo *d)
+{
+    char line[64];
+
+    fprintf(stderr, "%s", d->step == DEMO_STEP_EVENT
+            ? Z(d, "-- Enter: next call --", "-- 按回车继续下一个调用 --")
+            : Z(d, "-- Enter: next section --", "-- 按回车继续 --"));
+    fflush(stderr);
+    if (fgets(line, sizeof(line), stdin) == NULL)
+        d->step = DEMO_STEP_NONE;
+}
+
 /* Write ev now, or keep it for demo_release; the lock is held. */
 static void
 put_event(demo *d, const sf_trace_event *ev)
@@ -105,8 +120,11 @@ put_event(demo *d, const sf_trace_event *ev)
         d->held[d->nheld++].late = ev->phase == SF_TRACE_RETURN &&
                                    !pthread_equal(pthread_self(), d->main_thread);
     }
-    else if (!d->holding)
+    else if (!d->holding) {
         d->cur->tracer.fn(d->cur->tracer.ud, ev);
+        if (d->step == DEMO_STEP_EVENT)
+            pause_for_enter(d);
+    }
 }
 
 void
@@ -171,6 +189,8 @@ demo_release(demo *d)
     for (int i = 0; i < d->nheld; i++) {
         moved(&d->held[i]);
         d->cur->tracer.fn(d->cur->tracer.ud, &d->held[i].ev);
+        if (d->step == DEMO_STEP_EVENT)
+            pause_for_enter(d);
     }
     d->holding = 0;
     d->nheld = 0;
@@ -291,7 +311,7 @@ demo_section(demo *d, int n, const char *title, const char *notice)
 }
 
 void
-demo_section_end(demo *d)
+demo_section_end(demo *d, int more)
 {
     for (int i = 0; i < d->nchecks; i++) {
         const char *c = d->checks[i];
@@ -306,14 +326,8 @@ demo_section_end(demo *d)
                  seen ? "32" : skipped ? "33" : "31;1", c + 1);
     }
     d->nchecks = 0;
-    if (d->step) {
-        char line[64];
-
-        fprintf(stderr, "%s", Z(d, "-- Enter: next section --", "-- 按回车继续 --"));
-        fflush(stderr);
-        if (fgets(line, sizeof(line), stdin) == NULL)
-            d->step = 0;        /* no more input: run on */
-    }
+    if (more && d->step)
+        pause_for_enter(d);
 }
 
 void
@@ -335,7 +349,7 @@ keep_check(demo *d, char mark, const char *fmt, va_list ap)
     char *c;
 
     if (d->nchecks == DEMO_MAX_CHECKS)
-        demo_section_end(d);
+        demo_section_end(d, 0);
     c = d->checks[d->nchecks++];
     c[0] = mark;
     vsnprintf(c + 1, sizeof(d->checks[0]) - 1, fmt, ap);

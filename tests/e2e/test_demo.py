@@ -177,6 +177,16 @@ def test_step_pauses_between_sections():
     assert r.returncode == 0 and r.stderr == b""
 
 
+def test_step_pauses_after_each_call():
+    r = subprocess.run([SOCKFLOW, "demo", "--step=event", "--section", "1"], input=b"\n" * 40,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stdout.decode().splitlines() if re.match(r"^ *\d+\.\d{6} ", l)]
+    assert r.stderr.decode().count("-- Enter: next call --") == len(lines) > 10
+    r = run_sockflow(["demo", "--step=sometimes"])
+    assert r.returncode == 2 and b"--step=sometimes: section or event" in r.stderr
+
+
 def test_1_tcp_flow(events):
     evs = events[1]
     srv = [e["call"] for e in calls(evs, "server") if e["call"] != "setsockopt"]
