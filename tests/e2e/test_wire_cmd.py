@@ -176,3 +176,37 @@ def test_demo_section_7_unprivileged_in_a_namespace():
         assert r.returncode == 0 and b"skipped: the segments themselves" in r.stdout
         return
     check_demo7(r)
+
+
+@ROOT_ONLY
+def test_serve_wire_learns_its_port_from_listen(tmp_path):
+    """serve knows its port only once it listens: the capture filters on it from then."""
+    trace = tmp_path / "serve.trace"
+    s = Server(["-4", "-t", "--wire", "--trace=json", "--trace-file", str(trace), "echo:0"])
+    port = s.port("tcp")
+    r = run_sockflow(["connect", "127.0.0.1", str(port)], input=b"abc\n")
+    assert r.returncode == 0 and r.stdout == b"abc\n"
+    s.stop()
+    events = [json.loads(l) for l in trace.read_text().splitlines()]
+    segs = [e for e in events if e["event"] == "segment"]
+    assert [e["flags"] for e in segs[:3]] == ["SYN", "SYN,ACK", "ACK"], segs[:3]
+    assert all(str(port) in (e["src"] + e["dst"]) for e in segs)
+    kinds = [(e["event"], e.get("call")) for e in events]
+    assert kinds.index(("call", "listen")) < kinds.index(("segment", None))
+    assert [e["t_ns"] for e in events] == sorted(e["t_ns"] for e in events)
+
+
+def test_demo_html_has_the_three_figures(tmp_path):
+    html = tmp_path / "demo.html"
+    r = subprocess.run([SOCKFLOW, "demo", "--html", str(html)], capture_output=True,
+                       timeout=120)
+    if b"skipped: " in r.stdout:
+        pytest.skip("the kernel's TIME_WAIT table overflowed during the run")
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    figs = [ET.fromstring(m.group(0)) for m in
+            re.finditer(r"<svg .*?</svg>", html.read_text(encoding="utf-8"), re.S)]
+    assert [f.get("data-section") for f in figs] == ["1", "2", "7"]
+    if b"CAP_NET_RAW" not in r.stderr:
+        assert "UDP len 5" in [t.split(" [")[0] for t in texts(figs[1], "seglabel")]
+        labels = [t.split(" [")[0] for t in texts(figs[2], "seglabel")]
+        assert labels[labels.index("SYN J"):][:3] == ["SYN J", "SYN K, ACK J+1", "ACK K+1"]
