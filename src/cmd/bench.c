@@ -664,6 +664,7 @@ cmd_bench(int argc, char **argv)
         }
     }
     c->o.src = c->src;
+    c->trace.port = (uint16_t)sf_addr_port(&c->o.target);     /* what --wire captures */
     if ((rc = cmd_trace_open(&c->trace)) != 0)
         goto out;
     c->o.tracer = cmd_tracer(&c->trace);

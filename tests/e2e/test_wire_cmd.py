@@ -210,3 +210,13 @@ def test_demo_html_has_the_three_figures(tmp_path):
         assert "UDP len 5" in [t.split(" [")[0] for t in texts(figs[1], "seglabel")]
         labels = [t.split(" [")[0] for t in texts(figs[2], "seglabel")]
         assert labels[labels.index("SYN J"):][:3] == ["SYN J", "SYN K, ACK J+1", "ACK K+1"]
+
+
+@ROOT_ONLY
+def test_bench_wire_captures_each_connection(echo, tmp_path):
+    trace = tmp_path / "bench.trace"
+    r = run_sockflow(["bench", "connect", "127.0.0.1", str(echo), "-n", "3", "-c", "1", "-T", "1",
+                      "--wire", "--trace=json", "--trace-file", str(trace)], timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    segs = [json.loads(l) for l in trace.read_text().splitlines() if '"segment"' in l]
+    assert sum(1 for s in segs if s["flags"] == "SYN") >= 3, segs[:6]
