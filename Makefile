@@ -46,6 +46,8 @@ EX_BIN   := $(EXAMPLES:%=$(BUILD)/examples/%)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Programs the end-to-end tests run besides sockflow (tests/helpers/*.c).
+HELPERS  := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(wildcard tests/helpers/*.c))
 
 .PHONY: all lib examples test unit e2e examples-test demo install uninstall clean deps bench fuzz
 all: lib $(BIN) $(LINK)
@@ -85,6 +87,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/unit.h) $(STATIC) $(HEADE
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS) -lcmocka
 
+$(BUILD)/tests/helpers/%: tests/helpers/%.c $(STATIC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
 # Test dependencies: installed with apt-get when run as root, else named.
 deps:
 	@sh tests/deps.sh
@@ -92,8 +98,9 @@ deps:
 unit: deps $(UNIT_BIN)
 	@sh tests/run-unit.sh $(UNIT_BIN)
 
-e2e: deps all examples
+e2e: deps all examples $(HELPERS)
 	SOCKFLOW=$(abspath $(BIN)) SOCKFLOW_EXAMPLES=$(abspath $(BUILD)/examples) \
+	  SOCKFLOW_HELPERS=$(abspath $(BUILD)/tests/helpers) \
 	  /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/e2e
 
 test: unit e2e fuzz

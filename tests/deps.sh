@@ -5,7 +5,7 @@ set -u
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libcmocka-dev netcat-openbsd ncat strace socat python3 python3-pytest python3-pytest-timeout clang libclang-rt-dev \
-         iproute2 util-linux procps openbsd-inetd systemd ${SOCKFLOW_EXTRA_DEPS:-}; do
+         iproute2 util-linux procps openbsd-inetd systemd chromium fonts-wqy-microhei ${SOCKFLOW_EXTRA_DEPS:-}; do
     have_pkg "$p" || need="$need $p"
 done
 [ -z "$need" ] && exit 0

@@ -17,6 +17,8 @@
 #include "scan.h"
 #include "hist.h"
 #include "bench.h"
+#include "ladder.h"
+#include "wire.h"
 
 /* The version of the library the program runs with, "0.1.0"; SOCKFLOW_VERSION is the
  * one it was compiled against. */

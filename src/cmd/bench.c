@@ -326,6 +326,7 @@ bench_parse(int argc, char **argv, bench_conf *c, sf_err *err)
     int ch, rc;
 
     c->interval_ms = -1;
+    c->trace.cmd = "bench";
     optind = 0;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":c:s:P:d:n:T:w:i:t46h", bench_opts, NULL)) != -1)
@@ -417,6 +418,7 @@ resolve(bench_conf *c, char **argv)
             return cmd_usage_error("bench", "--src: the sources and %s are not of one family",
                                    c->target);
     c->o.src = c->src;
+    c->trace.port = (uint16_t)sf_addr_port(&c->o.target);     /* what --wire captures */
     return 0;
 }
 

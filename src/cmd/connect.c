@@ -1,5 +1,6 @@
 /* connect: `sockflow connect [OPTIONS] HOST PORT` — standard input to the socket, the
  * socket to standard output, like nc; `-z HOST PORTS` scans ports instead (scan.c). */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
@@ -172,7 +173,7 @@ connect_parse(int argc, char **argv, connect_args *a, sf_err *err)
 {
     int ch, rc;
 
-    *a = (connect_args){ .wait_ms = -1, .quit_ms = -1 };
+    *a = (connect_args){ .wait_ms = -1, .quit_ms = -1, .ct.cmd = "connect" };
     optind = 0;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":u46nw:q:i:s:p:e:c:CNvzh", connect_opts,
@@ -276,6 +277,19 @@ dial(const connect_args *a, const sf_trace *t, char *peer, size_t peerlen)
     return fd;
 }
 
+/* The port dialled, known before the first call so --wire captures from the SYN on. */
+static uint16_t
+dialled_port(const connect_args *a)
+{
+    struct servent *se;
+    int port = sf_addr_parse_port(a->port, NULL);
+
+    if (port >= 0)
+        return (uint16_t)port;
+    se = getservbyname(a->port, a->udp ? "udp" : "tcp");
+    return se ? ntohs((uint16_t)se->s_port) : 0;
+}
+
 /* -e/-c: the program talks on the socket instead of the relay. */
 static int
 run_program(const connect_args *a, int fd)
@@ -307,6 +321,7 @@ relay(connect_args *a)
     sf_err err;
     int fd, rc;
 
+    a->ct.port = dialled_port(a);
     if ((rc = cmd_trace_open(&a->ct)) != 0)
         return rc;
     if ((tr.tracer = cmd_tracer(&a->ct)) != NULL)

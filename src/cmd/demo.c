@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "demo.h"
+#include "demo_wire.h"
 #include "traceopt.h"
 
 static const struct {
@@ -108,6 +108,10 @@ print_usage(void)
            "      --explain          a telephone-picture sentence under every call\n"
            "      --trace-data       hex dumps of the bytes read and written\n"
            "      --trace-file FILE  write everything to FILE instead of standard output\n"
+           "      --wire             the segments in every section (section 7 always)\n"
+           "      --ladder           a ladder after every section (1, 2 and 7 always)\n"
+           "      --html FILE        the figures of sections 1, 2 and 7 as HTML\n"
+           "      --svg FILE         the first of them as SVG\n"
            "  -h, --help\n"
            "\n"
            "Sections:\n", NSECTIONS, NSECTIONS);
@@ -175,7 +179,7 @@ demo_parse(int argc, char **argv, demo_opts_t *o, sf_err *err)
 {
     int ch, rc;
 
-    *o = (demo_opts_t){ .lang = demo_locale_lang(), .colour = -1 };
+    *o = (demo_opts_t){ .lang = demo_locale_lang(), .colour = -1, .ct.cmd = "demo" };
     optind = 0;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":n:l:svjh", demo_opts, NULL)) != -1)
@@ -228,8 +232,10 @@ run(demo *d, int only)
             continue;
         demo_section(d, i + 1, Z(d, sections[i].title, sections[i].title_zh),
                      Z(d, sections[i].notice, sections[i].notice_zh));
+        demo_wire_begin(d, i + 1);
         if (sections[i].run(d) != EXIT_OK)
             rc = EXIT_FAIL;
+        demo_wire_end(d, i + 1);
         demo_section_end(d, !only && i + 1 < NSECTIONS);
     }
     print_summary(d);
@@ -241,6 +247,7 @@ cmd_demo(int argc, char **argv)
 {
     static demo d;
     demo_opts_t o;
+    demo_wire_opts wo;
     unsigned flags;
     sf_err err;
     int rc;
@@ -251,6 +258,7 @@ cmd_demo(int argc, char **argv)
     }
     if (rc != 0)
         return cmd_usage_error("demo", "%s", err.msg);
+    demo_wire_take_options(&wo, &o.ct);
     /* The demo's output is the trace: standard output unless --trace-file says. */
     if (o.ct.file == NULL)
         o.ct.file = "-";
@@ -266,7 +274,10 @@ cmd_demo(int argc, char **argv)
     d.step = o.step;
     d.colour = o.colour == 1 || (o.colour == -1 && o.ct.format != SF_TRACE_JSON &&
                                  isatty(fileno(o.ct.out)) && getenv("NO_COLOR") == NULL);
-    rc = run(&d, o.only);
+    if ((rc = demo_wire_start(&d, &wo)) == EXIT_OK)
+        rc = run(&d, o.only);
+    if (demo_wire_finish(&d) != EXIT_OK && rc == EXIT_OK)
+        rc = EXIT_FAIL;
     cmd_trace_close(&o.ct);
     return rc;
 }

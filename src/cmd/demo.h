@@ -63,6 +63,7 @@ typedef struct demo {
     int entries;                /* show the entries of calls that may sleep */
     char checks[DEMO_MAX_CHECKS][640];   /* this section's checks, said at its end */
     int nchecks;
+    struct demo_wire *wire;     /* the capture, ladders and figures (demo_wire.h) */
 } demo;
 
 /* A section: one function, one line in the table of demo.c. Returns EXIT_OK, or

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "demo.h"
+#include "demo_wire.h"
 
 #define ST(s) sf_tcp_state_name(s)
 
@@ -117,6 +117,8 @@ demo_handshake(demo *d)
     int lfd, cfd1 = -1, cfd2 = -1, cfd3 = -1, afd = -1, rc = EXIT_FAIL;
     sf_addr a;
 
+    if (demo_handshake_wire(d) != EXIT_OK)      /* the segments, and segment 3 held */
+        return EXIT_FAIL;
     demo_say(d, "%s", Z(d, "a listening socket with backlog 1: Linux keeps up to backlog + 1"
                         " = 2 finished connections waiting for accept()",
                         "backlog 为 1 的监听套接字：Linux 最多让 backlog + 1 = 2 个已完成的连接"

@@ -227,6 +227,7 @@ serve_parse(int argc, char **argv, serve_conf *c, sf_err *err)
     int ch, rc;
 
     c->protos = SF_PROTO_TCP | SF_PROTO_UDP;
+    c->trace.cmd = "serve";
     c->so.idle_timeout_ms = 300000;
     c->so.send_timeout_ms = 60000;
     optind = 0;

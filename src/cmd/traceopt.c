@@ -1,4 +1,5 @@
-/* traceopt: --trace[=text|json], --explain, --trace-file, --trace-data, for every command. */
+/* traceopt: --trace[=text|json], --explain, --trace-file, --trace-data, --wire,
+ * --ladder, --html, --svg, for every command. */
 #include <errno.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@ cmd_trace_option(cmd_trace *ct, const char *cmd, int ch, const char *arg)
 
     if (rc < 0)
         cmd_usage_error(cmd, "%s", err.msg);
+    if (rc > 0)
+        ct->cmd = cmd;
     return rc;
 }
 
@@ -43,10 +46,13 @@ cmd_trace_take(cmd_trace *ct, int ch, const char *arg, sf_err *err)
     case CMD_OPT_TRACE_DATA:
         ct->flags |= SF_TRACE_F_DATA;
         break;
+    case CMD_OPT_WIRE:
+        ct->wire = 1;
+        break;
     default:
-        return 0;
+        return cmd_figure_take(ct, ch, arg, err);
     }
-    ct->on = 1;
+    ct->on = ct->print = 1;
     return 1;
 }
 
@@ -55,6 +61,8 @@ cmd_trace_open(cmd_trace *ct)
 {
     if (!ct->on)
         return 0;
+    /* the demo turns its trace on itself */
+    ct->print |= !(ct->ladder || ct->html || ct->svg);
     ct->out = stderr;
     if (ct->file && strcmp(ct->file, "-") == 0) {
         ct->out = stdout;
@@ -64,18 +72,21 @@ cmd_trace_open(cmd_trace *ct)
             return cmd_fail("--trace-file %s: %s", ct->file, strerror(errno));
     }
     sf_trace_sink_init(&ct->sink, ct->out, ct->format, ct->flags);
-    return 0;
+    return cmd_figure_open(ct);
 }
 
 const sf_tracer *
 cmd_tracer(const cmd_trace *ct)
 {
+    if (ct->on && ct->out && ct->tracer)
+        return ct->tracer;
     return ct->on && ct->out ? &ct->sink.tracer : NULL;
 }
 
 void
 cmd_trace_close(cmd_trace *ct)
 {
+    cmd_figure_close(ct);
     if (ct->out && ct->out != stderr && ct->out != stdout)
         fclose(ct->out);
     ct->out = NULL;

@@ -18,6 +18,10 @@ PORT_WORD = re.compile(r"\b(port|ports|端口) \d+( and | 和 |, then |，然后
 DELTA = re.compile(r"([A-Za-z]+) \+\d+")
 EPHEMERAL = re.compile(r"(?<![\d.:=])\b\d{5}\b")
 SECONDS_ZH = re.compile(r"\d+\.\d+ 秒")
+# the ladder's rows (ms since its first event) and the initial sequence numbers J and K
+LADDER_TIME = re.compile(r"^ *\d+\.\d{3} ")
+ISN = re.compile(r"\b([JK])=\d+")
+ISN_ZH = re.compile(r"([JK])=\d+")
 
 
 def normalise_line(line):
@@ -52,6 +56,8 @@ def normalise_narrow_line(line):
                                                         (m.group(2) or "")), line)
     line = DELTA.sub(r"\1 +D", line)
     line = SECONDS_ZH.sub("S 秒", line)
+    line = LADDER_TIME.sub("T ", line)
+    line = ISN_ZH.sub(r"\1=N", ISN.sub(r"\1=N", line))
     return EPHEMERAL.sub("P", line)
 
 
