@@ -122,6 +122,33 @@ def test_serve_echo_unix(activate, tmp_path):
             os.unlink(path)
 
 
+def test_serve_echo_unix_datagram(activate):
+    """A passed Unix datagram socket: answered to the sender's name (the UDP guard's
+    port rules would drop a Unix sender, which has no port)."""
+    path = f"/tmp/sf-actd-{os.getpid()}.sock"
+    client = f"/tmp/sf-actd-{os.getpid()}.client"
+    a = activate(["--datagram", "-l", path], ["serve", "echo"])
+    try:
+        wait_path(path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.bind(client)
+            s.settimeout(1)
+            reply, deadline = None, time.monotonic() + 10
+            while reply is None and time.monotonic() < deadline:
+                s.sendto(b"unix datagram activated", path)
+                try:
+                    reply = s.recvfrom(100)[0]
+                except socket.timeout:
+                    pass
+        assert reply == b"unix datagram activated"
+        rc, out, err = a.stop()
+        assert f"listening on unix-dgram unix:{path} (echo)" in out
+    finally:
+        for p in (path, client):
+            if os.path.exists(p):
+                os.unlink(p)
+
+
 def test_listen_takes_the_passed_socket(activate):
     port = free_port()
     a = activate(["-l", f"127.0.0.1:{port}"], ["listen", "-e", "rev"])
