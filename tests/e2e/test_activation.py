@@ -149,6 +149,26 @@ def test_serve_echo_unix_datagram(activate):
                 os.unlink(p)
 
 
+def test_serve_exec_on_passed_sockets(activate):
+    """exec:PORT=PROG is matched to a passed socket as a built-in service is: in order,
+    and by name (exec) beside another service; each client gets its own program."""
+    port = free_port()
+    a = activate(["-l", f"127.0.0.1:{port}"], ["serve", f"exec:{port}=rev"])
+    wait_listening(port)
+    for i in range(3):
+        assert exchange(("127.0.0.1", port), b"stressed %d\n" % i) == b"%d desserts\n" % i
+    rc, out, err = a.stop()
+    assert f"listening on tcp 127.0.0.1:{port} (exec)" in out
+    assert err.count("Execing") == 1, err
+    p1, p2 = free_port(), free_port()
+    b = activate(["-l", f"127.0.0.1:{p1}", "-l", f"127.0.0.1:{p2}", "--fdname", "exec:echo"],
+                 ["serve", "echo", f"exec:{p1}=rev"])
+    wait_listening(p2)
+    assert exchange(("127.0.0.1", p1), b"by name\n") == b"eman yb\n"
+    assert exchange(("127.0.0.1", p2), b"echoed\n") == b"echoed\n"
+    b.stop()
+
+
 def test_listen_takes_the_passed_socket(activate):
     port = free_port()
     a = activate(["-l", f"127.0.0.1:{port}"], ["listen", "-e", "rev"])
