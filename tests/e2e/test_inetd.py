@@ -3,6 +3,7 @@ configuration file, starts `sockflow serve --inetd echo` and `sockflow listen --
 as `nowait` services on loopback; a client must get exactly the service's bytes (nothing of
 ours on the socket, which is also the services' standard error)."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import SOCKFLOW, free_port, tcp_exchange, wait_listening
+from conftest import ROOT, SOCKFLOW, free_port, tcp_exchange, wait_listening
 
 INETD = "/usr/sbin/inetd"
 REV = shutil.which("rev") or "/usr/bin/rev"
@@ -137,3 +138,27 @@ def test_inetd_listen_deny_closes_without_a_byte(inetd):
         except ConnectionResetError:
             pass
     assert got == b""
+
+
+def test_readme_inetd_conf_lines_as_written(tmp_path):
+    """The README's /etc/inetd.conf lines, as written (bare ports, user nobody), with only
+    the binary's path changed: they bind every address, so inetd and its clients run in
+    a network namespace of their own."""
+    if shutil.which("unshare") is None or shutil.which("nc") is None:
+        pytest.skip("unshare (util-linux) or nc (netcat-openbsd) not installed")
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    lines = re.findall(r"^(\d+) stream tcp nowait nobody /usr/local/bin/sockflow (sockflow .*)$",
+                       readme, re.M)
+    assert len(lines) == 2, lines
+    conf = tmp_path / "inetd.conf"
+    conf.write_text("".join(f"{port} stream tcp nowait nobody {SOCKFLOW} {cmd}\n"
+                            for port, cmd in lines))
+    script = (f"ip link set lo up; {INETD} -d {conf} 2>/dev/null & i=$!; "
+              f"n=0; while [ $n -lt 100 ] && ! ss -ltn | grep -q ':{lines[1][0]} '; do "
+              f"sleep 0.05; n=$((n+1)); done; "
+              f"echo 'inetd nowait' | nc -N -w 5 127.0.0.1 {lines[0][0]}; "
+              f"echo 'inetd echo' | nc -N -w 5 127.0.0.1 {lines[1][0]}; "
+              f"kill $i; wait $i")
+    r = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
+                       timeout=30)
+    assert r.stdout == b"tiawon dteni\ninetd echo\n", r.stderr
