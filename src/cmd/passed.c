@@ -29,21 +29,20 @@ spec_service(const char *spec)
 /* A passed socket named SERVICE or SERVICE.socket (FileDescriptorName=, or the unit's
  * name) goes to that service; unnamed ones to the services in the order given. */
 static const sf_service *
-match(const sf_passed *p, int i, char **specs, int nspecs)
+match(const sf_passed *p, int i, const sf_service *const *svcs, int nsvcs)
 {
-    for (int k = 0; k < nspecs; k++) {
-        const sf_service *svc = spec_service(specs[k]);
-        size_t n = svc ? strlen(svc->name) : 0;
+    for (int k = 0; k < nsvcs; k++) {
+        size_t n = strlen(svcs[k]->name);
 
-        if (svc && strncmp(p->name, svc->name, n) == 0 &&
+        if (strncmp(p->name, svcs[k]->name, n) == 0 &&
             (p->name[n] == '\0' || strcmp(p->name + n, ".socket") == 0))
-            return svc;
+            return svcs[k];
     }
-    return i < nspecs ? spec_service(specs[i]) : NULL;
+    return i < nsvcs ? svcs[i] : NULL;
 }
 
 int
-cmd_serve_passed(sf_server *s, char **specs, int nspecs, int *taken)
+cmd_serve_passed(sf_server *s, const sf_service *const *svcs, int nsvcs, int *taken)
 {
     sf_passed p[SF_PASSED_MAX];
     sf_err err;
@@ -53,14 +52,14 @@ cmd_serve_passed(sf_server *s, char **specs, int nspecs, int *taken)
     if (n < 0)
         return cmd_fail("%s", err.msg);
     for (int i = 0; i < n; i++) {
-        const sf_service *svc = rc == 0 ? match(&p[i], i, specs, nspecs) : NULL;
+        const sf_service *svc = rc == 0 ? match(&p[i], i, svcs, nsvcs) : NULL;
 
         if (rc != 0) {
             close(p[i].fd);
         } else if (svc == NULL) {
             close(p[i].fd);
             rc = cmd_fail("LISTEN_FDS: %d sockets for %d services: name each socket after "
-                          "its service (FileDescriptorName=echo)", n, nspecs);
+                          "its service (FileDescriptorName=echo)", n, nsvcs);
         } else if (sf_server_adopt(s, svc, p[i].fd, &err) < 0) {
             rc = cmd_fail("LISTEN_FDS: %s", err.msg);
         }

@@ -304,15 +304,12 @@ parse_spec(serve_conf *c, const char *spec, const sf_service **svc, int *port)
 }
 
 static int
-listen_service(sf_server *s, serve_conf *c, const char *spec, const sf_addr *addrs,
-               int naddrs, int defaulted)
+listen_service(sf_server *s, serve_conf *c, const sf_service *svc, int port,
+               const sf_addr *addrs, int naddrs, int defaulted)
 {
-    const sf_service *svc = NULL;
     sf_err err;
-    int port = 0, rc;
+    int rc;
 
-    if ((rc = parse_spec(c, spec, &svc, &port)) != 0)
-        return rc;
     rc = sf_server_listen(s, svc, addrs, naddrs, port, c->protos, &err);
     /* No IPv6 on this host: the default loopback pair falls back to IPv4 alone. */
     if (rc < 0 && defaulted && naddrs == 2 &&
@@ -327,6 +324,30 @@ listen_service(sf_server *s, serve_conf *c, const char *spec, const sf_addr *add
         return cmd_fail("%s (another server is running there)", err.msg);
     if (rc < 0)
         return cmd_fail("%s", err.msg);
+    return 0;
+}
+
+/* The services of specs, on the sockets passed by systemd if there are any (*passed
+ * set), else each bound at its port on addrs. Every spec is parsed first, so that an
+ * exec: service is matched to a passed socket like a built-in one. */
+static int
+serve_specs(sf_server *s, serve_conf *c, char **specs, int nspecs, const sf_addr *addrs,
+            int naddrs, int defaulted, int *passed)
+{
+    const sf_service *svcs[nspecs > 0 ? nspecs : 1];
+    int ports[nspecs > 0 ? nspecs : 1];
+    int rc;
+
+    for (int i = 0; i < nspecs; i++) {
+        ports[i] = 0;
+        if ((rc = parse_spec(c, specs[i], &svcs[i], &ports[i])) != 0)
+            return rc;
+    }
+    if ((rc = cmd_serve_passed(s, svcs, nspecs, passed)) != 0)
+        return rc;
+    for (int i = 0; i < nspecs && !*passed; i++)
+        if ((rc = listen_service(s, c, svcs[i], ports[i], addrs, naddrs, defaulted)) != 0)
+            return rc;
     return 0;
 }
 
@@ -414,12 +435,9 @@ cmd_serve(int argc, char **argv)
             rc = sf_server_run(s) < 0 ? cmd_fail("serve: run failed") : EXIT_OK;
         goto out;
     }
-    if ((rc = cmd_serve_passed(s, argv + optind, argc - optind, &passed)) != 0)
+    if ((rc = serve_specs(s, &c, argv + optind, argc - optind, addrs, naddrs, defaulted,
+                          &passed)) != 0)
         goto out;
-    for (int i = optind; i < argc && !passed; i++) {
-        if ((rc = listen_service(s, &c, argv[i], addrs, naddrs, defaulted)) != 0)
-            goto out;
-    }
     if ((rc = cmd_access_drop_privileges(&c.ca)) != 0)
         goto out;
     print_listeners(s);

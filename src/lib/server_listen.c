@@ -206,7 +206,8 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
             return fd;
         if (i == 0)
             sf_local_addr(fd, &at);   /* port 0: the copies take the port it got */
-        rc = proto == SF_PROTO_UDP ? want_destination(fd, sf_addr_family(&at), err) : 0;
+        rc = proto == SF_PROTO_UDP && sf_addr_family(&at) != AF_UNIX
+             ? want_destination(fd, sf_addr_family(&at), err) : 0;
         if (rc == 0)
             rc = add_lsock(&s->w[i], fd, proto, svc, err);
         if (rc == 0)
@@ -217,7 +218,7 @@ bind_one(sf_server *s, const sf_service *svc, const sf_addr *a, int proto, sf_er
         }
     }
     s->listeners[s->nlisteners++] = (sf_listener){ svc, proto, at };
-    if (proto == SF_PROTO_UDP)
+    if (proto == SF_PROTO_UDP && sf_addr_family(&at) != AF_UNIX)
         sf__udpguard_add_port(s->guard, sf_addr_port(&at));
     return sf_addr_family(&at) == AF_UNIX ? 0 : sf_addr_port(&at);
 }
@@ -235,9 +236,10 @@ bind_all(sf_server *s, const sf_service *svc, const sf_addr *addrs, int naddrs, 
             const sf_listener *own;
             char where[SF_ADDR_STRLEN], there[SF_ADDR_STRLEN];
 
-            /* Unix addresses: stream services only (the UDP guard judges ports) */
-            if (!(protos & proto) ||
-                (proto == SF_PROTO_UDP && sf_addr_family(&a) == AF_UNIX))
+            /* A socket file (or abstract name) takes one socket: stream, unless only
+             * datagrams are asked for (-u). */
+            if (!(protos & proto) || (proto == SF_PROTO_UDP && sf_addr_family(&a) == AF_UNIX &&
+                                      (protos & SF_PROTO_TCP)))
                 continue;
             sf_addr_set_port(&a, port);
             if (port != 0 && (own = own_listener_at(s, &a, proto)) != NULL)

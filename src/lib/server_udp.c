@@ -75,7 +75,7 @@ sf__udp_worker_free(worker *w)
 
 static const char *const drop_what[SF__NDROP] = {
     "from a service port", "from a port below 1024", "to or from a broadcast, "
-    "multicast or unspecified address", "over the per-source budget", "with a reply "
+    "multicast or unspecified address (or an unnamed Unix socket)", "over the per-source budget", "with a reply "
     "larger than allowed",
 };
 
@@ -277,6 +277,12 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
     }
     if (ls->svc->on_datagram == NULL)
         return;     /* never answered (discard): nothing to guard */
+    /* A Unix sender with no name comes with no address at all (length 0, the buffer
+     * as the last datagram left it): make it the unnamed AF_UNIX address it is. */
+    if (h->msg_namelen == 0) {
+        b->peer[i].ss.ss_family = AF_UNIX;
+        h->msg_namelen = sizeof(sa_family_t);
+    }
     b->peer[i].len = h->msg_namelen;
     if (w->s->o.access && !sf_access_allowed(w->s->o.access, &b->peer[i])) {
         w->st.dgrams_dropped++;

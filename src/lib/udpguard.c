@@ -4,9 +4,11 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "udpguard.h"
@@ -307,6 +309,12 @@ sf__udpguard_check(sf_udpguard *g, const struct sockaddr *sa, socklen_t len,
     uint32_t set;
     pthread_mutex_t *lock;
 
+    /* A Unix peer has no port, cannot forge its name and is on this host: the port,
+     * address and budget rules are for IP. One that never bound a name cannot be
+     * answered (unix(7)): it is the unspecified address of AF_UNIX. */
+    if (sa->sa_family == AF_UNIX)
+        return len > offsetof(struct sockaddr_un, sun_path) ? (int)g->mask + 1
+                                                            : SF_UDP_DROP_SOURCE;
     if (port == 0)
         return SF_UDP_DROP_LOOP;
     for (size_t i = 0; i < sizeof(classic_ports) / sizeof(classic_ports[0]); i++)

@@ -14,7 +14,8 @@
 enum {
     SF_UDP_DROP_LOOP = -1,      /* from the port of a classic service, one we serve, or 0 */
     SF_UDP_DROP_LOW_PORT = -2,  /* from a port below 1024 */
-    SF_UDP_DROP_SOURCE = -3,    /* to or from broadcast, multicast or unspecified */
+    SF_UDP_DROP_SOURCE = -3,    /* to or from broadcast, multicast or unspecified, or
+                                 * from a Unix socket with no name */
     SF_UDP_DROP_RATE = -4,      /* the source has spent its budget */
 };
 
@@ -52,7 +53,8 @@ int sf__udp_bad_address(const struct sockaddr *sa, socklen_t len);
 
 /* The verdict on a datagram from sa (to dst, if known): a ticket >= 0 when it may be
  * answered (the source has a token; spend it with sf__udpguard_spend once a reply is
- * sent), else one of SF_UDP_DROP_*. */
+ * sent), else one of SF_UDP_DROP_*. A Unix source passes if it has a name (bound or
+ * autobound), with no budget, and is SF_UDP_DROP_SOURCE if it has none. */
 int sf__udpguard_check(sf_udpguard *g, const struct sockaddr *sa, socklen_t len,
                        const struct sockaddr *dst, socklen_t dstlen, uint64_t now_ms);
 void sf__udpguard_spend(sf_udpguard *g, int ticket);

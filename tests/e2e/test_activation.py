@@ -122,6 +122,53 @@ def test_serve_echo_unix(activate, tmp_path):
             os.unlink(path)
 
 
+def test_serve_echo_unix_datagram(activate):
+    """A passed Unix datagram socket: answered to the sender's name (the UDP guard's
+    port rules would drop a Unix sender, which has no port)."""
+    path = f"/tmp/sf-actd-{os.getpid()}.sock"
+    client = f"/tmp/sf-actd-{os.getpid()}.client"
+    a = activate(["--datagram", "-l", path], ["serve", "echo"])
+    try:
+        wait_path(path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.bind(client)
+            s.settimeout(1)
+            reply, deadline = None, time.monotonic() + 10
+            while reply is None and time.monotonic() < deadline:
+                s.sendto(b"unix datagram activated", path)
+                try:
+                    reply = s.recvfrom(100)[0]
+                except socket.timeout:
+                    pass
+        assert reply == b"unix datagram activated"
+        rc, out, err = a.stop()
+        assert f"listening on unix-dgram unix:{path} (echo)" in out
+    finally:
+        for p in (path, client):
+            if os.path.exists(p):
+                os.unlink(p)
+
+
+def test_serve_exec_on_passed_sockets(activate):
+    """exec:PORT=PROG is matched to a passed socket as a built-in service is: in order,
+    and by name (exec) beside another service; each client gets its own program."""
+    port = free_port()
+    a = activate(["-l", f"127.0.0.1:{port}"], ["serve", f"exec:{port}=rev"])
+    wait_listening(port)
+    for i in range(3):
+        assert exchange(("127.0.0.1", port), b"stressed %d\n" % i) == b"%d desserts\n" % i
+    rc, out, err = a.stop()
+    assert f"listening on tcp 127.0.0.1:{port} (exec)" in out
+    assert err.count("Execing") == 1, err
+    p1, p2 = free_port(), free_port()
+    b = activate(["-l", f"127.0.0.1:{p1}", "-l", f"127.0.0.1:{p2}", "--fdname", "exec:echo"],
+                 ["serve", "echo", f"exec:{p1}=rev"])
+    wait_listening(p2)
+    assert exchange(("127.0.0.1", p1), b"by name\n") == b"eman yb\n"
+    assert exchange(("127.0.0.1", p2), b"echoed\n") == b"echoed\n"
+    b.stop()
+
+
 def test_listen_takes_the_passed_socket(activate):
     port = free_port()
     a = activate(["-l", f"127.0.0.1:{port}"], ["listen", "-e", "rev"])

@@ -72,7 +72,7 @@ def test_stream_clients(listen, sockdir, tool):
                     break
                 got += chunk
     else:
-        argv = {"socat": ["socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"],
+        argv = {"socat": ["socat", "-t", "2", "-", f"UNIX-CONNECT:{path}"],
                 "nc": ["nc", "-N", "-U", path],
                 "sockflow": [SOCKFLOW, "connect", f"unix:{path}"]}[tool]
         r = run_to_end(argv, input=data)
@@ -88,7 +88,7 @@ def test_abstract_name(listen):
     name = f"sockflow-test-{os.getpid()}"
     lst = listen(f"unix:@{name}", "-e", "rev").started()
     assert lst.addr == f"unix:@{name}"
-    r = run_to_end(["socat", "-t", "5", "-", f"ABSTRACT-CONNECT:{name}"], input=b"abstract\n")
+    r = run_to_end(["socat", "-t", "2", "-", f"ABSTRACT-CONNECT:{name}"], input=b"abstract\n")
     assert r.stdout == b"tcartsba\n"
     assert lst.wait(10) == 0
 
@@ -220,3 +220,36 @@ def test_bench_over_unix(procs, sockdir, mode, svc):
     assert re.search(r"errors\s+none", out), out
     if mode != "stream":
         assert re.search(r"mismatches\s+0\b", out), out
+
+
+def test_serve_datagrams_on_unix_sockets(procs, sockdir):
+    """serve -u on a socket file and an abstract name: each datagram is answered to the
+    name its sender bound (a path, an abstract name, connect's autobind); a sender with
+    no name cannot be answered, so it is counted and logged, and the service goes on."""
+    path, name = f"{sockdir}/echo-dgram", f"sockflow-dgram-{os.getpid()}"
+    s = procs([SOCKFLOW, "serve", "-u", "-l", f"unix:{path}", "-l", f"unix:@{name}", "echo"])
+    s.wait_line(f"unix-dgram unix:@{name}")
+    assert f"listening on unix-dgram unix:{path} (echo)" in s.stdout
+    assert "unix-stream" not in s.stdout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unnamed:
+        unnamed.sendto(b"nobody to answer\n", path)
+    for server in (path, "\0" + name):
+        for client in (f"{sockdir}/client", f"\0sockflow-client-{os.getpid()}"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+                c.bind(client)
+                c.settimeout(10)
+                c.sendto(b"\x00binary\xff" * 100, server)
+                data, src = c.recvfrom(65536)
+                assert data == b"\x00binary\xff" * 100
+                assert src in (server, server.encode())
+            if not client.startswith("\0"):
+                os.unlink(client)
+    r = subprocess.run(["socat", "-t", "2", "-", f"UNIX-SENDTO:{path},bind={sockdir}/socat"],
+                       input=b"via socat\n", capture_output=True, timeout=20)
+    assert r.stdout == b"via socat\n", r.stderr
+    r = run_to_end([SOCKFLOW, "connect", "-u", f"unix:{path}"], input=b"via connect\n")
+    assert r.stdout == b"via connect\n", r.stderr
+    s.wait_line(r"no reply to 1 datagram.*unnamed Unix socket\) \(last unix:\)", stream="err")
+    assert s.stop() == 0
+    assert_no_sanitizer_report(s.stderr)
+    assert not os.path.exists(path)
