@@ -37,7 +37,12 @@ free_conn(worker *w, sf_conn *c)
 
     if (c->ls->svc->on_close)
         c->ls->svc->on_close(c);
-    sf_loop_unwatch(w->loop, c->fd);
+    /* An accepted socket's close takes it out of epoll; a passed-in one may have other
+     * descriptors open (and a held one is a running program's), which would keep it in. */
+    if ((c->flags & (SF__C_SOLE | SF__C_HELD)) == SF__C_SOLE)
+        sf_loop_forget(w->loop, c->fd);
+    else
+        sf_loop_unwatch(w->loop, c->fd);
     sf_access_release_fd(w->s->o.access, c->fd);
     sf_close(tp, c->fd);
     w->nconns--;
@@ -69,8 +74,8 @@ sf_conn_close(sf_conn *c, const char *reason)
     c->flags |= SF__C_CLOSED;
     if (w->depth > 0) {
         /* A callback up the stack may still hold c (chat walks its members while
-         * sending): free it only once every callback has returned. */
-        sf_loop_set_events(w->loop, c->fd, 0);
+         * sending): free it only once every callback has returned. Those return before
+         * the loop waits again, so its events need not change meanwhile. */
         c->u.next_dead = w->dead;
         w->dead = c;
         return;
@@ -399,8 +404,8 @@ conn_io(sf_loop *l, int fd, int events, void *ud)
 
 /* ---- a new connection ---- */
 
-void
-sf__tcp_start_conn(worker *w, lsock *ls, int fd)
+static void
+start_conn(worker *w, lsock *ls, int fd, unsigned flags)
 {
     sf_server *s = w->s;
     sf_conn *c;
@@ -427,6 +432,7 @@ sf__tcp_start_conn(worker *w, lsock *ls, int fd)
     }
     c->fd = fd;
     c->ls = ls;
+    c->flags = flags;
     c->id = (uint32_t)(atomic_fetch_add(&s->next_id, 1) + 1);
     c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
     if (sf_loop_watch(w->loop, fd, SF_READ, conn_io, c) < 0) {
@@ -440,6 +446,18 @@ sf__tcp_start_conn(worker *w, lsock *ls, int fd)
     w->st.accepted++;
     if (ls->svc->on_open)
         ls->svc->on_open(c);
+}
+
+void
+sf__tcp_start_conn(worker *w, lsock *ls, int fd)
+{
+    start_conn(w, ls, fd, 0);
+}
+
+void
+sf__tcp_start_accepted(worker *w, lsock *ls, int fd)
+{
+    start_conn(w, ls, fd, SF__C_SOLE);
 }
 
 /* Every connection closed through the deferred path, so that on_close callbacks may
