@@ -109,13 +109,13 @@ sf__worker_leave(worker *w)
 }
 
 /* Which events to watch follows from the state: never read while output is queued. */
-static void
-update_events(sf_conn *c)
+static int
+conn_events(const sf_conn *c)
 {
     int ev;
 
-    if (c->flags & (SF__C_CLOSED | SF__C_HELD))
-        return;
+    if (c->flags & SF__C_HELD)
+        return 0;
     if (c->out && sf_buf_len(c->out) > 0)
         ev = SF_WRITE;
     else if (c->flags & SF__C_DRAIN)
@@ -124,7 +124,14 @@ update_events(sf_conn *c)
         ev = SF_READ;
     if ((c->flags & SF__C_PEER_EOF) && ev != SF_WRITE)
         ev &= ~SF_READ;
-    sf_loop_set_events(c->ls->w->loop, c->fd, ev);
+    return ev;
+}
+
+static void
+update_events(sf_conn *c)
+{
+    if (!(c->flags & (SF__C_CLOSED | SF__C_HELD)))
+        sf_loop_set_events(c->ls->w->loop, c->fd, conn_events(c));
 }
 
 int
@@ -408,6 +415,7 @@ static void
 start_conn(worker *w, lsock *ls, int fd, unsigned flags)
 {
     sf_server *s = w->s;
+    sf_trace t;
     sf_conn *c;
 
     /* The slot is taken before it is checked: with several loops a check and a later
@@ -435,17 +443,30 @@ start_conn(worker *w, lsock *ls, int fd, unsigned flags)
     c->flags = flags;
     c->id = (uint32_t)(atomic_fetch_add(&s->next_id, 1) + 1);
     c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
-    if (sf_loop_watch(w->loop, fd, SF_READ, conn_io, c) < 0) {
-        atomic_fetch_sub(&s->total_conns, 1);
-        sf_access_release_fd(s->o.access, fd);
-        close(fd);
-        free(c);
-        return;
-    }
     w->nconns++;
     w->st.accepted++;
+    /* Registered last, with the events its state then needs: a client's first request
+     * usually comes with its connection, so it is read (and answered) at once, and a
+     * connection that ends right there never enters epoll. Until then the loop does not
+     * know fd, so the events services set meanwhile are only noted in c's state. Not
+     * when tracing: the trace would then show the calls in an order that depends on
+     * whether the request beat the accept, and its reader learns the plain flow. */
+    sf__worker_enter(w);
     if (ls->svc->on_open)
         ls->svc->on_open(c);
+    if ((flags & SF__C_SOLE) && ls->svc->on_data && !(c->flags & SF__C_CLOSED) &&
+        (conn_events(c) & SF_READ) && sf__server_trace(s, &t, c->id) == NULL)
+        conn_readable(w, c);
+    if (!(c->flags & SF__C_CLOSED)) {
+        int rc = sf_loop_watch(w->loop, fd, conn_events(c), conn_io, c);
+        char why[96];
+
+        if (rc < 0) {
+            snprintf(why, sizeof(why), "epoll_ctl: %s", sf_strerror(rc));
+            sf_conn_close(c, why);
+        }
+    }
+    sf__worker_leave(w);
 }
 
 void
