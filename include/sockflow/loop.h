@@ -27,6 +27,11 @@ int sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud);
 int sf_loop_set_events(sf_loop *l, int fd, int events);
 /* Stop watching fd (call before closing it). */
 void sf_loop_unwatch(sf_loop *l, int fd);
+/* Forget fd without asking the kernel: only for a descriptor closed right after that is
+ * the only one open on its file (not dup'ed, not inherited by a running program), whose
+ * close then removes it from the loop's epoll set by itself. Saves one system call per
+ * closed connection; with another descriptor open on the file, use sf_loop_unwatch. */
+void sf_loop_forget(sf_loop *l, int fd);
 /* The ud fd is watched with, if its callback is fn; else NULL. Lets an owner use the
  * loop's table (indexed by fd) as its own instead of keeping a second one. */
 void *sf_loop_watched(const sf_loop *l, int fd, sf_io_fn fn);

@@ -207,6 +207,14 @@ sf_loop_unwatch(sf_loop *l, int fd)
     if (fd < 0 || fd >= l->nw || l->w[fd].fn == 0)
         return;
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+    sf_loop_forget(l, fd);
+}
+
+void
+sf_loop_forget(sf_loop *l, int fd)
+{
+    if (fd < 0 || fd >= l->nw)
+        return;
     l->w[fd].fn = 0;
     l->w[fd].ud = NULL;
     l->w[fd].events = 0;

@@ -104,7 +104,7 @@ tcp_accept_batch(worker *w, lsock *ls)
             shed_connections(w, ls);
         unlock_accept(w->s);
         if (fd >= 0) {
-            sf__tcp_start_conn(w, ls, fd);
+            sf__tcp_start_accepted(w, ls, fd);
             continue;
         }
         if (sf_accept_error_is_transient(fd))

@@ -40,6 +40,7 @@ enum {
     SF__C_HELD      = 1 << 5,   /* sf_conn_hold: not watched, never timed out */
     SF__C_WATCH_PEER = 1 << 6,  /* idle means the peer is gone, not silent */
     SF__C_EXPECT    = 1 << 7,   /* input begun must complete by u.expect_ms + idle */
+    SF__C_SOLE      = 1 << 8,   /* accepted here: closing it leaves epoll (no DEL) */
 };
 
 /* 40 bytes (a 48-byte allocation) plus the service's state: the server holds one per
@@ -109,6 +110,8 @@ void sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud);
 /* Take fd (accepted, or passed in) as a connection of ls's service: admitted by the
  * access rules and --max-conns, or closed. */
 void sf__tcp_start_conn(worker *w, lsock *ls, int fd);
+/* The same for fd just accepted here, so the only descriptor open on its socket. */
+void sf__tcp_start_accepted(worker *w, lsock *ls, int fd);
 /* Callbacks run between enter and leave; closes asked for meanwhile are deferred. */
 void sf__worker_enter(worker *w);
 void sf__worker_leave(worker *w);

@@ -37,7 +37,12 @@ free_conn(worker *w, sf_conn *c)
 
     if (c->ls->svc->on_close)
         c->ls->svc->on_close(c);
-    sf_loop_unwatch(w->loop, c->fd);
+    /* An accepted socket's close takes it out of epoll; a passed-in one may have other
+     * descriptors open (and a held one is a running program's), which would keep it in. */
+    if ((c->flags & (SF__C_SOLE | SF__C_HELD)) == SF__C_SOLE)
+        sf_loop_forget(w->loop, c->fd);
+    else
+        sf_loop_unwatch(w->loop, c->fd);
     sf_access_release_fd(w->s->o.access, c->fd);
     sf_close(tp, c->fd);
     w->nconns--;
@@ -69,8 +74,8 @@ sf_conn_close(sf_conn *c, const char *reason)
     c->flags |= SF__C_CLOSED;
     if (w->depth > 0) {
         /* A callback up the stack may still hold c (chat walks its members while
-         * sending): free it only once every callback has returned. */
-        sf_loop_set_events(w->loop, c->fd, 0);
+         * sending): free it only once every callback has returned. Those return before
+         * the loop waits again, so its events need not change meanwhile. */
         c->u.next_dead = w->dead;
         w->dead = c;
         return;
@@ -104,13 +109,13 @@ sf__worker_leave(worker *w)
 }
 
 /* Which events to watch follows from the state: never read while output is queued. */
-static void
-update_events(sf_conn *c)
+static int
+conn_events(const sf_conn *c)
 {
     int ev;
 
-    if (c->flags & (SF__C_CLOSED | SF__C_HELD))
-        return;
+    if (c->flags & SF__C_HELD)
+        return 0;
     if (c->out && sf_buf_len(c->out) > 0)
         ev = SF_WRITE;
     else if (c->flags & SF__C_DRAIN)
@@ -119,7 +124,14 @@ update_events(sf_conn *c)
         ev = SF_READ;
     if ((c->flags & SF__C_PEER_EOF) && ev != SF_WRITE)
         ev &= ~SF_READ;
-    sf_loop_set_events(c->ls->w->loop, c->fd, ev);
+    return ev;
+}
+
+static void
+update_events(sf_conn *c)
+{
+    if (!(c->flags & (SF__C_CLOSED | SF__C_HELD)))
+        sf_loop_set_events(c->ls->w->loop, c->fd, conn_events(c));
 }
 
 int
@@ -399,10 +411,11 @@ conn_io(sf_loop *l, int fd, int events, void *ud)
 
 /* ---- a new connection ---- */
 
-void
-sf__tcp_start_conn(worker *w, lsock *ls, int fd)
+static void
+start_conn(worker *w, lsock *ls, int fd, unsigned flags)
 {
     sf_server *s = w->s;
+    sf_trace t;
     sf_conn *c;
 
     /* The slot is taken before it is checked: with several loops a check and a later
@@ -427,19 +440,45 @@ sf__tcp_start_conn(worker *w, lsock *ls, int fd)
     }
     c->fd = fd;
     c->ls = ls;
+    c->flags = flags;
     c->id = (uint32_t)(atomic_fetch_add(&s->next_id, 1) + 1);
     c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
-    if (sf_loop_watch(w->loop, fd, SF_READ, conn_io, c) < 0) {
-        atomic_fetch_sub(&s->total_conns, 1);
-        sf_access_release_fd(s->o.access, fd);
-        close(fd);
-        free(c);
-        return;
-    }
     w->nconns++;
     w->st.accepted++;
+    /* Registered last, with the events its state then needs: a client's first request
+     * usually comes with its connection, so it is read (and answered) at once, and a
+     * connection that ends right there never enters epoll. Until then the loop does not
+     * know fd, so the events services set meanwhile are only noted in c's state. Not
+     * when tracing: the trace would then show the calls in an order that depends on
+     * whether the request beat the accept, and its reader learns the plain flow. */
+    sf__worker_enter(w);
     if (ls->svc->on_open)
         ls->svc->on_open(c);
+    if ((flags & SF__C_SOLE) && ls->svc->on_data && !(c->flags & SF__C_CLOSED) &&
+        (conn_events(c) & SF_READ) && sf__server_trace(s, &t, c->id) == NULL)
+        conn_readable(w, c);
+    if (!(c->flags & SF__C_CLOSED)) {
+        int rc = sf_loop_watch(w->loop, fd, conn_events(c), conn_io, c);
+        char why[96];
+
+        if (rc < 0) {
+            snprintf(why, sizeof(why), "epoll_ctl: %s", sf_strerror(rc));
+            sf_conn_close(c, why);
+        }
+    }
+    sf__worker_leave(w);
+}
+
+void
+sf__tcp_start_conn(worker *w, lsock *ls, int fd)
+{
+    start_conn(w, ls, fd, 0);
+}
+
+void
+sf__tcp_start_accepted(worker *w, lsock *ls, int fd)
+{
+    start_conn(w, ls, fd, SF__C_SOLE);
 }
 
 /* Every connection closed through the deferred path, so that on_close callbacks may

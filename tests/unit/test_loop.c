@@ -175,6 +175,40 @@ quiet_unwatch_rewatch(void **state)
     sf_loop_free(l);
 }
 
+/* sf_loop_forget clears the table without telling epoll: the close that follows takes
+ * the fd out of the set, and the number, reused by a new socket, is watched afresh. */
+static void
+forget_then_close(void **state)
+{
+    io_rec r = { 0 }, r2 = { 0 };
+    sf_loop *l = new_loop();
+    int sv[2], sv2[2], keep;
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    assert_int_equal(sf_loop_watch(l, sv[0], SF_READ, on_io, &r), 0);
+    sf_loop_forget(l, sv[0]);
+    sf_loop_forget(l, 100000);      /* an fd never seen is harmless */
+    assert_null(sf_loop_watched(l, sv[0], on_io));
+    assert_int_equal(sf_loop_set_events(l, sv[0], SF_READ), -EBADF);
+    /* Still in the epoll set until closed: that is the contract, not unwatch. */
+    assert_int_equal(sf_loop_watch(l, sv[0], SF_READ, on_io, &r), -EEXIST);
+    keep = sv[0];
+    close(sv[0]);
+    close(sv[1]);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
+    assert_int_equal(sv2[0], keep);
+    assert_int_equal(sf_loop_watch(l, sv2[0], SF_READ, on_io, &r2), 0);
+    assert_int_equal(write(sv2[1], "x", 1), 1);
+    assert_int_equal(sf_loop_run_once(l, UNIT_WAIT_MS), 1);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r.calls, 0);
+    sf_loop_unwatch(l, sv2[0]);
+    close(sv2[0]);
+    close(sv2[1]);
+    sf_loop_free(l);
+}
+
 static void
 watch_errors(void **state)
 {
@@ -618,6 +652,7 @@ main(void)
         cmocka_unit_test(watch_read_and_write),
         cmocka_unit_test(quiet_unwatch_rewatch),
         cmocka_unit_test(watched_lookup),
+        cmocka_unit_test(forget_then_close),
         cmocka_unit_test(watch_errors),
         cmocka_unit_test(hangup_reported_as_both),
         cmocka_unit_test(unwatch_during_batch),
