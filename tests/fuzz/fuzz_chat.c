@@ -87,7 +87,10 @@ looks_automatic(const char *name)
     return 1;
 }
 
-/* Learn the member's name from what it is told about itself. */
+/* Learn the member's name from what it is told about itself: "* you are NAME, 2 others
+ * here; ..." on joining, "* you are now NAME" on a rename. A name may hold commas (not
+ * spaces), so the greeting's name ends at ", " and a digit: "* you are a,b already"
+ * (a /nick to one's own name) is neither. */
 static void
 note_name(sf_conn *c, const char *s, size_t len)
 {
@@ -95,9 +98,14 @@ note_name(sf_conn *c, const char *s, size_t len)
     const char *p = renamed ? s + 14 : s + 10;
     size_t n;
 
-    if (!renamed && !(len > 10 && memcmp(s, "* you are ", 10) == 0 && memchr(s, ',', len)))
+    if (!renamed && !(len > 10 && memcmp(s, "* you are ", 10) == 0))
         return;
-    n = strcspn(p, renamed ? "\n" : ",");
+    n = strcspn(p, renamed ? "\n" : " \n");
+    if (!renamed) {
+        if (n < 2 || p[n - 1] != ',' || p[n] != ' ' || p[n + 1] < '0' || p[n + 1] > '9')
+            return;
+        n--;
+    }
     if (n >= sizeof(c->name))
         abort();
     memcpy(c->name, p, n);
