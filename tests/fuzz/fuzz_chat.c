@@ -100,6 +100,11 @@ note_name(sf_conn *c, const char *s, size_t len)
 
     if (!renamed && !(len > 10 && memcmp(s, "* you are ", 10) == 0))
         return;
+    if (strcmp(c->name, "now") == 0 && len == 22 &&
+        memcmp(s, "* you are now already\n", 22) == 0) {
+        c->name[0] = '\0';     /* "now" kept, or "now" renamed "already": unknown */
+        return;
+    }
     n = strcspn(p, renamed ? "\n" : " \n");
     if (!renamed) {
         if (n < 2 || p[n - 1] != ',' || p[n] != ' ' || p[n + 1] < '0' || p[n + 1] > '9')
@@ -138,14 +143,15 @@ sf_conn_send(sf_conn *c, const void *p, size_t len)
 void sf_conn_finish(sf_conn *c) { c->finishing = 1; }
 void sf_conn_close(sf_conn *c, const char *reason) { (void)reason; c->closed = 1; }
 
-/* Members still in: distinct names, letter case aside. */
+/* Members still in: distinct names, letter case aside (a name not known is skipped). */
 static void
 check_names(void)
 {
     for (int i = 0; i < MEMBERS; i++)
         for (int j = i + 1; j < MEMBERS; j++)
             if (!conns[i].closed && !conns[i].finishing && !conns[j].closed &&
-                !conns[j].finishing && strcasecmp(conns[i].name, conns[j].name) == 0)
+                !conns[j].finishing && conns[i].name[0] != '\0' &&
+                strcasecmp(conns[i].name, conns[j].name) == 0)
                 abort();
 }
 
