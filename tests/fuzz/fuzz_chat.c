@@ -100,9 +100,9 @@ note_name(sf_conn *c, const char *s, size_t len)
 
     if (!renamed && !(len > 10 && memcmp(s, "* you are ", 10) == 0))
         return;
-    if (strcmp(c->name, "now") == 0 && len == 22 &&
+    if ((c->name[0] == '\0' || strcmp(c->name, "now") == 0) && len == 22 &&
         memcmp(s, "* you are now already\n", 22) == 0) {
-        c->name[0] = '\0';     /* "now" kept, or "now" renamed "already": unknown */
+        c->name[0] = '\0';     /* "now" kept, or renamed "already": unknown until told */
         return;
     }
     n = strcspn(p, renamed ? "\n" : " \n");
