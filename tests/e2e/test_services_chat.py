@@ -174,6 +174,27 @@ def test_nick_and_leave_announced(chat):
     assert b.line() == b"* alice left\n" and c.line() == b"* alice left\n"
 
 
+def test_a_name_with_commas_is_its_own_name(chat):
+    # Commas are printable: "x/n,,,," is a name apart from "x/n", in the room together.
+    a, b, c = _join(chat, 3)
+    a.send(b"/nick x/n,,,,\n")
+    assert a.line() == b"* you are now x/n,,,,\n"
+    for m in (b, c):
+        assert m.line() == f"* {a.name} is now x/n,,,,\n".encode()
+    a.send(b"/nick x/n,,,,\n")
+    assert a.line() == b"* you are x/n,,,, already\n"
+    b.send(b"/nick X/N\n")
+    assert b.line() == b"* you are now X/N\n"
+    for m in (a, c):
+        assert m.line() == f"* {b.name} is now X/N\n".encode()
+    b.send(b"/nick x/n,,,,\n")
+    assert b.line() == b"* error: x/n,,,, is taken\n"
+    c.send(b"/nick x/N\n")
+    assert c.line() == b"* error: x/N is taken\n"
+    a.send(b"hi\n")
+    assert b.line() == b"<x/n,,,,> hi\n" and c.line() == b"<x/n,,,,> hi\n"
+
+
 def test_last_line_without_newline_is_relayed_on_close(chat):
     a, b = _join(chat, 2)
     a.send(b"bye")

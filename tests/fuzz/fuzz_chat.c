@@ -87,7 +87,10 @@ looks_automatic(const char *name)
     return 1;
 }
 
-/* Learn the member's name from what it is told about itself. */
+/* Learn the member's name from what it is told about itself: "* you are NAME, 2 others
+ * here; ..." on joining, "* you are now NAME" on a rename. A name may hold commas (not
+ * spaces), so the greeting's name ends at ", " and a digit: "* you are a,b already"
+ * (a /nick to one's own name) is neither. */
 static void
 note_name(sf_conn *c, const char *s, size_t len)
 {
@@ -95,9 +98,19 @@ note_name(sf_conn *c, const char *s, size_t len)
     const char *p = renamed ? s + 14 : s + 10;
     size_t n;
 
-    if (!renamed && !(len > 10 && memcmp(s, "* you are ", 10) == 0 && memchr(s, ',', len)))
+    if (!renamed && !(len > 10 && memcmp(s, "* you are ", 10) == 0))
         return;
-    n = strcspn(p, renamed ? "\n" : ",");
+    if ((c->name[0] == '\0' || strcmp(c->name, "now") == 0) && len == 22 &&
+        memcmp(s, "* you are now already\n", 22) == 0) {
+        c->name[0] = '\0';     /* "now" kept, or renamed "already": unknown until told */
+        return;
+    }
+    n = strcspn(p, renamed ? "\n" : " \n");
+    if (!renamed) {
+        if (n < 2 || p[n - 1] != ',' || p[n] != ' ' || p[n + 1] < '0' || p[n + 1] > '9')
+            return;
+        n--;
+    }
     if (n >= sizeof(c->name))
         abort();
     memcpy(c->name, p, n);
@@ -130,14 +143,15 @@ sf_conn_send(sf_conn *c, const void *p, size_t len)
 void sf_conn_finish(sf_conn *c) { c->finishing = 1; }
 void sf_conn_close(sf_conn *c, const char *reason) { (void)reason; c->closed = 1; }
 
-/* Members still in: distinct names, letter case aside. */
+/* Members still in: distinct names, letter case aside (a name not known is skipped). */
 static void
 check_names(void)
 {
     for (int i = 0; i < MEMBERS; i++)
         for (int j = i + 1; j < MEMBERS; j++)
             if (!conns[i].closed && !conns[i].finishing && !conns[j].closed &&
-                !conns[j].finishing && strcasecmp(conns[i].name, conns[j].name) == 0)
+                !conns[j].finishing && conns[i].name[0] != '\0' &&
+                strcasecmp(conns[i].name, conns[j].name) == 0)
                 abort();
 }
 
