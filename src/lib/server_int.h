@@ -71,6 +71,7 @@ struct worker {
     int nconns;             /* connections in the loop's table (sf_loop_watched) */
     int spare_fd;           /* given up when accept hits EMFILE */
     uint64_t emfile_log_ms; /* when EMFILE was last logged; 0: never */
+    uint64_t swept_ms;      /* when the sweep last ran; 0: never */
     int draining;
     int depth;              /* callbacks running: closes are deferred while > 0 */
     sf_conn *dead;          /* closed, waiting to be freed */

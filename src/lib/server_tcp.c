@@ -522,7 +522,13 @@ sf__tcp_sweep(sf_loop *l, void *ud)
     worker *w = ud;
     sf_server *s = w->s;
     uint64_t now = sf_loop_now_ms(l);
+    /* Time this process did not run (SIGSTOP, a debugger, a paused VM) is no client's
+     * silence: a sweep that comes much later than it was due takes the gap beyond one
+     * interval off every connection's clocks before it judges any. */
+    uint64_t lost = w->swept_ms && now - w->swept_ms > 2 * (uint64_t)s->sweep_ms
+                    ? now - w->swept_ms - s->sweep_ms : 0;
 
+    w->swept_ms = now;
     sf__worker_enter(w);
     for (int fd = 0, end = sf_loop_fd_end(l); fd < end; fd++) {
         sf_conn *c = conn_at(w, fd);
@@ -530,6 +536,11 @@ sf__tcp_sweep(sf_loop *l, void *ud)
 
         if (c == NULL || (c->flags & (SF__C_CLOSED | SF__C_HELD)))
             continue;
+        if (lost) {
+            c->last_ms += (uint32_t)lost;
+            if ((c->flags & SF__C_EXPECT) && !(c->flags & SF__C_FINISHING))
+                c->u.expect_ms += lost;
+        }
         quiet = (uint32_t)now - c->last_ms;     /* modulo 2^32: right up to 49 days */
         if ((c->flags & SF__C_FINISHING) && now - c->u.finish_ms > LINGER_MS) {
             sf_conn_close(c, NULL);
