@@ -536,11 +536,12 @@ sf__tcp_sweep(sf_loop *l, void *ud)
 
         if (c == NULL || (c->flags & (SF__C_CLOSED | SF__C_HELD)))
             continue;
-        if (lost) {
+        /* (a clock that moved during the gap, its connection served since, keeps it) */
+        if (lost && (uint32_t)now - c->last_ms > lost)
             c->last_ms += (uint32_t)lost;
-            if ((c->flags & SF__C_EXPECT) && !(c->flags & SF__C_FINISHING))
-                c->u.expect_ms += lost;
-        }
+        if (lost && (c->flags & SF__C_EXPECT) && !(c->flags & SF__C_FINISHING) &&
+            now - c->u.expect_ms > lost)
+            c->u.expect_ms += lost;
         quiet = (uint32_t)now - c->last_ms;     /* modulo 2^32: right up to 49 days */
         if ((c->flags & SF__C_FINISHING) && now - c->u.finish_ms > LINGER_MS) {
             sf_conn_close(c, NULL);
