@@ -3,6 +3,8 @@
  * retransmission confirmed by the kernel's counters), and the close: FIN_WAIT2 and
  * TIME_WAIT on the side that hangs up first, CLOSE_WAIT and LAST_ACK on the other. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +26,20 @@ read_counters(counters *c)
     c->synretrans = sf_net_counter("TcpExt", "TCPSynRetrans");
 }
 
+/* Retransmissions fd's own connection counts (TCP_INFO tcpi_total_retrans), or -1: the
+ * evidence that is this socket's alone, where the counters above are the machine's. */
+static long
+own_retransmissions(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return -1;
+    return (long)ti.tcpi_total_retrans;
+}
+
 /* Client 3 dials a full queue (the nonblocking connect, taught here): SYN_SENT until
  * accept() makes room and the SYN is sent again. */
 static int
@@ -32,6 +48,7 @@ held_syn(demo *d, int lfd, const sf_addr *a, int *cfd3, int *afd)
     const sf_trace srv = { &d->tracer, "server", 0 }, c3 = { &d->tracer, "client", 3 };
     counters before, after;
     uint64_t t0;
+    long retrans;
 
     read_counters(&before);
     if ((*cfd3 = demo_dial(&c3, a)) < 0)
@@ -59,6 +76,11 @@ held_syn(demo *d, int lfd, const sf_addr *a, int *cfd3, int *afd)
                ST(demo_seen(d, "client", 3, SF_CALL_GETSOCKOPT)->state),
                (double)(sf_now_ns() - t0) / 1e9);
     read_counters(&after);
+    retrans = own_retransmissions(*cfd3);
+    demo_check(d, retrans >= 1,
+               Z(d, "client 3's own connection counts %ld retransmission(s) (TCP_INFO): its"
+                 " first SYN was dropped and sent again", "客户端 3 自己的连接记下了 %ld 次"
+                 "重传（TCP_INFO）：它的第一个 SYN 被丢弃后又发送了一次"), retrans);
     demo_check(d, after.overflows > before.overflows && after.drops > before.drops &&
                after.synretrans > before.synretrans,
                Z(d, "the kernel counted it: ListenOverflows +%ld, ListenDrops +%ld,"
