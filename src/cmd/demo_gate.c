@@ -111,6 +111,76 @@ gate(const sf_trace *t, int lfd, int on)
     return rc;
 }
 
+/* The other gate, on the client's socket: every segment but SYN-ACK (SYN and ACK both
+ * set in byte 13), so segment 2 never reaches the dialling socket. */
+static int
+gate_synack(const sf_trace *t, int fd, int on)
+{
+    static struct sock_filter no_synack[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x12, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+    };
+    struct sock_fprog prog = { 5, no_synack };
+    int dummy = 0, rc, err;
+
+    rc = on ? setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog))
+            : setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof(dummy));
+    err = rc < 0 ? errno : 0;
+    sf_trace_call(t, SF_CALL_SETSOCKOPT, fd, rc, err,
+                  &(sf_trace_about){ .opt_level = SOL_SOCKET,
+                                     .opt_name = on ? SO_ATTACH_FILTER : SO_DETACH_FILTER },
+                  "%s", on ? "SO_ATTACH_FILTER=no SYN-ACK" : "SO_DETACH_FILTER");
+    return rc;
+}
+
+/* Frozen after segment 2: the client still SYN_SENT (the SYN-ACK kept from its socket)
+ * while the server's kernel holds SYN_RECV; the gate lifted, a SYN sent again brings the
+ * SYN-ACK again and connect() completes. */
+static int
+half_open(demo *d)
+{
+    const sf_trace srv = { &d->tracer, "server", 2 }, cli = { &d->tracer, "client", 2 };
+    int lfd, cfd = -1, client, server = SF_TCP_NONE, rc = EXIT_FAIL;
+    sf_addr a, me;
+    uint64_t t0;
+    sf_err err;
+
+    demo_say(d, "%s", Z(d, "frozen one step earlier: a filter on the client's socket keeps"
+                        " segment 2 (SYN K, ACK J+1) from it",
+                        "再早一步定格：客户端套接字上的过滤器挡住第 2 个报文段（SYN K, ACK J+1）"));
+    if ((lfd = demo_listen(&srv, AF_INET, 8, 0, &a)) < 0)
+        return EXIT_FAIL;
+    if ((cfd = sf_tcp_socket(&cli, AF_INET, 1, &err)) < 0 || gate_synack(&cli, cfd, 1) < 0 ||
+        sf_connect(&cli, cfd, &a, &err) != SF_EAGAIN || sf_local_addr(cfd, &me) < 0)
+        goto out;
+    server = demo_wait_state(d, &srv, &a, &me, SF_TCP_SYN_RECV);
+    client = sf_tcp_state(cfd, NULL, NULL);
+    demo_check(d, client == SF_TCP_SYN_SENT && server == SF_TCP_SYN_RECV &&
+               sf_tcp_accept(&srv, lfd, NULL) == SF_EAGAIN,
+               Z(d, "read from both ends: the client is %s (its SYN went out, no SYN-ACK came"
+                 " in) while the server's kernel holds %s (it answered and waits for the"
+                 " ACK), and accept() has nothing yet", "从两端读到：客户端处于 %s（SYN 已发出，"
+                 "SYN-ACK 没有进来），服务器的内核保持在 %s（它已回答，正等待 ACK），accept()"
+                 " 还没有可取的连接"), ST(client), ST(server));
+    gate_synack(&cli, cfd, 0);
+    t0 = sf_now_ns();
+    demo_wait_fd(cfd, POLLOUT, DEMO_WAIT_MS);
+    client = sf_tcp_state(cfd, NULL, NULL);
+    demo_check(d, client == SF_TCP_ESTABLISHED,
+               Z(d, "the filter removed, the client is %s %.2f s later: a SYN or SYN-ACK sent"
+                 " again after its timeout got through", "移除过滤器后 %2$.2f 秒，客户端处于"
+                 " %1$s：超时后再次发送的 SYN 或 SYN-ACK 通过了"),
+               ST(client), (double)(sf_now_ns() - t0) / 1e9);
+    rc = EXIT_OK;
+out:
+    demo_close_quietly(&cfd);
+    demo_close_quietly(&lfd);
+    return rc;
+}
+
 /* Frozen: the client ESTABLISHED and its connect() = 0 while the server holds SYN_RECV
  * and accept() says EAGAIN; the gate lifted, accept() returns on the retransmission. */
 static void
@@ -223,6 +293,8 @@ demo_handshake_wire(demo *d)
                         " accept() 在另一个线程里休眠，两者谁先返回是一场竞争"));
     if (rc == EXIT_OK)
         rc = frozen(d, cw);
+    if (rc == EXIT_OK)
+        rc = half_open(d);
     demo_wire_begin(d, 7);
     return rc;
 }
