@@ -87,8 +87,24 @@ captured(demo *d, cmd_wire *cw)
     return afd >= 0 || lfd < 0 ? EXIT_OK : EXIT_FAIL;
 }
 
-/* The gate: the listening socket takes SYNs only. A TCP socket's filter sees the
- * segment from its TCP header on: byte 13 holds the flags. */
+/* A socket filter on fd (prog), or none (NULL), traced as the setsockopt it is. A TCP
+ * socket's filter sees the segment from its TCP header on: byte 13 holds the flags. */
+static int
+set_filter(const sf_trace *t, int fd, const struct sock_fprog *prog, const char *what)
+{
+    int dummy = 0, rc, err;
+
+    rc = prog ? setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, prog, sizeof(*prog))
+              : setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof(dummy));
+    err = rc < 0 ? errno : 0;
+    sf_trace_call(t, SF_CALL_SETSOCKOPT, fd, rc, err,
+                  &(sf_trace_about){ .opt_level = SOL_SOCKET,
+                                     .opt_name = prog ? SO_ATTACH_FILTER : SO_DETACH_FILTER },
+                  prog ? "SO_ATTACH_FILTER=%s" : "SO_DETACH_FILTER", what);
+    return rc;
+}
+
+/* The gate: the listening socket takes SYNs only. */
 static int
 gate(const sf_trace *t, int lfd, int on)
 {
@@ -98,21 +114,13 @@ gate(const sf_trace *t, int lfd, int on)
         BPF_STMT(BPF_RET | BPF_K, 0),
         BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
     };
-    struct sock_fprog prog = { 4, only_syn };
-    int dummy = 0, rc, err;
+    static const struct sock_fprog prog = { 4, only_syn };
 
-    rc = on ? setsockopt(lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog))
-            : setsockopt(lfd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof(dummy));
-    err = rc < 0 ? errno : 0;
-    sf_trace_call(t, SF_CALL_SETSOCKOPT, lfd, rc, err,
-                  &(sf_trace_about){ .opt_level = SOL_SOCKET,
-                                     .opt_name = on ? SO_ATTACH_FILTER : SO_DETACH_FILTER },
-                  "%s", on ? "SO_ATTACH_FILTER=only SYN" : "SO_DETACH_FILTER");
-    return rc;
+    return set_filter(t, lfd, on ? &prog : NULL, "only SYN");
 }
 
 /* The other gate, on the client's socket: every segment but SYN-ACK (SYN and ACK both
- * set in byte 13), so segment 2 never reaches the dialling socket. */
+ * set), so segment 2 never reaches the dialling socket. */
 static int
 gate_synack(const sf_trace *t, int fd, int on)
 {
@@ -123,17 +131,9 @@ gate_synack(const sf_trace *t, int fd, int on)
         BPF_STMT(BPF_RET | BPF_K, 0),
         BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
     };
-    struct sock_fprog prog = { 5, no_synack };
-    int dummy = 0, rc, err;
+    static const struct sock_fprog prog = { 5, no_synack };
 
-    rc = on ? setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog))
-            : setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof(dummy));
-    err = rc < 0 ? errno : 0;
-    sf_trace_call(t, SF_CALL_SETSOCKOPT, fd, rc, err,
-                  &(sf_trace_about){ .opt_level = SOL_SOCKET,
-                                     .opt_name = on ? SO_ATTACH_FILTER : SO_DETACH_FILTER },
-                  "%s", on ? "SO_ATTACH_FILTER=no SYN-ACK" : "SO_DETACH_FILTER");
-    return rc;
+    return set_filter(t, fd, on ? &prog : NULL, "no SYN-ACK");
 }
 
 /* Frozen after segment 2: the client still SYN_SENT (the SYN-ACK kept from its socket)

@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import SOCKFLOW, assert_no_sanitizer_report
 
 LISTENING_RE = re.compile(r"listening on (tcp|udp|unix-stream|unix-dgram) (\S+)")
@@ -198,3 +200,19 @@ def run_to_end(argv, input=b"", timeout=20):
     r = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout)
     return r
+
+
+# The fixture the listen tests share: start(*args) runs `sockflow listen ARGS`; every
+# listener started is stopped by its pid at the end.
+@pytest.fixture
+def listen():
+    started = []
+
+    def start(*args, **kw):
+        lst = Listener(list(args), **kw)
+        started.append(lst)
+        return lst
+
+    yield start
+    for lst in started:
+        lst.stop(timeout=5)

@@ -11,25 +11,12 @@ import time
 import pytest
 
 from conftest import SOCKFLOW, have_ipv6_loopback
-from listen_helpers import Listener, closed_at_once, exchange, run_to_end
+from listen_helpers import Listener, closed_at_once, exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to bind below 1024 "
                                                            "and drop privileges)")
 
-
-@pytest.fixture
-def listen():
-    started = []
-
-    def start(*args, **kw):
-        lst = Listener(list(args), **kw)
-        started.append(lst)
-        return lst
-
-    yield start
-    for lst in started:
-        lst.stop(timeout=5)
 
 
 def served_from(port, source):

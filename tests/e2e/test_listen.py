@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import SOCKFLOW, free_port, have_ipv6_loopback
-from listen_helpers import Listener, exchange, run_to_end
+from listen_helpers import Listener, exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 ALL_BYTES = bytes(range(256))
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
@@ -39,19 +39,6 @@ def client_argv(tool, port, host="127.0.0.1"):
         "sockflow": [SOCKFLOW, "connect", host, str(port)],
     }[tool]
 
-
-@pytest.fixture
-def listen():
-    started = []
-
-    def start(*args, **kw):
-        lst = Listener(list(args), **kw)
-        started.append(lst)
-        return lst
-
-    yield start
-    for lst in started:
-        lst.stop(timeout=5)
 
 
 @pytest.mark.parametrize("tool", ["nc", "ncat", "socat", "sockflow", "python"])

@@ -12,23 +12,10 @@ import time
 import pytest
 
 from conftest import SOCKFLOW
-from listen_helpers import Listener, child_states, exchange, run_to_end
+from listen_helpers import Listener, child_states, exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 ALL_BYTES = bytes(range(256))
 
-
-@pytest.fixture
-def listen():
-    started = []
-
-    def start(*args, **kw):
-        lst = Listener(list(args), **kw)
-        started.append(lst)
-        return lst
-
-    yield start
-    for lst in started:
-        lst.stop(timeout=5)
 
 
 def wait_for(pred, timeout=5.0, what="condition"):

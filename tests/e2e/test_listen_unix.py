@@ -12,21 +12,8 @@ import time
 import pytest
 
 from conftest import SOCKFLOW, assert_no_sanitizer_report
-from listen_helpers import Listener, run_to_end
+from listen_helpers import Listener, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
-
-@pytest.fixture
-def listen():
-    started = []
-
-    def start(*args, **kw):
-        lst = Listener(list(args), **kw)
-        started.append(lst)
-        return lst
-
-    yield start
-    for lst in started:
-        lst.stop(timeout=5)
 
 
 @pytest.fixture
