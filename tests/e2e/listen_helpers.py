@@ -196,6 +196,19 @@ def closed_at_once(port, source, timeout=3.0, host="127.0.0.1"):
             return False
 
 
+def fill_until_blocked(sock, byte=b"x", secs=5):
+    """Write to sock (made nonblocking) until the kernel takes no more, or secs pass: a
+    peer that never reads. Returns the bytes written."""
+    sock.setblocking(False)
+    sent, deadline = 0, time.monotonic() + secs
+    while time.monotonic() < deadline:
+        try:
+            sent += sock.send(byte * 65536)
+        except BlockingIOError:
+            break
+    return sent
+
+
 def run_to_end(argv, input=b"", timeout=20):
     r = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import SOCKFLOW
-from listen_helpers import Listener, child_states, exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
+from listen_helpers import Listener, child_states, exchange, fill_until_blocked, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 ALL_BYTES = bytes(range(256))
 
@@ -128,14 +128,7 @@ def test_program_that_never_reads_blocks_nobody(listen, tmp_path):
     stuck = socket.create_connection(("127.0.0.1", lst.port), timeout=5)
     try:
         wait_for(flag.exists, what="the first program")
-        stuck.setblocking(False)
-        sent, deadline = 0, time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                sent += stuck.send(b"x" * 65536)
-            except BlockingIOError:
-                break
-        assert sent > 0
+        assert fill_until_blocked(stuck, b"x") > 0
         t0 = time.monotonic()
         assert exchange(("127.0.0.1", lst.port), b"still served\n", timeout=5) == b"still served\n"
         assert time.monotonic() - t0 < 3

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import run_sockflow
-from listen_helpers import child_states, closed_at_once, exchange
+from listen_helpers import child_states, closed_at_once, exchange, fill_until_blocked
 
 
 def wait_for(pred, timeout=5.0, what="condition"):
@@ -49,14 +49,7 @@ def test_exec_program_that_exits_at_once_and_one_that_never_reads(serve, tmp_pat
     stuck = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
         wait_for(flag.exists, what="the program that never reads")
-        stuck.setblocking(False)
-        sent, deadline = 0, time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                sent += stuck.send(b"z" * 65536)
-            except BlockingIOError:
-                break
-        assert sent > 0
+        assert fill_until_blocked(stuck, b"z") > 0
         assert exchange(("127.0.0.1", port), b"served\n", timeout=5) == b"served\n"
     finally:
         stuck.close()
