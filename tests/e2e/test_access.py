@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import SOCKFLOW, have_ipv6_loopback
-from listen_helpers import Listener, closed_at_once, exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
+from listen_helpers import closed_at_once, exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to bind below 1024 "

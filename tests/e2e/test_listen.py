@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import SOCKFLOW, free_port, have_ipv6_loopback
-from listen_helpers import Listener, exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
+from listen_helpers import exchange, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 ALL_BYTES = bytes(range(256))
 needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(), reason="no IPv6 loopback (::1)")

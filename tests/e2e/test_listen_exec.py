@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import SOCKFLOW
-from listen_helpers import Listener, child_states, exchange, fill_until_blocked, listen, run_to_end  # noqa: F401 (listen: a fixture)
+from listen_helpers import child_states, exchange, fill_until_blocked, listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 ALL_BYTES = bytes(range(256))
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import SOCKFLOW, assert_no_sanitizer_report
-from listen_helpers import Listener, listen, run_to_end  # noqa: F401 (listen: a fixture)
+from listen_helpers import listen, run_to_end  # noqa: F401 (listen: a fixture)
 
 
 
