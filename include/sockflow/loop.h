@@ -32,6 +32,10 @@ void sf_loop_unwatch(sf_loop *l, int fd);
  * close then removes it from the loop's epoll set by itself. Saves one system call per
  * closed connection; with another descriptor open on the file, use sf_loop_unwatch. */
 void sf_loop_forget(sf_loop *l, int fd);
+/* Put fd in the loop's table with fn and ud, not watched: its readiness is learnt
+ * elsewhere (an io_uring request), and only sf_loop_watched and sf_loop_forget apply to
+ * it. Lets such a descriptor share the one table. Returns 0, -ENOSPC or -ENOMEM. */
+int sf_loop_adopt(sf_loop *l, int fd, sf_io_fn fn, void *ud);
 /* The ud fd is watched with, if its callback is fn; else NULL. Lets an owner use the
  * loop's table (indexed by fd) as its own instead of keeping a second one. */
 void *sf_loop_watched(const sf_loop *l, int fd, sf_io_fn fn);
@@ -50,6 +54,19 @@ int sf_loop_signal(sf_loop *l, int signo, sf_signal_fn fn, void *ud);
 /* Block sigs (a 0-terminated list) in the calling thread, so that threads created after
  * inherit the mask and signals reach loops through signalfd only. */
 int sf_loop_block_signals(const int *sigs);
+
+/* Another way to wait, in place of epoll_wait (one per loop; wait NULL removes it):
+ * wait(l, timeout_ms, ud) sleeps until its own events or timeout_ms (-1: no limit, 0:
+ * not at all) and returns >= 0, or -errno (-EINTR: a signal); then run(l, ud) handles
+ * its events with the loop's clock up to date and returns 1 when the loop's epoll set
+ * may have events (they are then read without waiting), else 0. For an io_uring that
+ * watches the epoll descriptor (sf_loop_epoll_fd) among its requests: one system call
+ * per pass. */
+typedef int (*sf_wait_fn)(sf_loop *l, int timeout_ms, void *ud);
+typedef int (*sf_run_fn)(sf_loop *l, void *ud);
+void sf_loop_set_waiter(sf_loop *l, sf_wait_fn wait, sf_run_fn run, void *ud);
+/* The loop's epoll descriptor, to be watched by a waiter. */
+int sf_loop_epoll_fd(const sf_loop *l);
 
 /* Run until sf_loop_stop(). Returns 0, or -errno if epoll_wait failed. */
 int sf_loop_run(sf_loop *l);

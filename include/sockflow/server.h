@@ -51,6 +51,12 @@ typedef struct sf_service {
     /* SIGCHLD reached the server (a service that runs programs reaps them here); called
      * on the first loop with the per-loop state there. */
     void (*on_child)(void *state);
+    /* TCP: the service's callbacks use only sf_conn_send, _finish, _close, _log, _peer,
+     * _data, _state, _id (no want_drain, hold, watch_peer, expect_input, nor I/O of its
+     * own on sf_conn_fd): its connections may then run on io_uring, which takes a
+     * connection from accept to close with no system call of its own (sf_server_opts
+     * no_ring). */
+    int ring_ok;
 } sf_service;
 
 typedef void (*sf_log_fn)(void *ud, const char *line);
@@ -83,6 +89,9 @@ typedef struct sf_server_opts {
                                    clients refused are closed after accept, UDP datagrams
                                    from refused sources dropped. The caller frees it. */
     const sf_tracer *tracer;    /* NULL: no tracing */
+    int no_ring;                /* never io_uring: every connection on epoll. Without it,
+                                   ring_ok services use io_uring where the kernel allows
+                                   (not when tracing: a trace shows the classic calls) */
     sf_log_fn log;              /* one line per event worth a person's attention */
     void *log_ud;
 } sf_server_opts;
@@ -100,6 +109,7 @@ typedef struct sf_server_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t dgrams_in, dgrams_out, dgrams_truncated, dgrams_dropped;
     uint64_t queue_cap_hits, timeouts;
+    uint64_t ring_accepted;     /* of accepted: through io_uring */
     /* UDP datagrams not answered, by reason (see sf_server_opts) */
     uint64_t dgrams_loop;       /* from a classic service's port, one we serve, or 0 */
     uint64_t dgrams_low_port;   /* from a port below 1024 */

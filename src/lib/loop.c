@@ -53,6 +53,10 @@ struct sf_loop {
     uint64_t now_ms;
     uint64_t wakeups;
     int deferred;           /* passes in a row that left the timers for later */
+    sf_wait_fn wait;        /* a waiter in place of epoll_wait, or NULL */
+    sf_run_fn run;
+    void *wait_ud;
+    int epoll_more;         /* the waiter's pass: read the epoll set again, not waiting */
 };
 
 static uint64_t
@@ -165,11 +169,11 @@ fn_index(sf_loop *l, sf_io_fn fn)
     return l->nfns;
 }
 
-int
-sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud)
+/* Room in the table for fd and fn's index there: the index, or a negative code. */
+static int
+make_room(sf_loop *l, int fd, sf_io_fn fn)
 {
-    struct epoll_event ev = { .events = to_epoll(events), .data.fd = fd };
-    int op, idx;
+    int idx;
 
     if (fd < 0)
         return -EBADF;
@@ -177,12 +181,36 @@ sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud)
         return -ENOSPC;
     if (fd >= l->nw && grow_watchers(l, fd) < 0)
         return -ENOMEM;
+    return idx;
+}
+
+int
+sf_loop_watch(sf_loop *l, int fd, int events, sf_io_fn fn, void *ud)
+{
+    struct epoll_event ev = { .events = to_epoll(events), .data.fd = fd };
+    int op, idx;
+
+    if ((idx = make_room(l, fd, fn)) < 0)
+        return idx;
     op = l->w[fd].fn ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(l->epfd, op, fd, &ev) < 0)
         return -errno;
     l->w[fd].fn = (uint8_t)idx;
     l->w[fd].ud = ud;
     l->w[fd].events = (uint8_t)events;
+    return 0;
+}
+
+int
+sf_loop_adopt(sf_loop *l, int fd, sf_io_fn fn, void *ud)
+{
+    int idx;
+
+    if ((idx = make_room(l, fd, fn)) < 0)
+        return idx;
+    l->w[fd].fn = (uint8_t)idx;
+    l->w[fd].ud = ud;
+    l->w[fd].events = 0;
     return 0;
 }
 
@@ -403,13 +431,41 @@ sf_loop_signal(sf_loop *l, int signo, sf_signal_fn fn, void *ud)
 
 /* ---- running ---- */
 
+/* The waiter's pass: its wait, its events, then the epoll set's without waiting when
+ * it says so. A level-triggered descriptor left ready by its handler (a bounded batch)
+ * wakes nobody again, so the set is read until a read finds nothing. Returns what
+ * epoll_wait would, errno set. */
+static int
+wait_other(sf_loop *l, struct epoll_event *evs, int timeout_ms)
+{
+    int rc = l->wait(l, l->epoll_more ? 0 : timeout_ms, l->wait_ud);
+    int n = 0;
+
+    if (rc < 0 && rc != -EINTR) {
+        errno = -rc;
+        return -1;
+    }
+    l->now_ms = mono_ms();
+    if (l->run(l, l->wait_ud) > 0 || l->epoll_more)
+        n = epoll_wait(l->epfd, evs, MAX_EVENTS, 0);
+    l->epoll_more = n > 0;
+    if (rc == -EINTR && n <= 0) {
+        errno = EINTR;
+        return -1;
+    }
+    return n;
+}
+
 int
 sf_loop_run_once(sf_loop *l, int timeout_ms)
 {
     struct epoll_event evs[MAX_EVENTS];
     int n, handled = 0;
 
-    n = epoll_wait(l->epfd, evs, MAX_EVENTS, l->deferred ? 0 : next_timeout(l, timeout_ms));
+    if (l->wait)
+        n = wait_other(l, evs, l->deferred ? 0 : next_timeout(l, timeout_ms));
+    else
+        n = epoll_wait(l->epfd, evs, MAX_EVENTS, l->deferred ? 0 : next_timeout(l, timeout_ms));
     l->wakeups++;
     if (n < 0) {
         if (errno != EINTR)
@@ -446,6 +502,21 @@ sf_loop_run_once(sf_loop *l, int timeout_ms)
         return handled;
     l->deferred = 0;
     return handled + run_timers(l);
+}
+
+void
+sf_loop_set_waiter(sf_loop *l, sf_wait_fn wait, sf_run_fn run, void *ud)
+{
+    l->wait = wait;
+    l->run = wait ? run : NULL;
+    l->wait_ud = ud;
+    l->epoll_more = 0;
+}
+
+int
+sf_loop_epoll_fd(const sf_loop *l)
+{
+    return l->epfd;
 }
 
 int

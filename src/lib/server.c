@@ -144,6 +144,7 @@ close_listeners(worker *w)
 
         if (w->ls[i].fd < 0)
             continue;
+        sf__ring_stop_accepting(w, &w->ls[i]);
         sf_loop_unwatch(w->loop, w->ls[i].fd);
         sf_close(tp, w->ls[i].fd);
         w->ls[i].fd = -1;
@@ -228,6 +229,7 @@ worker_main(void *arg)
     worker *w = arg;
     sf_server *s = w->s;
 
+    sf__ring_start(w);
     sf_loop_timer(w->loop, s->sweep_ms, sf__tcp_sweep, w);
     sf_loop_run(w->loop);
     if (atomic_load(&s->stop_mode) == 1) {
@@ -241,6 +243,7 @@ worker_main(void *arg)
             sf_loop_run(w->loop);
         }
     }
+    sf__ring_free(w);
     return NULL;
 }
 
@@ -351,6 +354,7 @@ add_stats(sf_server_stats *to, const sf_server_stats *a)
     to->dgrams_dropped += a->dgrams_dropped;
     to->queue_cap_hits += a->queue_cap_hits;
     to->timeouts += a->timeouts;
+    to->ring_accepted += a->ring_accepted;
     to->dgrams_loop += a->dgrams_loop;
     to->dgrams_low_port += a->dgrams_low_port;
     to->dgrams_bad_addr += a->dgrams_bad_addr;

@@ -78,8 +78,8 @@ shed_connections(worker *w, lsock *ls)
 
 /* Out of descriptors: said once, then at most every EMFILE_LOG_MS while it lasts:
  * never a flood. */
-static void
-log_out_of_descriptors(worker *w, int code)
+void
+sf__accept_out_of_descriptors(worker *w, int code)
 {
     uint64_t now = sf_loop_now_ms(w->loop);
 
@@ -110,7 +110,7 @@ tcp_accept_batch(worker *w, lsock *ls)
         if (sf_accept_error_is_transient(fd))
             continue;   /* that connection is gone, the listener is fine: the next */
         if (fd == -EMFILE || fd == -ENFILE)
-            log_out_of_descriptors(w, fd);
+            sf__accept_out_of_descriptors(w, fd);
         else if (fd != SF_EAGAIN)
             sf__server_log(w->s, "accept: %s", sf_strerror(fd));
         return;

@@ -20,6 +20,7 @@
 
 typedef struct worker worker;
 typedef struct udp_batch udp_batch;
+typedef struct ring ring;
 
 /* One listening (TCP) or bound (UDP) socket of one worker. */
 typedef struct lsock {
@@ -29,6 +30,7 @@ typedef struct lsock {
     void *state;            /* the service's per-loop state, shared by its sockets here */
     worker *w;
     int wildcard;           /* UDP on 0.0.0.0 or ::: replies name their source address */
+    int on_ring;            /* accepting through the loop's io_uring, not epoll */
 } lsock;
 
 enum {
@@ -41,6 +43,11 @@ enum {
     SF__C_WATCH_PEER = 1 << 6,  /* idle means the peer is gone, not silent */
     SF__C_EXPECT    = 1 << 7,   /* input begun must complete by u.expect_ms + idle */
     SF__C_SOLE      = 1 << 8,   /* accepted here: closing it leaves epoll (no DEL) */
+    SF__C_RING      = 1 << 9,   /* served through the loop's io_uring (server_ring.c) */
+    SF__C_RECVING   = 1 << 10,  /* ring: a receive is with the kernel */
+    SF__C_SENDING   = 1 << 11,  /* ring: a send from out is with the kernel */
+    SF__C_BURY      = 1 << 12,  /* ring: closed; descriptor and memory go once the kernel
+                                   has given back its requests */
 };
 
 /* 40 bytes (a 48-byte allocation) plus the service's state: the server holds one per
@@ -77,6 +84,7 @@ struct worker {
     sf_conn *dead;          /* closed, waiting to be freed */
     char *scratch;          /* one read buffer for every connection of this loop */
     udp_batch *udp;
+    ring *ring;             /* NULL: every connection on epoll */
     uint64_t unlogged[SF__NDROP];   /* drops not yet told in the log, by reason */
     struct sockaddr_storage last_from[SF__NDROP];
     socklen_t last_fromlen[SF__NDROP];
@@ -106,6 +114,8 @@ sf_trace *sf__server_trace(sf_server *s, sf_trace *t, unsigned long id);
 
 /* server_accept.c: a listener is ready; accept a bounded batch. */
 void sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud);
+/* Out of descriptors (code EMFILE or ENFILE): a log line, at most every 10 s. */
+void sf__accept_out_of_descriptors(worker *w, int code);
 
 /* server_tcp.c */
 /* Take fd (accepted, or passed in) as a connection of ls's service: admitted by the
@@ -113,6 +123,16 @@ void sf__tcp_accept_ready(sf_loop *l, int lfd, int events, void *ud);
 void sf__tcp_start_conn(worker *w, lsock *ls, int fd);
 /* The same for fd just accepted here, so the only descriptor open on its socket. */
 void sf__tcp_start_accepted(worker *w, lsock *ls, int fd);
+/* The same for fd accepted through the loop's ring: served there. */
+void sf__tcp_start_ring(worker *w, lsock *ls, int fd);
+/* The events c's state asks for (SF_READ, SF_WRITE). */
+int sf__conn_events(const sf_conn *c);
+/* Ring completions for c: n bytes (or 0: EOF, or -errno) received into data; n bytes
+ * of c->out sent (or -errno). */
+void sf__tcp_ring_got(sf_conn *c, int n, char *data);
+void sf__tcp_ring_sent(sf_conn *c, int n);
+/* n bytes (or -errno) of the len at p sent in place: the rest goes to c's queue. */
+void sf__tcp_ring_sent_direct(sf_conn *c, int n, const char *p, size_t len);
 /* Callbacks run between enter and leave; closes asked for meanwhile are deferred. */
 void sf__worker_enter(worker *w);
 void sf__worker_leave(worker *w);
@@ -120,6 +140,29 @@ void sf__worker_leave(worker *w);
 void sf__tcp_close_all(worker *w);
 /* The timer that closes idle, stalled and lingering connections; it re-arms itself. */
 void sf__tcp_sweep(sf_loop *l, void *ud);
+
+/* server_ring.c: the io_uring path for ring_ok services (a no-op where the kernel or the
+ * build has none). Started in the loop's thread before it runs: the eligible listeners
+ * accept through the ring from then on. */
+void sf__ring_start(worker *w);
+/* Before ls's descriptor is closed: its accept request let go. */
+void sf__ring_stop_accepting(worker *w, lsock *ls);
+/* The requests c's state needs now (a receive, a send of its queue). */
+void sf__ring_arm(sf_conn *c);
+/* Send p (within the buffer being handed to the service) from where it is: 1 if taken,
+ * 0 when it must be queued (a send already out, a queue, too many buffers held). */
+int sf__ring_send_direct(sf_conn *c, const void *p, size_t len);
+/* c closed: its descriptor closed (through the ring) and 0, or 1 when requests are still
+ * with the kernel: the descriptor and c are then freed once they come back. */
+int sf__ring_release(sf_conn *c);
+/* From the sweep: the accepts asked again when the descriptor limit has changed (an
+ * accept request keeps the limit of the moment it was asked). */
+void sf__ring_sweep(worker *w);
+/* A timer: ls accepts through the ring again (after EMFILE). */
+void sf__ring_rearm_accept(sf_loop *l, void *ud);
+/* Every request cancelled and reaped, the ring closed (in the loop's thread, after it
+ * ran); its connections stay open, served by nothing until closed. */
+void sf__ring_free(worker *w);
 
 /* server_udp.c */
 int sf__udp_worker_init(worker *w, size_t dgram_max);

@@ -33,26 +33,32 @@ static void
 free_conn(worker *w, sf_conn *c)
 {
     sf_trace t, *tp = sf__server_trace(w->s, &t, c->id);
-    int left;
+    int left, kept = 0;
 
     if (c->ls->svc->on_close)
         c->ls->svc->on_close(c);
+    sf_access_release_fd(w->s->o.access, c->fd);
     /* An accepted socket's close takes it out of epoll; a passed-in one may have other
      * descriptors open (and a held one is a running program's), which would keep it in. */
-    if ((c->flags & (SF__C_SOLE | SF__C_HELD)) == SF__C_SOLE)
-        sf_loop_forget(w->loop, c->fd);
-    else
-        sf_loop_unwatch(w->loop, c->fd);
-    sf_access_release_fd(w->s->o.access, c->fd);
-    sf_close(tp, c->fd);
+    if (c->flags & SF__C_RING) {
+        kept = sf__ring_release(c);
+    } else {
+        if ((c->flags & (SF__C_SOLE | SF__C_HELD)) == SF__C_SOLE)
+            sf_loop_forget(w->loop, c->fd);
+        else
+            sf_loop_unwatch(w->loop, c->fd);
+        sf_close(tp, c->fd);
+    }
     w->nconns--;
     w->st.closed++;
     left = atomic_fetch_sub(&w->s->total_conns, 1) - 1;
-    if (c->out) {
-        sf_buf_free(c->out);
-        free(c->out);
+    if (!kept) {
+        if (c->out) {
+            sf_buf_free(c->out);
+            free(c->out);
+        }
+        free(c);
     }
-    free(c);
     if (!w->draining)
         return;
     if (w->nconns == 0 && w->index > 0)
@@ -109,8 +115,8 @@ sf__worker_leave(worker *w)
 }
 
 /* Which events to watch follows from the state: never read while output is queued. */
-static int
-conn_events(const sf_conn *c)
+int
+sf__conn_events(const sf_conn *c)
 {
     int ev;
 
@@ -130,8 +136,12 @@ conn_events(const sf_conn *c)
 static void
 update_events(sf_conn *c)
 {
-    if (!(c->flags & (SF__C_CLOSED | SF__C_HELD)))
-        sf_loop_set_events(c->ls->w->loop, c->fd, conn_events(c));
+    if (c->flags & (SF__C_CLOSED | SF__C_HELD))
+        return;
+    if (c->flags & SF__C_RING)
+        sf__ring_arm(c);
+    else
+        sf_loop_set_events(c->ls->w->loop, c->fd, sf__conn_events(c));
 }
 
 int
@@ -142,8 +152,11 @@ sf_conn_send(sf_conn *c, const void *p, size_t len)
 
     if (c->flags & (SF__C_CLOSED | SF__C_SHUT))
         return -EPIPE;
-    if (c->out && sf_buf_len(c->out) > 0) {
-        if (len > sf_buf_room(c->out)) {
+    if ((c->flags & SF__C_RING) && sf__ring_send_direct(c, p, len))
+        return 0;
+    if ((c->out && sf_buf_len(c->out) > 0) || (c->flags & SF__C_RING)) {
+        /* On the ring everything goes through the queue: the send is the kernel's. */
+        if (len > (c->out ? sf_buf_room(c->out) : w->s->o.queue_cap)) {
             w->st.queue_cap_hits++;
             return -ENOBUFS;
         }
@@ -324,18 +337,12 @@ sf_conn_log(sf_conn *c, const char *fmt, ...)
                    who, msg);
 }
 
+/* n bytes read into data (0: the client's FIN; < 0: -errno) handed to the service. */
 static void
-conn_readable(worker *w, sf_conn *c)
+conn_got(worker *w, sf_conn *c, ssize_t n, char *data)
 {
-    sf_trace t, *tp = sf__server_trace(w->s, &t, c->id);
     const sf_service *svc = c->ls->svc;
-    /* Never more than the queue may hold: what a service sends back for one read (echo)
-     * can then always be queued, and a small queue_cap means backpressure, not a close. */
-    size_t want = w->s->o.queue_cap < SCRATCH_SIZE ? w->s->o.queue_cap : SCRATCH_SIZE;
-    ssize_t n = sf_read(tp, c->fd, w->scratch, want);
 
-    if (n == SF_EAGAIN)
-        return;
     if (n < 0) {
         sf_conn_close(c, n == -ECONNRESET ? NULL : sf_strerror((int)n));
         return;
@@ -357,7 +364,102 @@ conn_readable(worker *w, sf_conn *c)
     w->st.bytes_in += (uint64_t)n;
     if ((c->flags & SF__C_FINISHING) || svc->on_data == NULL)
         return;     /* lingering: read and drop */
-    svc->on_data(c, w->scratch, (size_t)n);
+    svc->on_data(c, data, (size_t)n);
+}
+
+static void
+conn_readable(worker *w, sf_conn *c)
+{
+    sf_trace t, *tp = sf__server_trace(w->s, &t, c->id);
+    /* Never more than the queue may hold: what a service sends back for one read (echo)
+     * can then always be queued, and a small queue_cap means backpressure, not a close. */
+    size_t want = w->s->o.queue_cap < SCRATCH_SIZE ? w->s->o.queue_cap : SCRATCH_SIZE;
+    ssize_t n = sf_read(tp, c->fd, w->scratch, want);
+
+    if (n != SF_EAGAIN)
+        conn_got(w, c, n, w->scratch);
+}
+
+void
+sf__tcp_ring_got(sf_conn *c, int n, char *data)
+{
+    conn_got(c->ls->w, c, n, data);
+    update_events(c);
+}
+
+/* A ring send is done: the next (queued) one, or the finish that waited for it. */
+static void
+ring_send_over(sf_conn *c)
+{
+    if (c->out && sf_buf_len(c->out) > 0) {
+        update_events(c);
+        return;
+    }
+    if (c->out) {
+        sf_buf_free(c->out);
+        free(c->out);
+        c->out = NULL;
+    }
+    update_events(c);
+    finish_step(c);
+}
+
+/* n bytes sent, or -errno: the client going away is no news (as in sf_conn_send). */
+static int
+ring_send_counted(sf_conn *c, int n)
+{
+    worker *w = c->ls->w;
+
+    if (n < 0) {
+        sf_conn_close(c, n == -ECONNRESET || n == -EPIPE ? NULL : sf_strerror(n));
+        return -1;
+    }
+    w->st.bytes_out += (uint64_t)n;
+    c->last_ms = (uint32_t)sf_loop_now_ms(w->loop);
+    return 0;
+}
+
+void
+sf__tcp_ring_sent_direct(sf_conn *c, int n, const char *p, size_t len)
+{
+    size_t cap = c->ls->w->s->o.queue_cap;
+    sf_buf *was = c->out, *nb;
+
+    if (ring_send_counted(c, n) < 0)
+        return;
+    if ((size_t)n == len) {
+        ring_send_over(c);
+        return;
+    }
+    /* The rest goes first, before anything queued meanwhile. */
+    if ((nb = malloc(sizeof(*nb))) == NULL) {
+        sf_conn_close(c, "out of memory");
+        return;
+    }
+    sf_buf_init(nb, cap + len);
+    if (sf_buf_push(nb, p + n, len - (size_t)n) < 0 ||
+        (was && sf_buf_push(nb, sf_buf_peek(was), sf_buf_len(was)) < 0)) {
+        sf_buf_free(nb);
+        free(nb);
+        sf_conn_close(c, "out of memory");
+        return;
+    }
+    if (was) {
+        sf_buf_free(was);
+        free(was);
+    }
+    nb->cap = cap > sf_buf_len(nb) ? cap : sf_buf_len(nb);
+    c->out = nb;
+    update_events(c);
+}
+
+void
+sf__tcp_ring_sent(sf_conn *c, int n)
+{
+    if (ring_send_counted(c, n) < 0)
+        return;
+    sf_buf_consume(c->out, (size_t)n);
+    ring_send_over(c);
 }
 
 static void
@@ -454,11 +556,18 @@ start_conn(worker *w, lsock *ls, int fd, unsigned flags)
     sf__worker_enter(w);
     if (ls->svc->on_open)
         ls->svc->on_open(c);
-    if ((flags & SF__C_SOLE) && ls->svc->on_data && !(c->flags & SF__C_CLOSED) &&
-        (conn_events(c) & SF_READ) && sf__server_trace(s, &t, c->id) == NULL)
+    if ((flags & (SF__C_SOLE | SF__C_RING)) == SF__C_SOLE && ls->svc->on_data &&
+        !(c->flags & SF__C_CLOSED) && (sf__conn_events(c) & SF_READ) &&
+        sf__server_trace(s, &t, c->id) == NULL)
         conn_readable(w, c);
-    if (!(c->flags & SF__C_CLOSED)) {
-        int rc = sf_loop_watch(w->loop, fd, conn_events(c), conn_io, c);
+    if ((flags & SF__C_RING) && !(c->flags & SF__C_CLOSED)) {
+        /* In the table (the sweep and the drain find it there), never in epoll. */
+        if (sf_loop_adopt(w->loop, fd, conn_io, c) < 0)
+            sf_conn_close(c, "out of memory");
+        else
+            sf__ring_arm(c);
+    } else if (!(c->flags & SF__C_CLOSED)) {
+        int rc = sf_loop_watch(w->loop, fd, sf__conn_events(c), conn_io, c);
         char why[96];
 
         if (rc < 0) {
@@ -479,6 +588,12 @@ void
 sf__tcp_start_accepted(worker *w, lsock *ls, int fd)
 {
     start_conn(w, ls, fd, SF__C_SOLE);
+}
+
+void
+sf__tcp_start_ring(worker *w, lsock *ls, int fd)
+{
+    start_conn(w, ls, fd, SF__C_SOLE | SF__C_RING);
 }
 
 /* Every connection closed through the deferred path, so that on_close callbacks may
@@ -546,9 +661,10 @@ sf__tcp_sweep(sf_loop *l, void *ud)
         if ((c->flags & SF__C_FINISHING) && now - c->u.finish_ms > LINGER_MS) {
             sf_conn_close(c, NULL);
         } else if (s->o.send_timeout_ms && quiet > s->o.send_timeout_ms &&
-                   ((c->out && sf_buf_len(c->out) > 0) || (c->flags & SF__C_DRAIN))) {
+                   ((c->out && sf_buf_len(c->out) > 0) ||
+                    (c->flags & (SF__C_DRAIN | SF__C_SENDING)))) {
             /* A generator (chargen) whose last write filled the socket has nothing
-             * queued, yet it is just as stuck. */
+             * queued, yet it is just as stuck; so is a ring send the kernel holds. */
             w->st.timeouts++;
             sf_conn_close(c, "send timeout: the client is not reading");
         } else if (s->o.idle_timeout_ms && (c->flags & SF__C_EXPECT) &&
@@ -564,6 +680,7 @@ sf__tcp_sweep(sf_loop *l, void *ud)
     }
     sf__worker_leave(w);
     sf__udp_log_drops(w);
+    sf__ring_sweep(w);
     sf_loop_timer(l, s->sweep_ms, sf__tcp_sweep, w);
 }
 

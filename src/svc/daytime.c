@@ -50,4 +50,5 @@ const sf_service sf_svc_daytime = {
     .protos = SF_PROTO_TCP | SF_PROTO_UDP,
     .on_open = daytime_open,
     .on_datagram = daytime_datagram,
+    .ring_ok = 1,
 };

@@ -8,4 +8,5 @@ const sf_service sf_svc_discard = {
     .name = "discard",
     .port = 9,
     .protos = SF_PROTO_TCP | SF_PROTO_UDP,
+    .ring_ok = 1,
 };

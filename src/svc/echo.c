@@ -24,4 +24,5 @@ const sf_service sf_svc_echo = {
     .protos = SF_PROTO_TCP | SF_PROTO_UDP,
     .on_data = echo_data,
     .on_datagram = echo_datagram,
+    .ring_ok = 1,
 };

@@ -44,4 +44,5 @@ const sf_service sf_svc_time = {
     .protos = SF_PROTO_TCP | SF_PROTO_UDP,
     .on_open = time_open,
     .on_datagram = time_datagram,
+    .ring_ok = 1,
 };

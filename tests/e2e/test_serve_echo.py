@@ -396,7 +396,8 @@ def connection_fds(pid, port):
 def test_two_loops_share_the_port_and_spread_clients(serve):
     n = 40
     # 20 datagrams back to back from one address outrun the default burst: no budget.
-    s = serve("-j", "2", "--udp-rate", "0", "echo:0")
+    # On epoll, whose sets show which loop holds which client (io_uring's do not).
+    s = serve("-j", "2", "--udp-rate", "0", "--no-io-uring", "echo:0")
     port = s.port("tcp")
     bound = bound_sockets(s.pid, port)
     assert bound.count(("tcp", LOOP4, "0A")) == 2, bound
@@ -477,9 +478,10 @@ def test_short_connections_cost_one_epoll_ctl(serve, procs, tmp_path):
     # A connection is read as soon as it is accepted, registered with epoll only if it
     # stays open, and its close takes it out of epoll: one epoll_ctl (ADD) per connection,
     # no MOD or DEL. It was three: ADD, a MOD quieting it when closed, a DEL.
+    # (The epoll path: by default echo's clients go through io_uring, tested below.)
     if shutil.which("strace") is None:
         pytest.skip("no strace")
-    s = serve("-t", "echo:0")
+    s = serve("-t", "--no-io-uring", "echo:0")
     port = s.port("tcp")
     out = tmp_path / "strace.txt"
     tr = procs(["strace", "-f", "-qq", "-o", str(out), "-e", "trace=accept4,read,epoll_ctl",
@@ -529,3 +531,51 @@ def test_short_connections_cost_one_epoll_ctl(serve, procs, tmp_path):
         a = [x for x in re.finditer(r"accept4\(.*\) = %s$" % fd, text, re.M)
              if x.start() < m.start()][-1]
         assert "EPOLL_CTL_ADD, %s," % fd not in text[a.end():m.start()], text[a.start():m.end()]
+
+
+def io_uring_allowed():
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as f:
+            return f.read().strip() == "0"
+    except OSError:
+        return True     # a kernel without the switch: allowed to all
+
+
+def test_ring_connections_make_no_system_call_of_their_own(serve, procs, tmp_path):
+    # Through io_uring a connection's accept, receive, send and close are requests the
+    # loop hands over with its one io_uring_enter a pass: none of the classic calls is
+    # made for it. With --no-io-uring the same clients cost accept4, read, write, close.
+    if shutil.which("strace") is None:
+        pytest.skip("no strace")
+    if not io_uring_allowed():
+        pytest.skip("io_uring disabled by kernel.io_uring_disabled")
+    calls = "accept4,read,write,recvfrom,sendto,close,epoll_ctl,io_uring_enter"
+    counts = {}
+    for mode in ("ring", "epoll"):
+        s = serve("-t", *(["--no-io-uring"] if mode == "epoll" else []), "echo:0")
+        port = s.port("tcp")
+        tcp_exchange(port, b"warm")     # the ring is set up before strace attaches
+        out = tmp_path / ("strace-%s.txt" % mode)
+        tr = procs(["strace", "-f", "-qq", "-o", str(out), "-e", "trace=" + calls,
+                    "-p", str(s.pid)])
+        deadline = time.monotonic() + 10
+        while not out.exists():
+            assert time.monotonic() < deadline, tr.stderr
+            time.sleep(0.05)
+        time.sleep(0.5)     # attached: strace opens its output first
+        n = 30
+        for i in range(n):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(b"req %d" % i)
+                assert c.recv(16) == b"req %d" % i
+        time.sleep(0.3)     # the last close is the server's
+        tr.stop()
+        text = out.read_text()
+        counts[mode] = {c: len(re.findall(r"(?:^|\] |^\d+ +)%s\(" % c, text, re.M))
+                        for c in calls.split(",")}
+        s.stop()
+    ring, epoll = counts["ring"], counts["epoll"]
+    assert epoll["accept4"] >= n and epoll["close"] >= n, epoll
+    for c in ("accept4", "read", "write", "recvfrom", "sendto", "close", "epoll_ctl"):
+        assert ring[c] == 0, ring
+    assert 0 < ring["io_uring_enter"] <= 6 * n, ring

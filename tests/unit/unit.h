@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -26,6 +28,23 @@
 #define UNIT_GUARD_SECS 90
 /* Any single wait in a test: long enough for a loaded sanitizer build, never forever. */
 #define UNIT_WAIT_MS 3000
+
+/* Whether this kernel lets the process set up an io_uring (the server's ring path). */
+static inline int
+unit_ring_available(void)
+{
+#ifdef __NR_io_uring_setup
+    unsigned char params[120] = { 0 };     /* struct io_uring_params, zeroed */
+    long fd = syscall(__NR_io_uring_setup, 4, params);
+
+    if (fd < 0)
+        return 0;
+    close((int)fd);
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 static inline uint64_t
 unit_now_ms(void)
@@ -285,6 +304,34 @@ unit_loop_join(unit_loop_thread *t, int ms)
 }
 
 /* ---- a server in a thread ---- */
+
+/* fn run in a child process (for what changes the process: signals, seccomp), its
+ * result the child's exit status; the test fails if it does not exit within UNIT_WAIT_MS
+ * or exits otherwise than with 0. */
+static inline void
+unit_in_child(int (*fn)(void))
+{
+    int status;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fn());
+    for (uint64_t end = unit_now_ms() + UNIT_WAIT_MS;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+
+        if (w == pid)
+            break;
+        if (unit_now_ms() >= end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("child did not finish");
+        }
+        unit_sleep_ms(10);
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
 
 typedef struct unit_server {
     sf_server *s;
