@@ -125,6 +125,8 @@ void sf__tcp_start_conn(worker *w, lsock *ls, int fd);
 void sf__tcp_start_accepted(worker *w, lsock *ls, int fd);
 /* The same for fd accepted through the loop's ring: served there. */
 void sf__tcp_start_ring(worker *w, lsock *ls, int fd);
+/* The connection on fd, from the loop's table (NULL: none). */
+sf_conn *sf__conn_at(worker *w, int fd);
 /* The events c's state asks for (SF_READ, SF_WRITE). */
 int sf__conn_events(const sf_conn *c);
 /* Ring completions for c: n bytes (or 0: EOF, or -errno) received into data; n bytes
@@ -138,7 +140,8 @@ void sf__worker_enter(worker *w);
 void sf__worker_leave(worker *w);
 /* Close every connection of w (on_close still runs for each). */
 void sf__tcp_close_all(worker *w);
-/* The timer that closes idle, stalled and lingering connections; it re-arms itself. */
+/* server_sweep.c: the timer that closes idle, stalled and lingering connections; it
+ * re-arms itself. */
 void sf__tcp_sweep(sf_loop *l, void *ud);
 
 /* server_ring.c: the io_uring path for ring_ok services (a no-op where the kernel or the

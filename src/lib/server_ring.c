@@ -1,31 +1,24 @@
 /* server_ring: the TCP engine's io_uring path, for services whose callbacks only send,
- * finish and close (sf_service.ring_ok). Per loop one ring: a multishot accept per
- * listener, one receive at a time per connection into a buffer the kernel picks from a
- * shared ring of them (an idle connection holds none), one send at a time from the
- * connection's queue, and the close: a connection costs no system call of its own. The
- * ring's descriptor sits in the loop's epoll set, and what a pass gathered is handed to
- * the kernel once, before the loop sleeps. Where the kernel refuses io_uring (too old,
- * seccomp, kernel.io_uring_disabled) nothing changes: the epoll path serves. */
+ * finish and close (sf_service.ring_ok). Per loop one ring (uring.c): a multishot
+ * accept per listener, one receive at a time per connection into a buffer the kernel
+ * picks from a shared ring of them (an idle connection holds none), one send at a time
+ * (from that buffer, or the connection's queue), and the close: a connection costs no
+ * system call of its own. The ring watches the loop's epoll descriptor and is the loop's
+ * waiter: what a pass gathered is handed to the kernel in the call that sleeps. Where
+ * the kernel refuses io_uring (too old, seccomp, kernel.io_uring_disabled) nothing
+ * changes: the epoll path serves. */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sockflow/sock.h"
 #include "server_int.h"
+#include "uring.h"
 
-#if defined(__linux__) && defined(__NR_io_uring_setup) && __has_include(<linux/io_uring.h>)
-#include <linux/io_uring.h>
-#endif
-
-#if defined(IORING_ACCEPT_MULTISHOT) && defined(IORING_SETUP_COOP_TASKRUN)
+#if SF__URING
 
 #define SQ_ENTRIES 256
 #define CQ_ENTRIES 8192
@@ -40,35 +33,17 @@
 #endif
 #define QUIESCE_TRIES 100       /* 10 ms each: a second for the kernel to give back */
 
-#ifdef IORING_SETUP_DEFER_TASKRUN
-#define RING_FLAGS (IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | \
-                    IORING_SETUP_DEFER_TASKRUN)
-#else
-#define RING_FLAGS (IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN)
-#endif
-
 enum { TAG_NONE, TAG_ACCEPT, TAG_RECV, TAG_SEND };     /* user_data's low 2 bits */
 #define UD_BID_SHIFT 48     /* a send from a receive buffer: its id + 1 in the top bits
                                (user-space pointers are below 2^47) */
 #define UD_SHED (1ULL << UD_BID_SHIFT)  /* an accept that turns a client away */
 
 struct ring {
-    int fd;
-    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
-    unsigned *cq_head, *cq_tail, *cq_mask;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-    void *sq_map, *cq_map;
-    size_t sq_map_len, cq_map_len, sqes_len;
-    unsigned sq_entries, tail, queued;
-    struct io_uring_buf_ring *br;   /* the buffers the kernel picks from */
-    char *bufs;
-    unsigned short btail;
+    sf__uring u;
     int inflight;                   /* requests whose completion has not been reaped */
     int closing;                    /* cancelling everything: nothing asked again */
     int epoll_ready;                /* the loop's epoll set became readable */
     rlim_t nofile;                  /* the descriptor limit the accepts were asked with */
-    int shed_slot;                  /* a registered file slot to shed clients through */
     /* The buffer the service is reading from (-1: none), and the buffers sent from as
      * they are (not copied): given back once their send is done. */
     int cur_bid;
@@ -78,70 +53,11 @@ struct ring {
     struct { uint32_t off, len; } send[NBUF];
 };
 
-static int
-uring_enter(int fd, unsigned submit, unsigned wait, unsigned flags)
-{
-    return (int)syscall(__NR_io_uring_enter, fd, submit, wait, flags, NULL, 0);
-}
-
-/* Submit, and wait for one completion at most timeout_ms (-1: no limit). */
-static int
-uring_wait(int fd, unsigned submit, int timeout_ms)
-{
-    struct __kernel_timespec ts = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000L };
-    struct io_uring_getevents_arg arg = { .sigmask_sz = _NSIG / 8,
-                                          .ts = (uint64_t)(uintptr_t)&ts };
-
-    if (timeout_ms < 0)
-        return uring_enter(fd, submit, 1, IORING_ENTER_GETEVENTS);
-    return (int)syscall(__NR_io_uring_enter, fd, submit, 1,
-                        IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
-}
-
-/* Hand the queued requests to the kernel (and run its completions' work when reap). */
-static int
-ring_submit(ring *r, int reap)
-{
-    int n;
-
-    if (r->queued == 0 && !reap)
-        return 0;
-    atomic_store_explicit((_Atomic unsigned *)r->sq_tail, r->tail, memory_order_release);
-    n = uring_enter(r->fd, r->queued, 0, reap ? IORING_ENTER_GETEVENTS : 0);
-    if (n < 0)
-        return -errno;  /* EINTR, EBUSY (completions to reap first): tried again later */
-    r->queued -= (unsigned)n < r->queued ? (unsigned)n : r->queued;
-    return 0;
-}
-
-/* A zeroed request slot; the ring is flushed first when every slot is taken. */
-static struct io_uring_sqe *
-get_sqe(ring *r)
-{
-    unsigned head = atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire);
-    struct io_uring_sqe *sqe;
-    unsigned i;
-
-    if (r->tail - head >= r->sq_entries) {
-        ring_submit(r, 0);
-        head = atomic_load_explicit((_Atomic unsigned *)r->sq_head, memory_order_acquire);
-        if (r->tail - head >= r->sq_entries)
-            return NULL;
-    }
-    i = r->tail & *r->sq_mask;
-    sqe = &r->sqes[i];
-    memset(sqe, 0, sizeof(*sqe));
-    r->sq_array[i] = i;
-    r->tail++;
-    r->queued++;
-    return sqe;
-}
-
 /* A request whose completion is reaped (tag != TAG_NONE) or only reported on failure. */
 static struct io_uring_sqe *
 new_request(ring *r, int opcode, int fd, void *owner, int tag)
 {
-    struct io_uring_sqe *sqe = get_sqe(r);
+    struct io_uring_sqe *sqe = sf__uring_sqe(&r->u);
 
     if (sqe == NULL)
         return NULL;
@@ -164,122 +80,28 @@ cancel_request(ring *r, void *owner, int tag)
         sqe->addr = (uint64_t)(uintptr_t)owner | (uint64_t)tag;
 }
 
-static void
-give_buffer(ring *r, unsigned bid)
-{
-    struct io_uring_buf *b = &r->br->bufs[r->btail & (NBUF - 1)];
-
-    b->addr = (uint64_t)(uintptr_t)(r->bufs + (size_t)bid * BUF_SIZE);
-    b->len = BUF_SIZE;
-    b->bid = (uint16_t)bid;
-    r->btail++;
-    atomic_store_explicit((_Atomic uint16_t *)&r->br->tail, r->btail, memory_order_release);
-}
-
 /* ---- set-up and tear-down ---- */
 
-static void
-ring_unmap(ring *r)
-{
-    if (r->sqes)
-        munmap(r->sqes, r->sqes_len);
-    if (r->cq_map && r->cq_map != r->sq_map)
-        munmap(r->cq_map, r->cq_map_len);
-    if (r->sq_map)
-        munmap(r->sq_map, r->sq_map_len);
-    if (r->br)
-        munmap(r->br, NBUF * sizeof(struct io_uring_buf));
-    if (r->bufs)
-        munmap(r->bufs, (size_t)NBUF * BUF_SIZE);
-    if (r->fd >= 0)
-        close(r->fd);
-    free(r);
-}
-
-static void *
-map_ring(int fd, size_t len, off_t off)
-{
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);
-
-    return p == MAP_FAILED ? NULL : p;
-}
-
-/* The ring's queues mapped and its receive buffers registered; NULL where the kernel
- * says no (no io_uring, a filter, the sysctl, or a kernel without buffer rings). */
 static ring *
 ring_new(void)
 {
-    struct io_uring_params p = { .flags = RING_FLAGS, .cq_entries = CQ_ENTRIES };
-    struct io_uring_buf_reg reg = { 0 };
     ring *r = calloc(1, sizeof(*r));
 
     if (r == NULL)
         return NULL;
-    /* Completions' work done only when the loop asks for them: a wake-up per pass, not
-     * per completion (6.1); before that, the kernel's cooperative mode. */
-    r->fd = (int)syscall(__NR_io_uring_setup, SQ_ENTRIES, &p);
-    if (r->fd < 0 && errno == EINVAL) {
-        memset(&p, 0, sizeof(p));
-        p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
-        p.cq_entries = CQ_ENTRIES;
-        r->fd = (int)syscall(__NR_io_uring_setup, SQ_ENTRIES, &p);
+    if (sf__uring_init(&r->u, SQ_ENTRIES, CQ_ENTRIES, NBUF, BUF_SIZE) < 0) {
+        free(r);
+        return NULL;
     }
-    if (r->fd < 0 || !(p.features & IORING_FEAT_NODROP))
-        goto fail;
-    r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    r->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-    if (p.features & IORING_FEAT_SINGLE_MMAP) {
-        if (r->cq_map_len > r->sq_map_len)
-            r->sq_map_len = r->cq_map_len;
-        r->cq_map_len = r->sq_map_len;
-    }
-    r->sq_map = map_ring(r->fd, r->sq_map_len, IORING_OFF_SQ_RING);
-    r->cq_map = !r->sq_map ? NULL : (p.features & IORING_FEAT_SINGLE_MMAP) ? r->sq_map
-                : map_ring(r->fd, r->cq_map_len, IORING_OFF_CQ_RING);
-    r->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
-    r->sqes = r->cq_map ? map_ring(r->fd, r->sqes_len, IORING_OFF_SQES) : NULL;
-    if (r->sqes == NULL)
-        goto fail;
-    r->sq_head = (unsigned *)((char *)r->sq_map + p.sq_off.head);
-    r->sq_tail = (unsigned *)((char *)r->sq_map + p.sq_off.tail);
-    r->sq_mask = (unsigned *)((char *)r->sq_map + p.sq_off.ring_mask);
-    r->sq_array = (unsigned *)((char *)r->sq_map + p.sq_off.array);
-    r->cq_head = (unsigned *)((char *)r->cq_map + p.cq_off.head);
-    r->cq_tail = (unsigned *)((char *)r->cq_map + p.cq_off.tail);
-    r->cq_mask = (unsigned *)((char *)r->cq_map + p.cq_off.ring_mask);
-    r->cqes = (struct io_uring_cqe *)((char *)r->cq_map + p.cq_off.cqes);
-    r->sq_entries = p.sq_entries;
-    r->tail = *r->sq_tail;
-    /* Buffers untouched until the kernel fills one: memory only for what is used. */
-    r->br = mmap(NULL, NBUF * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    r->bufs = mmap(NULL, (size_t)NBUF * BUF_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r->br == MAP_FAILED || r->bufs == MAP_FAILED) {
-        r->br = r->br == MAP_FAILED ? NULL : r->br;
-        r->bufs = r->bufs == MAP_FAILED ? NULL : r->bufs;
-        goto fail;
-    }
-    reg.ring_addr = (uint64_t)(uintptr_t)r->br;
-    reg.ring_entries = NBUF;
-    if (syscall(__NR_io_uring_register, r->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
-        goto fail;
-    for (unsigned i = 0; i < NBUF; i++)
-        give_buffer(r, i);
     r->cur_bid = -1;
-    {
-        /* One slot of the ring's own file table: at EMFILE a waiting client is accepted
-         * into it and closed, with no descriptor of the process needed. */
-        struct io_uring_rsrc_register files = { .nr = 1,
-                                                .flags = IORING_RSRC_REGISTER_SPARSE };
-
-        r->shed_slot = syscall(__NR_io_uring_register, r->fd, IORING_REGISTER_FILES2,
-                               &files, sizeof(files)) >= 0;
-    }
     return r;
-fail:
-    ring_unmap(r);
-    return NULL;
+}
+
+static void
+ring_close(ring *r)
+{
+    sf__uring_fini(&r->u);
+    free(r);
 }
 
 static rlim_t
@@ -306,7 +128,7 @@ arm_accept(ring *r, lsock *ls)
 static void
 arm_poll(ring *r, int epfd)
 {
-    struct io_uring_sqe *sqe = get_sqe(r);
+    struct io_uring_sqe *sqe = sf__uring_sqe(&r->u);
 
     if (sqe == NULL)
         return;
@@ -350,7 +172,7 @@ sf__ring_start(worker *w)
         ls->on_ring = 1;
     }
     sf_loop_set_waiter(w->loop, ring_wait, ring_run, w);
-    ring_submit(w->ring, 0);
+    sf__uring_submit(&w->ring->u, 0);
 }
 
 void
@@ -361,7 +183,7 @@ sf__ring_stop_accepting(worker *w, lsock *ls)
     /* The request holds the listening socket: closing the descriptor alone would
      * leave it accepting. */
     cancel_request(w->ring, ls, TAG_ACCEPT);
-    ring_submit(w->ring, 0);
+    sf__uring_submit(&w->ring->u, 0);
     ls->on_ring = 0;
 }
 
@@ -442,7 +264,7 @@ sf__ring_send_direct(sf_conn *c, const void *p, size_t len)
     sqe->addr = (uint64_t)(uintptr_t)q;
     sqe->len = (uint32_t)len;
     sqe->msg_flags = MSG_NOSIGNAL;
-    r->send[r->cur_bid].off = (uint32_t)(q - r->bufs - (size_t)r->cur_bid * BUF_SIZE);
+    r->send[r->cur_bid].off = (uint32_t)(q - sf__uring_buf(&r->u, (unsigned)r->cur_bid));
     r->send[r->cur_bid].len = (uint32_t)len;
     r->cur_bid = -1;    /* the buffer is the send's now */
     r->held++;
@@ -482,7 +304,7 @@ shed_clients(ring *r, lsock *ls)
 {
     struct io_uring_sqe *sqe;
 
-    if (!r->shed_slot)
+    if (!r->u.slot)
         return 0;
     for (int i = 0; i < SHED_BATCH; i++) {
         if ((sqe = new_request(r, IORING_OP_ACCEPT, ls->fd, ls, TAG_ACCEPT)) == NULL)
@@ -504,7 +326,7 @@ shed_done(worker *w, int res)
     else if (res == -EAGAIN)        /* the batch's end: nobody else waiting */
         sf__accept_out_of_descriptors(w, -EMFILE);
     else if (res == -EINVAL)
-        w->ring->shed_slot = 0;     /* no DONTWAIT here (before 6.10): the epoll way */
+        w->ring->u.slot = 0;        /* no DONTWAIT here (before 6.10): the epoll way */
 }
 
 static void
@@ -556,7 +378,7 @@ recv_done(worker *w, sf_conn *c, int res, unsigned flags)
 
     c->flags &= ~SF__C_RECVING;
     if (flags & IORING_CQE_F_BUFFER)
-        data = r->bufs + (size_t)bid * BUF_SIZE;
+        data = sf__uring_buf(&r->u, bid);
     if (!(c->flags & SF__C_BURY) && !(r->closing && res <= 0)) {
         if (res == -ENOBUFS || res == -EAGAIN || res == -EINTR || res == -ECANCELED) {
             sf__ring_arm(c);      /* every buffer in use: asked again, next pass */
@@ -573,7 +395,7 @@ recv_done(worker *w, sf_conn *c, int res, unsigned flags)
         }
     }
     if (flags & IORING_CQE_F_BUFFER)
-        give_buffer(r, bid);
+        sf__uring_give(&r->u, bid);
 }
 
 static void
@@ -584,12 +406,12 @@ send_done(worker *w, sf_conn *c, int res, int bid)
     c->flags &= ~SF__C_SENDING;
     if (bid >= 0) {
         /* In place from a receive buffer: what the socket did not take is queued. */
-        const char *p = r->bufs + (size_t)bid * BUF_SIZE + r->send[bid].off;
+        const char *p = sf__uring_buf(&r->u, (unsigned)bid) + r->send[bid].off;
         uint32_t len = r->send[bid].len;
 
         if (!(c->flags & SF__C_BURY) && !r->closing)
             sf__tcp_ring_sent_direct(c, res, p, len);
-        give_buffer(r, (unsigned)bid);
+        sf__uring_give(&r->u, (unsigned)bid);
         r->held--;
         return;
     }
@@ -630,28 +452,23 @@ complete(worker *w, uint64_t ud, int res, unsigned flags)
         bury(w, c);
 }
 
-/* Reap what the kernel has completed; returns the count. */
+/* Handle what the kernel has completed; returns the count. */
 static int
 reap(worker *w)
 {
-    ring *r = w->ring;
-    unsigned head = *r->cq_head;
-    unsigned tail = atomic_load_explicit((_Atomic unsigned *)r->cq_tail, memory_order_acquire);
+    sf__uring *u = &w->ring->u;
+    struct io_uring_cqe *cqe;
     int n = 0;
 
     sf__worker_enter(w);
-    while (head != tail) {
-        struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
+    while ((cqe = sf__uring_cqe(u)) != NULL) {
         uint64_t ud = cqe->user_data;
         int res = cqe->res;
         unsigned flags = cqe->flags;
 
-        head++;
-        atomic_store_explicit((_Atomic unsigned *)r->cq_head, head, memory_order_release);
+        sf__uring_seen(u);
         complete(w, ud, res, flags);
         n++;
-        if (head == tail)
-            tail = atomic_load_explicit((_Atomic unsigned *)r->cq_tail, memory_order_acquire);
     }
     sf__worker_leave(w);
     return n;
@@ -663,24 +480,9 @@ static int
 ring_wait(sf_loop *l, int timeout_ms, void *ud)
 {
     worker *w = ud;
-    ring *r = w->ring;
-    unsigned head = *r->cq_head;
-    unsigned tail = atomic_load_explicit((_Atomic unsigned *)r->cq_tail, memory_order_acquire);
-    int n;
 
     (void)l;
-    atomic_store_explicit((_Atomic unsigned *)r->sq_tail, r->tail, memory_order_release);
-    if (timeout_ms == 0 || head != tail)
-        n = uring_enter(r->fd, r->queued, 0, IORING_ENTER_GETEVENTS);
-    else
-        n = uring_wait(r->fd, r->queued, timeout_ms);
-    if (n >= 0) {
-        r->queued -= (unsigned)n < r->queued ? (unsigned)n : r->queued;
-        return 0;
-    }
-    /* ETIME: the timeout; EBUSY, EAGAIN: completions to reap first */
-    return errno == EINTR ? -EINTR : errno == ETIME || errno == EBUSY || errno == EAGAIN
-           ? 0 : -errno;
+    return sf__uring_wait(&w->ring->u, timeout_ms);
 }
 
 static int
@@ -716,14 +518,12 @@ sf__ring_free(worker *w)
         w->ls[i].on_ring = 0;
     r->closing = 1;
     for (int i = 0; r->inflight > 0 && i < QUIESCE_TRIES; i++) {
-        atomic_store_explicit((_Atomic unsigned *)r->sq_tail, r->tail, memory_order_release);
-        if (uring_wait(r->fd, r->queued, 10) >= 0)
-            r->queued = 0;
+        sf__uring_wait(&r->u, 10);
         reap(w);
     }
     sf_loop_set_waiter(w->loop, NULL, NULL, NULL);
     w->ring = NULL;
-    ring_unmap(r);
+    ring_close(r);
 }
 
 #else   /* no io_uring in this build: every connection on epoll */
