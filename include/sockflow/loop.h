@@ -39,7 +39,7 @@ int sf_loop_adopt(sf_loop *l, int fd, sf_io_fn fn, void *ud);
 /* The ud fd is watched with, if its callback is fn; else NULL. Lets an owner use the
  * loop's table (indexed by fd) as its own instead of keeping a second one. */
 void *sf_loop_watched(const sf_loop *l, int fd, sf_io_fn fn);
-/* One past the highest fd the table has room for (to walk it with sf_loop_watched). */
+/* One past the highest fd ever put in the table (to walk it with sf_loop_watched). */
 int sf_loop_fd_end(const sf_loop *l);
 
 /* A one-shot timer firing after ms milliseconds. Returns an id > 0 or a negative code. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <time.h>
@@ -42,6 +43,7 @@ struct sf_loop {
     atomic_int stopping;
     watcher *w;             /* indexed by fd */
     int nw;
+    int fd_end;             /* one past the highest fd ever in the table */
     sf_io_fn fns[MAX_FNS + 1];  /* the callbacks watchers name; fns[0] unused */
     int nfns;
     timer *heap;            /* min-heap on due_ms */
@@ -58,6 +60,8 @@ struct sf_loop {
     void *wait_ud;
     int epoll_more;         /* the waiter's pass: read the epoll set again, not waiting */
 };
+
+static void free_watchers(watcher *w, int n);
 
 static uint64_t
 mono_ms(void)
@@ -130,27 +134,36 @@ sf_loop_free(sf_loop *l)
         close(l->wakefd);
     if (l->epfd >= 0)
         close(l->epfd);
-    free(l->w);
+    free_watchers(l->w, l->nw);
     free(l->heap);
     free(l);
 }
 
-/* A fresh zeroed table rather than realloc + memset: the kernel hands out zero pages
- * untouched, so a large table costs memory only for the descriptors in use. */
+/* The table in pages of its own: the kernel hands out zero pages untouched, so a large
+ * table costs memory only for the descriptors in use, and the one it replaces goes back
+ * whole (from malloc it could stay in the heap). */
+static void
+free_watchers(watcher *w, int n)
+{
+    if (w)
+        munmap(w, (size_t)n * sizeof(*w));
+}
+
 static int
 grow_watchers(sf_loop *l, int fd)
 {
-    int n = l->nw ? l->nw : 64;
+    int n = l->nw ? l->nw : 256;
     watcher *w;
 
     while (n <= fd)
         n *= 2;
-    w = calloc((size_t)n, sizeof(*w));
-    if (w == NULL)
+    w = mmap(NULL, (size_t)n * sizeof(*w), PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w == MAP_FAILED)
         return -ENOMEM;
     if (l->nw)
         memcpy(w, l->w, (size_t)l->nw * sizeof(*w));
-    free(l->w);
+    free_watchers(l->w, l->nw);
     l->w = w;
     l->nw = n;
     return 0;
@@ -181,6 +194,8 @@ make_room(sf_loop *l, int fd, sf_io_fn fn)
         return -ENOSPC;
     if (fd >= l->nw && grow_watchers(l, fd) < 0)
         return -ENOMEM;
+    if (fd >= l->fd_end)
+        l->fd_end = fd + 1;
     return idx;
 }
 
@@ -259,7 +274,9 @@ sf_loop_watched(const sf_loop *l, int fd, sf_io_fn fn)
 int
 sf_loop_fd_end(const sf_loop *l)
 {
-    return l->nw;
+    /* Not the table's size: walking its untouched end would read pages that (on some
+     * kernels) then take memory, 16 bytes for every fd up to the next power of two. */
+    return l->fd_end;
 }
 
 /* ---- timers: a binary min-heap ---- */

@@ -644,11 +644,41 @@ signals_limit(void **state)
     sf_loop_free(l);
 }
 
+/* A descriptor adopted sits in the table unwatched: found by sf_loop_watched, never
+ * reported ready; the walk's end is the highest descriptor in use, not the table's
+ * room (walking the room would touch pages nobody uses). */
+static void
+adopt_and_fd_end(void **state)
+{
+    io_rec rec = { 0 };
+    sf_loop *l = sf_loop_new(NULL);
+    int sv[2], hi;
+
+    (void)state;
+    assert_non_null(l);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    hi = fcntl(sv[0], F_DUPFD, 300);
+    assert_true(hi >= 300);
+    assert_int_equal(sf_loop_adopt(l, hi, on_io, &rec), 0);
+    assert_ptr_equal(sf_loop_watched(l, hi, on_io), &rec);
+    assert_int_equal(sf_loop_fd_end(l), hi + 1);
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    sf_loop_run_once(l, 50);
+    assert_int_equal(rec.calls, 0);     /* readable, but not watched */
+    sf_loop_forget(l, hi);
+    assert_null(sf_loop_watched(l, hi, on_io));
+    close(hi);
+    close(sv[0]);
+    close(sv[1]);
+    sf_loop_free(l);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(new_and_free),
+        cmocka_unit_test(adopt_and_fd_end),
         cmocka_unit_test(watch_read_and_write),
         cmocka_unit_test(quiet_unwatch_rewatch),
         cmocka_unit_test(watched_lookup),
