@@ -15,6 +15,7 @@
 #define UDP_ROUNDS 8        /* batches in a row before the other sockets get their turn */
 #define CMSG_ROOM 128       /* room for the destination address (IP_PKTINFO) */
 #define UDP_LOG_MS 1000     /* at most one line a second about unanswered datagrams */
+#define UDP_REWATCH_MS 100  /* a socket the loop could not watch again: how soon to retry */
 
 /* A worker's datagrams in flight: received ones (in) and the replies to them (out). */
 struct udp_batch {
@@ -331,22 +332,72 @@ send_batch(worker *w, int fd)
     }
 }
 
+/* ---- the socket's turn ---- */
+
+static void watch_again(worker *w, lsock *ls);
+
+static void
+watch_again_later(sf_loop *l, void *ud)
+{
+    lsock *ls = ud;
+
+    (void)l;
+    watch_again(ls->w, ls);
+}
+
+/* Back into the loop's epoll set. EPOLL_CTL_ADD can fail (ENOMEM, or ENOSPC when another
+ * process took the last of max_user_watches meanwhile): the socket would be deaf for
+ * good, so it is tried again every UDP_REWATCH_MS until it works or the socket is
+ * closed (draining sets fd to -1). */
+static void
+watch_again(worker *w, lsock *ls)
+{
+    int rc;
+
+    if (ls->fd < 0)
+        return;
+    rc = sf_loop_watch(w->loop, ls->fd, SF_READ, sf__udp_ready, ls);
+    if (rc >= 0)
+        return;
+    sf__server_log(w->s, "udp: epoll_ctl ADD (fd %d): %s; trying again in %d ms", ls->fd,
+                   sf_strerror(rc), UDP_REWATCH_MS);
+    if (sf_loop_timer(w->loop, UDP_REWATCH_MS, watch_again_later, ls) < 0)
+        sf__server_log(w->s, "udp: no timer to watch fd %d again: its datagrams go "
+                       "unanswered", ls->fd);
+}
+
+/* The socket is read until it is empty, batch after batch, but at most UDP_ROUNDS
+ * batches (UDP_ROUNDS * UDP_BATCH datagrams) before the loop's other sockets get their
+ * turn; then it goes back to epoll_wait, which returns at once if more are waiting.
+ * Meanwhile it is out of the loop's epoll set: while anything waits on a socket (epoll
+ * always does), the kernel wakes its wait queue for every datagram it sends as the
+ * datagram leaves (sock_wfree: there is room to write), a lock taken and released with
+ * interrupts off per reply; out of the set, that costs nothing, and a datagram arriving
+ * meanwhile is found by the next recvmmsg, or by EPOLL_CTL_ADD, which reports a socket
+ * already readable. Two epoll_ctl calls a turn for none a datagram. */
 void
 sf__udp_ready(sf_loop *l, int fd, int events, void *ud)
 {
     lsock *ls = ud;
     worker *w = ls->w;
     uint64_t now = sf_loop_now_ms(l);
-    int n = UDP_BATCH;
+    int away = 0;
 
     (void)events;
-    /* A full batch means more are waiting: take them now rather than after another
-     * epoll_wait, within UDP_ROUNDS so that one busy socket cannot starve the rest. */
-    for (int round = 0; round < UDP_ROUNDS && n == UDP_BATCH; round++) {
-        n = receive_batch(w, fd);
+    for (int round = 0; round < UDP_ROUNDS; round++) {
+        int n = receive_batch(w, fd);
+
+        if (n <= 0)
+            break;
+        if (!away) {
+            sf_loop_unwatch(l, fd);
+            away = 1;
+        }
         for (int i = 0; i < n; i++)
             answer_one(w, ls, i, now);
         send_batch(w, fd);
     }
+    if (away)
+        watch_again(w, ls);
     sf__udp_log_drops(w);
 }
