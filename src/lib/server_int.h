@@ -29,7 +29,9 @@ typedef struct lsock {
     void *state;            /* the service's per-loop state, shared by its sockets here */
     worker *w;
     int wildcard;           /* UDP on 0.0.0.0 or ::: replies name their source address */
-    int dst_known;          /* UDP: server_udp.c has looked for dst (once) */
+    int dst_known;          /* UDP: server_udp.c has looked for dst (once; 0 in a new
+                             * lsock: workers are calloc'ed, and a slot is reused only
+                             * after a failed listen removed sockets no loop has read) */
     sf_addr dst;            /* UDP bound to one address: where every datagram comes to
                              * (len 0: read from each datagram's IP_PKTINFO) */
 } lsock;
