@@ -7,7 +7,7 @@ the socket it came to rather than from IP_PKTINFO. Prints as JSON what a client 
   broadcast: one to 10.8.255.255 with SO_BROADCAST (fraggle: never answered).
 Starts the server and stops it by its pid.
 
-usage: netns_udp_bound.py SOCKFLOW"""
+usage: netns_udp_bound.py SOCKFLOW LOOPS"""
 import json
 import os
 import re
@@ -37,13 +37,14 @@ def ask(dst, port, timeout=1.0):
 
 
 def main():
-    sockflow = sys.argv[1]
+    sockflow, loops = sys.argv[1], sys.argv[2]
     sh("ip", "link", "set", "lo", "up")
     sh("ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1")
     sh("ip", "addr", "add", f"{HOST}/16", "brd", "+", "dev", "v0")
     sh("ip", "link", "set", "v0", "up")
     sh("ip", "link", "set", "v1", "up")
-    sf = subprocess.Popen([sockflow, "serve", "-u", "-l", HOST, "-l", BCAST, "echo:0"],
+    sf = subprocess.Popen([sockflow, "serve", "-u", "-j", loops, "-l", HOST, "-l", BCAST,
+                           "echo:0"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ports = [int(re.search(r":(\d+) \(echo\)", sf.stdout.readline()).group(1))
