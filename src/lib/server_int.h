@@ -31,6 +31,11 @@ typedef struct lsock {
     worker *w;
     int wildcard;           /* UDP on 0.0.0.0 or ::: replies name their source address */
     int on_ring;            /* accepting through the loop's io_uring, not epoll */
+    int dst_known;          /* UDP: server_udp.c has looked for dst (once; 0 in a new
+                             * lsock: workers are calloc'ed, and a slot is reused only
+                             * after a failed listen removed sockets no loop has read) */
+    sf_addr dst;            /* UDP bound to one address: where every datagram comes to
+                             * (len 0: read from each datagram's IP_PKTINFO) */
 } lsock;
 
 enum {

@@ -1,6 +1,7 @@
 /* server_udp: the UDP engine. A batch of datagrams is received in one recvmmsg, each is
  * answered on its own (guard → service → size bound), and the replies leave in one
  * sendmmsg. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -13,8 +14,10 @@
 
 #define UDP_BATCH 64
 #define UDP_ROUNDS 8        /* batches in a row before the other sockets get their turn */
+#define UDP_AWAY_MIN 4      /* datagrams in one receive that make a socket busy (below) */
 #define CMSG_ROOM 128       /* room for the destination address (IP_PKTINFO) */
 #define UDP_LOG_MS 1000     /* at most one line a second about unanswered datagrams */
+#define UDP_REWATCH_MS 100  /* a socket the loop could not watch again: how soon to retry */
 
 /* A worker's datagrams in flight: received ones (in) and the replies to them (out). */
 struct udp_batch {
@@ -30,6 +33,8 @@ struct udp_batch {
     char *outbuf;           /* dmax bytes the services write their replies into */
     size_t outused;
     int nout;
+    int nin;                /* headers the kernel wrote in the last receive */
+    size_t room;            /* control room those headers offer (CMSG_ROOM or 0) */
 };
 
 int
@@ -41,6 +46,8 @@ sf__udp_worker_init(worker *w, size_t dgram_max)
     if (b == NULL)
         return -ENOMEM;
     b->dmax = dgram_max;
+    b->nin = UDP_BATCH;
+    b->room = CMSG_ROOM + 1;    /* no socket's: the first receive sets every header */
     /* Datagram buffers are one byte larger than dgram_max, so a bigger datagram shows
      * as truncated (MSG_TRUNC) and is dropped rather than echoed cut. */
     b->inbuf = malloc(UDP_BATCH * (dgram_max + 1));
@@ -56,6 +63,8 @@ sf__udp_worker_init(worker *w, size_t dgram_max)
         h->msg_iovlen = 1;
         h->msg_name = &b->peer[i].ss;
         h->msg_control = b->cmsg[i];
+        b->out[i].msg_hdr.msg_iov = &b->outiov[i];
+        b->out[i].msg_hdr.msg_iovlen = 1;
     }
     return 0;
 }
@@ -132,23 +141,68 @@ sf__udp_log_drops(worker *w)
 
 /* ---- receive a batch ---- */
 
-/* Only what the kernel changes is set again: the rest was set up once. */
+/* Only what the kernel changed is set again (the headers of the datagrams the last call
+ * received, or all of them for a socket that wants another room): the rest was set up
+ * once. A socket whose datagrams all come to one address gets no room for IP_PKTINFO:
+ * the kernel then skips copying it out (MSG_CTRUNC, which nothing reads). */
 static int
-receive_batch(worker *w, int fd)
+receive_batch(worker *w, const lsock *ls)
 {
     udp_batch *b = w->udp;
+    size_t room = ls->dst.len ? 0 : CMSG_ROOM;
+    int n;
     sf_trace t;
 
-    for (int i = 0; i < UDP_BATCH; i++) {
+    if (room != b->room) {
+        b->room = room;
+        b->nin = UDP_BATCH;
+    }
+    for (int i = 0; i < b->nin; i++) {
         struct msghdr *h = &b->in[i].msg_hdr;
 
         h->msg_namelen = sizeof(b->peer[i].ss);
-        h->msg_controllen = CMSG_ROOM;
+        h->msg_controllen = room;
         h->msg_flags = 0;
     }
     b->outused = 0;
     b->nout = 0;
-    return sf_recvmmsg(sf__server_trace(w->s, &t, 0), fd, b->in, UDP_BATCH);
+    n = sf_recvmmsg(sf__server_trace(w->s, &t, 0), ls->fd, b->in, UDP_BATCH);
+    b->nin = n > 0 ? n : 0;
+    return n;
+}
+
+/* A socket bound to one unicast address gets only datagrams sent to that address (the
+ * kernel's lookup matches the bound address; broadcast and multicast go only to sockets
+ * bound to them or to the wildcard): the destination is known without reading it from
+ * each datagram. Not so on the wildcard, nor with IP_TRANSPARENT (a passed socket that
+ * TPROXY feeds datagrams to any address). ls->dst.len stays 0 then. */
+static void
+learn_destination(lsock *ls)
+{
+    sf_addr a;
+    int on = 1;
+    socklen_t len = sizeof(on);
+
+    ls->dst_known = 1;
+    if (ls->wildcard || sf_local_addr(ls->fd, &a) < 0)
+        return;
+    if (a.ss.ss_family == AF_INET) {
+        if (((struct sockaddr_in *)&a.ss)->sin_addr.s_addr == htonl(INADDR_ANY) ||
+            getsockopt(ls->fd, IPPROTO_IP, IP_TRANSPARENT, &on, &len) < 0)
+            return;
+    } else if (a.ss.ss_family == AF_INET6) {
+        const struct in6_addr *ip = &((struct sockaddr_in6 *)&a.ss)->sin6_addr;
+
+        /* ::ffff:0.0.0.0 is the IPv4 wildcard */
+        if (IN6_IS_ADDR_UNSPECIFIED(ip) ||
+            (IN6_IS_ADDR_V4MAPPED(ip) && ip->s6_addr32[3] == htonl(INADDR_ANY)) ||
+            getsockopt(ls->fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &on, &len) < 0)
+            return;
+    } else {
+        return;     /* a Unix socket: no address rules */
+    }
+    if (!on)
+        ls->dst = a;
 }
 
 /* ---- answer one ---- */
@@ -165,6 +219,8 @@ static void
 dgram_destination(struct msghdr *h, dgram_dst *d)
 {
     d->len = 0;
+    if (h->msg_controllen == 0)
+        return;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
         if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
             struct sockaddr_in *a = (struct sockaddr_in *)&d->sa;
@@ -193,13 +249,14 @@ dgram_destination(struct msghdr *h, dgram_dst *d)
     }
 }
 
-/* The guard's verdict on datagram h: a ticket >= 0, or the drop (counted). */
+/* The guard's verdict on datagram h, sent to `to` (NULL: not known): a ticket >= 0, or
+ * the drop (counted). */
 static int
-guard_datagram(worker *w, struct msghdr *h, const dgram_dst *dst, uint64_t now)
+guard_datagram(worker *w, struct msghdr *h, const struct sockaddr *to, socklen_t tolen,
+               uint64_t now)
 {
-    int ticket = sf__udpguard_check(w->s->guard, h->msg_name, h->msg_namelen,
-                                    dst->len ? (const struct sockaddr *)&dst->sa : NULL,
-                                    dst->len, now);
+    int ticket = sf__udpguard_check(w->s->guard, h->msg_name, h->msg_namelen, to, tolen,
+                                    now);
 
     if (ticket < 0)
         count_drop(w, -ticket - 1, h);
@@ -238,25 +295,24 @@ reply_source(struct msghdr *m, char *room, const dgram_dst *dst)
     }
 }
 
-/* Queue d's reply to the sender of h, from dst when the socket is on the wildcard. */
+/* Queue d's reply to the sender of h, from src when given (a socket on the wildcard).
+ * The iovec was tied to its header once, at the start. */
 static void
-queue_reply(udp_batch *b, const sf_dgram *d, struct msghdr *h, const lsock *ls,
-            const dgram_dst *dst)
+queue_reply(udp_batch *b, const sf_dgram *d, const struct msghdr *h, const dgram_dst *src)
 {
-    struct mmsghdr *m = &b->out[b->nout];
+    struct msghdr *m = &b->out[b->nout].msg_hdr;
 
     /* Replies written into the shared out buffer must not overlap the next one. */
     if (d->reply == b->outbuf + b->outused)
         b->outused += d->reply_len;
     b->outiov[b->nout].iov_base = (void *)d->reply;
     b->outiov[b->nout].iov_len = d->reply_len;
-    memset(m, 0, sizeof(*m));
-    m->msg_hdr.msg_iov = &b->outiov[b->nout];
-    m->msg_hdr.msg_iovlen = 1;
-    m->msg_hdr.msg_name = h->msg_name;
-    m->msg_hdr.msg_namelen = h->msg_namelen;
-    if (ls->wildcard && dst->len)
-        reply_source(&m->msg_hdr, b->outcmsg[b->nout], dst);
+    m->msg_name = h->msg_name;
+    m->msg_namelen = h->msg_namelen;
+    m->msg_control = NULL;
+    m->msg_controllen = 0;
+    if (src)
+        reply_source(m, b->outcmsg[b->nout], src);
     b->nout++;
 }
 
@@ -266,6 +322,8 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
     udp_batch *b = w->udp;
     struct msghdr *h = &b->in[i].msg_hdr;
     size_t len = b->in[i].msg_len;
+    const struct sockaddr *to = (const struct sockaddr *)&ls->dst.ss;
+    socklen_t tolen = ls->dst.len;
     dgram_dst dst;
     sf_dgram d;
     int ticket;
@@ -288,8 +346,13 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
         w->st.dgrams_dropped++;
         return;
     }
-    dgram_destination(h, &dst);
-    ticket = guard_datagram(w, h, &dst, now);
+    dst.len = 0;
+    if (tolen == 0) {
+        dgram_destination(h, &dst);
+        to = dst.len ? (const struct sockaddr *)&dst.sa : NULL;
+        tolen = dst.len;
+    }
+    ticket = guard_datagram(w, h, to, tolen, now);
     if (ticket < 0)
         return;
     d = (sf_dgram){ .in = h->msg_iov->iov_base, .inlen = len, .from = &b->peer[i],
@@ -305,7 +368,7 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
         return;
     }
     sf__udpguard_spend(w->s->guard, ticket);
-    queue_reply(b, &d, h, ls, &dst);
+    queue_reply(b, &d, h, ls->wildcard && dst.len ? &dst : NULL);
 }
 
 /* ---- send the replies ---- */
@@ -331,22 +394,83 @@ send_batch(worker *w, int fd)
     }
 }
 
+/* ---- the socket's turn ---- */
+
+static void watch_again(worker *w, lsock *ls, int retry);
+
+static void
+watch_again_later(sf_loop *l, void *ud)
+{
+    lsock *ls = ud;
+
+    (void)l;
+    watch_again(ls->w, ls, 1);
+}
+
+/* Back into the loop's epoll set. EPOLL_CTL_ADD can fail (ENOMEM, or ENOSPC when another
+ * process took the last of max_user_watches meanwhile): the socket would be deaf for
+ * good, so it is tried again every UDP_REWATCH_MS until it works or the socket is
+ * closed (draining sets fd to -1). One line when it fails, one when it works again. */
+static void
+watch_again(worker *w, lsock *ls, int retry)
+{
+    int rc;
+
+    if (ls->fd < 0)
+        return;
+    rc = sf_loop_watch(w->loop, ls->fd, SF_READ, sf__udp_ready, ls);
+    if (rc >= 0) {
+        if (retry)
+            sf__server_log(w->s, "udp: fd %d watched again", ls->fd);
+        return;
+    }
+    if (!retry)
+        sf__server_log(w->s, "udp: epoll_ctl ADD (fd %d): %s; its datagrams wait, "
+                       "trying again every %d ms", ls->fd, sf_strerror(rc), UDP_REWATCH_MS);
+    if (sf_loop_timer(w->loop, UDP_REWATCH_MS, watch_again_later, ls) < 0)
+        sf__server_log(w->s, "udp: no timer to watch fd %d again: its datagrams go "
+                       "unanswered", ls->fd);
+}
+
+/* A busy socket (UDP_AWAY_MIN datagrams or more in one receive) is read until it is
+ * empty, batch after batch, but at most UDP_ROUNDS batches (UDP_ROUNDS * UDP_BATCH
+ * datagrams) before the loop's other sockets get their turn; then it goes back to
+ * epoll_wait, which returns at once if more are waiting. Meanwhile it is out of the
+ * loop's epoll set: while anything waits on a socket (epoll always does), the kernel
+ * wakes its wait queue for every datagram it sends as the datagram leaves (sock_wfree:
+ * there is room to write), a lock taken and released with interrupts off per reply; out
+ * of the set, that costs nothing, and a datagram arriving meanwhile is found by the next
+ * recvmmsg, or by EPOLL_CTL_ADD, which reports a socket already readable. A quiet socket
+ * (a few datagrams at a time) stays in the set and goes back to epoll_wait after its
+ * batch: two epoll_ctl calls and a last empty recvmmsg would cost it more than the
+ * wake-ups they save. A full batch is read again in both cases. */
 void
 sf__udp_ready(sf_loop *l, int fd, int events, void *ud)
 {
     lsock *ls = ud;
     worker *w = ls->w;
     uint64_t now = sf_loop_now_ms(l);
-    int n = UDP_BATCH;
+    int away = 0;
 
     (void)events;
-    /* A full batch means more are waiting: take them now rather than after another
-     * epoll_wait, within UDP_ROUNDS so that one busy socket cannot starve the rest. */
-    for (int round = 0; round < UDP_ROUNDS && n == UDP_BATCH; round++) {
-        n = receive_batch(w, fd);
+    if (!ls->dst_known)
+        learn_destination(ls);
+    for (int round = 0; round < UDP_ROUNDS; round++) {
+        int n = receive_batch(w, ls);
+
+        if (n <= 0)
+            break;
+        if (!away && n >= UDP_AWAY_MIN) {
+            sf_loop_unwatch(l, fd);
+            away = 1;
+        }
         for (int i = 0; i < n; i++)
             answer_one(w, ls, i, now);
         send_batch(w, fd);
+        if (!away && n < UDP_BATCH)
+            break;
     }
+    if (away)
+        watch_again(w, ls, 0);
     sf__udp_log_drops(w);
 }

@@ -4,6 +4,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,14 @@ struct sf_udpguard {
     slot *slots;
     uint16_t ports[MAX_PORTS];
     int nports;
-    uint32_t bcast[MAX_BCAST];  /* broadcast addresses of the interfaces (network order) */
-    int nbcast;
-    uint64_t bcast_ms;
-    int bcast_read;
+    /* The broadcast addresses of the interfaces (network order), in two tables: a check
+     * reads the one bcast_gen names, without a lock; a refresh (once a minute, one loop
+     * at a time under bcast_lock) fills the other, then names it. */
+    _Atomic uint32_t bcast[2][MAX_BCAST];
+    atomic_int nbcast[2];
+    atomic_uint bcast_gen;      /* the table is bcast_gen & 1; bumped by each refresh */
+    _Atomic uint64_t bcast_ms;  /* when the interfaces were last read */
+    atomic_int bcast_read;      /* they have been read (or tried) at least once */
     int shared;                 /* used by several threads: take the locks */
     pthread_mutex_t bcast_lock;
     pthread_mutex_t set_lock[LOCKS];
@@ -126,21 +131,31 @@ sf__udp_bad_address(const struct sockaddr *sa, socklen_t len)
     return 1;   /* not an internet address: nothing to answer */
 }
 
+static int
+broadcasts_due(sf_udpguard *g, uint64_t now_ms)
+{
+    /* Loops' clocks differ by a few ms: one behind the last read is not due. */
+    return !atomic_load(&g->bcast_read) ||
+           now_ms >= atomic_load_explicit(&g->bcast_ms, memory_order_relaxed) +
+                     IFADDR_REFRESH_MS;
+}
+
 /* The directed broadcast addresses of the interfaces (10.0.0.255 ...), reread now and
- * then: a source or destination equal to one is a fraggle attempt. */
+ * then: a source or destination equal to one is a fraggle attempt. Into the table not
+ * in use, named once full; the one in use stays when getifaddrs fails. */
 static void
 read_broadcasts(sf_udpguard *g, uint64_t now_ms)
 {
+    unsigned next = (atomic_load(&g->bcast_gen) + 1) & 1;
     struct ifaddrs *ifs, *i;
+    int n = 0;
 
-    if (g->bcast_read && now_ms - g->bcast_ms < IFADDR_REFRESH_MS)
+    atomic_store_explicit(&g->bcast_ms, now_ms, memory_order_relaxed);
+    if (getifaddrs(&ifs) < 0) {
+        atomic_store(&g->bcast_read, 1);
         return;
-    g->bcast_read = 1;
-    g->bcast_ms = now_ms;
-    if (getifaddrs(&ifs) < 0)
-        return;
-    g->nbcast = 0;
-    for (i = ifs; i && g->nbcast < MAX_BCAST; i = i->ifa_next) {
+    }
+    for (i = ifs; i && n < MAX_BCAST; i = i->ifa_next) {
         uint32_t b;
 
         if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
@@ -151,29 +166,52 @@ read_broadcasts(sf_udpguard *g, uint64_t now_ms)
          * then reports the address itself, which is a host, not a broadcast. */
         if (b == ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr)
             continue;
-        g->bcast[g->nbcast++] = b;
+        atomic_store_explicit(&g->bcast[next][n++], b, memory_order_relaxed);
     }
     freeifaddrs(ifs);
+    atomic_store_explicit(&g->nbcast[next], n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g->bcast_gen, 1, memory_order_release);
+    atomic_store(&g->bcast_read, 1);
 }
 
+/* Read the interfaces if it is time. Shared: the first read is waited for (no table yet);
+ * a later one is left to the loop already at it, the others use the table there is. */
+static void
+refresh_broadcasts(sf_udpguard *g, uint64_t now_ms)
+{
+    if (!broadcasts_due(g, now_ms))
+        return;
+    if (g->shared) {
+        if (atomic_load(&g->bcast_read) ? pthread_mutex_trylock(&g->bcast_lock) != 0
+                                        : pthread_mutex_lock(&g->bcast_lock) != 0)
+            return;
+        if (broadcasts_due(g, now_ms))
+            read_broadcasts(g, now_ms);
+        pthread_mutex_unlock(&g->bcast_lock);
+        return;
+    }
+    read_broadcasts(g, now_ms);
+}
+
+/* No lock: the table bcast_gen names is rewritten only by the refresh after next, a
+ * minute or more after the next one, so a check never reads a table being filled. */
 static int
 is_broadcast(sf_udpguard *g, const struct sockaddr *sa, socklen_t len, uint64_t now_ms)
 {
+    unsigned t;
     uint32_t v4;
+    int n;
 
-    int found = 0;
-
-    /* Loopback is never an interface's broadcast: no table to read, no lock to take. */
+    /* Loopback is never an interface's broadcast: no table to read. */
     if (!v4_of(sa, len, &v4) || (ntohl(v4) >> 24) == 127)
         return 0;
-    if (g->shared)
-        pthread_mutex_lock(&g->bcast_lock);
-    read_broadcasts(g, now_ms);
-    for (int i = 0; i < g->nbcast && !found; i++)
-        found = g->bcast[i] == v4;
-    if (g->shared)
-        pthread_mutex_unlock(&g->bcast_lock);
-    return found;
+    refresh_broadcasts(g, now_ms);
+    t = atomic_load_explicit(&g->bcast_gen, memory_order_acquire) & 1;
+    n = atomic_load_explicit(&g->nbcast[t], memory_order_relaxed);
+    for (int i = 0; i < n; i++)
+        if (atomic_load_explicit(&g->bcast[t][i], memory_order_relaxed) == v4)
+            return 1;
+    return 0;
 }
 
 static int

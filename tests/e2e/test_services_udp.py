@@ -240,3 +240,16 @@ def test_reply_leaves_from_the_address_asked(multihomed, family):
     connected client sees the reply."""
     want = "10.9.0.2" if family == "v4" else "fd00:9::2"
     assert multihomed[f"second_{family}"] == {"reply": "which address?", "from": want}
+
+
+@pytest.mark.parametrize("loops", ["1", "2"])
+def test_socket_bound_to_a_broadcast_address_never_answers(loops):
+    """RELIABILITY.md 'bad sources': a socket bound to one address takes its datagrams'
+    destination from that address rather than from IP_PKTINFO; bound to an interface's
+    broadcast address, it still answers nothing (the drop is logged), while the one bound
+    to the host address answers. With two loops, both read the guard's table of broadcast
+    addresses, without a lock."""
+    out = _in_namespace("netns_udp_bound.py", loops)
+    assert out["unicast"] == {"reply": "who is there?", "from": "10.8.0.1"}
+    assert out["broadcast"] is None
+    assert "1 to or from a broadcast" in out["log"]
