@@ -49,43 +49,6 @@ echo_roundtrip_udp(int family, int port, size_t len, int ms)
     return n;
 }
 
-/* Lines the server logs, kept for the test to look at. */
-typedef struct log_lines {
-    pthread_mutex_t mu;
-    char lines[32][256];
-    int n;
-} log_lines;
-
-static void
-keep_line(void *ud, const char *line)
-{
-    log_lines *l = ud;
-
-    pthread_mutex_lock(&l->mu);
-    if (l->n < 32)
-        snprintf(l->lines[l->n++], sizeof(l->lines[0]), "%s", line);
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* Wait at most ms for a logged line equal to want; returns 1 if seen. */
-static int
-wait_line(log_lines *l, const char *want, int ms)
-{
-    uint64_t end = unit_now_ms() + (uint64_t)ms;
-
-    for (;;) {
-        int found = 0;
-
-        pthread_mutex_lock(&l->mu);
-        for (int i = 0; i < l->n; i++)
-            found |= strcmp(l->lines[i], want) == 0;
-        pthread_mutex_unlock(&l->mu);
-        if (found || unit_now_ms() >= end)
-            return found;
-        unit_sleep_ms(10);
-    }
-}
-
 /* Write to a nonblocking fd without reading until the connection takes nothing more for
  * 300 ms. Returns the bytes written. */
 static size_t
@@ -829,8 +792,8 @@ udp_reply_size_bound(void **state)
 static void
 idle_timeout_closes(void **state)
 {
-    log_lines log = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    sf_server_opts o = { .idle_timeout_ms = 100, .log = keep_line, .log_ud = &log };
+    unit_log log = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    sf_server_opts o = { .idle_timeout_ms = 100, .log = unit_keep_line, .log_ud = &log };
     sf_server_stats st;
     unit_server u;
     char want[96];
@@ -854,7 +817,7 @@ idle_timeout_closes(void **state)
     assert_int_equal(unit_wait_eof(fd, UNIT_WAIT_MS), 0);
     snprintf(want, sizeof(want), "echo #1 127.0.0.1:%d: closed: idle timeout",
              sf_addr_port(&local));
-    assert_true(wait_line(&log, want, UNIT_WAIT_MS));
+    assert_true(unit_wait_line(&log, want, 0, UNIT_WAIT_MS));
     assert_int_equal(sf_write(NULL, busy, "B", 1), 1);
     {
         char c;
@@ -1101,8 +1064,8 @@ static void
 send_timeout_closes_stalled(void **state)
 {
     static char pattern[1 << 16];
-    log_lines log = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    sf_server_opts o = { .send_timeout_ms = 100, .log = keep_line, .log_ud = &log };
+    unit_log log = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    sf_server_opts o = { .send_timeout_ms = 100, .log = unit_keep_line, .log_ud = &log };
     sf_server_stats st;
     unit_server u;
     char want[120];
@@ -1119,7 +1082,7 @@ send_timeout_closes_stalled(void **state)
     flood(fd, pattern, sizeof(pattern), 64 << 20);
     snprintf(want, sizeof(want), "bpecho #1 127.0.0.1:%d: closed: send timeout: "
              "the client is not reading", sf_addr_port(&local));
-    assert_true(wait_line(&log, want, UNIT_WAIT_MS));
+    assert_true(unit_wait_line(&log, want, 0, UNIT_WAIT_MS));
     close(fd);
     unit_server_stop(&u, &st);
     assert_int_equal(st.timeouts, 1);
@@ -1226,8 +1189,8 @@ static const sf_service probe_svc = {
 static void
 service_callbacks(void **state)
 {
-    log_lines log = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    sf_server_opts o = { .log = keep_line, .log_ud = &log };
+    unit_log log = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    sf_server_opts o = { .log = unit_keep_line, .log_ud = &log };
     char buf[64], local_s[SF_ADDR_STRLEN], want[160];
     sf_server_stats st;
     sf_addr local;
@@ -1250,7 +1213,7 @@ service_callbacks(void **state)
     assert_memory_equal(buf, "bye\n", 4);
     assert_int_equal(unit_wait_eof(fd, UNIT_WAIT_MS), 0);
     snprintf(want, sizeof(want), "probe #1 %s: hello 42", local_s);
-    assert_true(wait_line(&log, want, UNIT_WAIT_MS));
+    assert_true(unit_wait_line(&log, want, 0, UNIT_WAIT_MS));
     close(fd);
     unit_server_stop(&u, &st);
 
@@ -1288,8 +1251,8 @@ static const sf_service closer_svc = {
 static void
 service_closes_with_reason(void **state)
 {
-    log_lines log = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    sf_server_opts o = { .log = keep_line, .log_ud = &log };
+    unit_log log = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    sf_server_opts o = { .log = unit_keep_line, .log_ud = &log };
     sf_server_stats st;
     char want[96], buf[4];
     sf_addr local;
@@ -1306,7 +1269,7 @@ service_closes_with_reason(void **state)
     assert_int_equal(unit_wait_eof(fd, UNIT_WAIT_MS), 0);
     snprintf(want, sizeof(want), "closer #1 127.0.0.1:%d: closed: asked to quit",
              sf_addr_port(&local));
-    assert_true(wait_line(&log, want, UNIT_WAIT_MS));
+    assert_true(unit_wait_line(&log, want, 0, UNIT_WAIT_MS));
     close(fd);
     unit_server_stop(&u, &st);
     assert_int_equal(st.closed, 1);

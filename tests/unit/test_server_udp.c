@@ -14,42 +14,6 @@
 
 #define BURST 8         /* datagrams queued at once: enough for a busy turn */
 
-/* Lines the server logs, kept for the test to look at. */
-typedef struct log_lines {
-    pthread_mutex_t mu;
-    char lines[16][256];
-    int n;
-} log_lines;
-
-static void
-keep_line(void *ud, const char *line)
-{
-    log_lines *l = ud;
-
-    pthread_mutex_lock(&l->mu);
-    if (l->n < 16)
-        snprintf(l->lines[l->n++], sizeof(l->lines[0]), "%s", line);
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* Wait at most ms for a logged line that starts with want; returns 1 if seen. */
-static int
-wait_prefix(log_lines *l, const char *want, int ms)
-{
-    for (int waited = 0; waited <= ms; waited += 10) {
-        int seen = 0;
-
-        pthread_mutex_lock(&l->mu);
-        for (int i = 0; i < l->n && !seen; i++)
-            seen = strncmp(l->lines[i], want, strlen(want)) == 0;
-        pthread_mutex_unlock(&l->mu);
-        if (seen)
-            return 1;
-        usleep(10000);
-    }
-    return 0;
-}
-
 /* Send BURST + 1 datagrams on fd ("0".."8") and read each echo back. */
 static void
 burst_and_echoes(int fd)
@@ -181,8 +145,8 @@ answer_trapped_add(int nfd, int error)
 static void
 udp_watched_again_after_add_fails(void **state)
 {
-    log_lines log = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    sf_server_opts o = { .log = keep_line, .log_ud = &log };
+    unit_log log = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    sf_server_opts o = { .log = unit_keep_line, .log_ud = &log };
     sf_addr to;
     unit_server u;
     char buf[16], want[128];
@@ -216,7 +180,7 @@ udp_watched_again_after_add_fails(void **state)
     }
     snprintf(want, sizeof(want), "udp: epoll_ctl ADD (fd %d): Cannot allocate memory; its "
              "datagrams wait, trying again every 100 ms", udp_fd);
-    assert_true(wait_prefix(&log, want, UNIT_WAIT_MS));
+    assert_true(unit_wait_line(&log, want, 1, UNIT_WAIT_MS));
     /* Out of the set: nothing answers until the retry is let through. */
     assert_int_equal(sf_write(NULL, fd, "late", 4), 4);
     assert_int_equal(unit_poll(fd, POLLIN, 50) & POLLIN, 0);
@@ -225,7 +189,7 @@ udp_watched_again_after_add_fails(void **state)
     assert_int_equal(sf_read(NULL, fd, buf, sizeof(buf)), 4);
     assert_memory_equal(buf, "late", 4);
     snprintf(want, sizeof(want), "udp: fd %d watched again", udp_fd);
-    assert_true(wait_prefix(&log, want, UNIT_WAIT_MS));
+    assert_true(unit_wait_line(&log, want, 1, UNIT_WAIT_MS));
     /* Without the test listening, a trapped call fails (ENOSYS) rather than waits. */
     close(nfd);
     close(fd);

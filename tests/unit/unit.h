@@ -333,6 +333,46 @@ unit_in_child(int (*fn)(void))
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Lines a server logs (sf_server_opts.log = unit_keep_line, log_ud = the unit_log),
+ * kept for the test to look at: the first 32. */
+typedef struct unit_log {
+    pthread_mutex_t mu;
+    char lines[32][256];
+    int n;
+} unit_log;
+
+static inline void
+unit_keep_line(void *ud, const char *line)
+{
+    unit_log *l = ud;
+
+    pthread_mutex_lock(&l->mu);
+    if (l->n < 32)
+        snprintf(l->lines[l->n++], sizeof(l->lines[0]), "%s", line);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Wait at most ms for a logged line equal to want (prefix: starting with it); 1 if
+ * seen. */
+static inline int
+unit_wait_line(unit_log *l, const char *want, int prefix, int ms)
+{
+    uint64_t end = unit_now_ms() + (uint64_t)ms;
+
+    for (;;) {
+        int found = 0;
+
+        pthread_mutex_lock(&l->mu);
+        for (int i = 0; i < l->n && !found; i++)
+            found = prefix ? strncmp(l->lines[i], want, strlen(want)) == 0
+                           : strcmp(l->lines[i], want) == 0;
+        pthread_mutex_unlock(&l->mu);
+        if (found || unit_now_ms() >= end)
+            return found;
+        unit_sleep_ms(10);
+    }
+}
+
 typedef struct unit_server {
     sf_server *s;
     pthread_t th;
