@@ -29,6 +29,7 @@ SOCKFLOW = os.environ.get("SOCKFLOW", os.path.join(ROOT, "build", "rel", "sockfl
 NOFILE = 20000          # for the idle-connection test, both sides
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SYSCALLS = False        # --syscalls: count the server's system calls with perf stat
+SERVER_CPUS = None      # the CPUs every server (with its threads and children) may run on
 
 running = []            # every process started here, stopped by its process group
 
@@ -70,6 +71,22 @@ def raise_nofile():
     want = min(NOFILE, hard) if hard != resource.RLIM_INFINITY else NOFILE
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def server_cpus(pin):
+    """The upper half of the CPUs this script may use, for the servers; the generators keep
+    all of them. On a 2-CPU machine the server has CPU 1. Unpinned, the scheduler now and
+    then puts a server on the generator's CPU for a whole run (a loopback wake-up asks for
+    the waker's CPU) and the rate halves: a lottery that hit whichever server it hit."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return set(cpus[len(cpus) // 2:]) if pin and len(cpus) >= 2 else None
+
+
+def server_preexec():
+    """In each server's process before it runs: the descriptor limit, the server's CPUs."""
+    raise_nofile()
+    if SERVER_CPUS:
+        os.sched_setaffinity(0, SERVER_CPUS)
 
 
 def stop(p):
@@ -134,7 +151,7 @@ class Server:
             argv = [a.replace("{port}", str(self.port)) for a in argv]
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   stdin=subprocess.DEVNULL, start_new_session=True,
-                                  preexec_fn=raise_nofile, cwd=PEERS)
+                                  preexec_fn=server_preexec, cwd=PEERS)
         running.append(self.p)
         if not self.banner:
             if not wait_tcp(self.port):
@@ -555,7 +572,8 @@ def iperf3(secs, extra=()):
     port = free_port()
     srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           stdin=subprocess.DEVNULL, start_new_session=True)
+                           stdin=subprocess.DEVNULL, start_new_session=True,
+                           preexec_fn=server_preexec)
     running.append(srv)
     try:
         if not wait_tcp(port):
@@ -964,6 +982,9 @@ def parse_args():
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: one round of the main rows, sockflow against the "
                          "references only; printed, not written")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="leave the servers on every CPU (by default they run on the upper "
+                         "half of the CPUs, the generators anywhere)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     a = ap.parse_args()
     a.write = a.only is None and not a.quick or a.out != ap.get_default("out")
@@ -997,6 +1018,15 @@ def run_memory(a):
     return mem
 
 
+def pinning():
+    if not SERVER_CPUS:
+        return "Generator and server share the machine's cores (--no-pin)."
+    return ("Every server, with its threads and children, runs on CPU%s %s (the upper half); "
+            "the generators may run on any: one core is the server's, whatever its design." % (
+                "" if len(SERVER_CPUS) == 1 else "s",
+                ",".join(str(c) for c in sorted(SERVER_CPUS))))
+
+
 def report(a, rows, lim, mem, gen, took, load0, load1):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc = ["# sockflow against the servers people pick instead", "",
@@ -1010,9 +1040,9 @@ def report(a, rows, lim, mem, gen, took, load0, load1):
            "- every server on 127.0.0.1, one at a time under load, driven by the same "
            "`sockflow bench` settings: %g s measured after %g s of warm-up, %d thread%s, "
            "%d round%s; in each round every server runs once, the order turning from round to "
-           "round, so drift hits all alike. Generator and server share the machine's cores." % (
+           "round, so drift hits all alike. %s" % (
                a.secs, a.warmup, a.threads, "" if a.threads == 1 else "s", a.rounds,
-               "" if a.rounds == 1 else "s"),
+               "" if a.rounds == 1 else "s", pinning()),
            "- requests/s and CPU per request: the median over the rounds. \"÷ sockflow\": the "
            "ratio to sockflow in the same round, median (min–max) over the rounds. Server "
            "CPU: its utime + stime from /proc/PID/stat over the measured window (for fork "
@@ -1056,9 +1086,10 @@ def report(a, rows, lim, mem, gen, took, load0, load1):
 
 
 def main():
-    global SYSCALLS
+    global SYSCALLS, SERVER_CPUS
     a = parse_args()
     SYSCALLS = a.syscalls
+    SERVER_CPUS = server_cpus(not a.no_pin)
     raise_nofile()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     only = set(a.only or ["tcp", "udp", "stream", "memory", "gencheck"])

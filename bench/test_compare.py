@@ -126,3 +126,42 @@ def test_sockflow_udp_serve_command_line():
     finally:
         s.stop()
     assert r is not None and r["rps"] > 1000    # no per-source limit of 1000/s
+
+
+def cpus_allowed(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to pin")
+def test_servers_and_their_children_run_on_the_upper_half_of_the_cpus():
+    """A started server, and a process it forks after, may run only on the CPUs kept for
+    the servers; this script (the generators' side) keeps all of its own."""
+    ours = sorted(os.sched_getaffinity(0))
+    want = compare.server_cpus(True)
+    assert want == set(ours[len(ours) // 2:]) and compare.server_cpus(False) is None
+    code = ("import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    time.sleep(10)\n"
+            "    os._exit(0)\n"
+            "print('done', flush=True)\n"
+            "time.sleep(10)")
+    compare.SERVER_CPUS = want
+    try:
+        s = compare.Server("spin", "tcp", [sys.executable, "-c", code], banner=False)
+        s.p = subprocess.Popen(s.argv, stdout=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=compare.server_preexec)
+        try:
+            assert s.p.stdout.readline() == b"done\n"
+            tree = compare.proc_tree(s.p.pid)
+            assert len(tree) == 2
+            for pid in tree:
+                assert {int(c) for c in cpus_allowed(pid).replace("-", ",").split(",")} <= want
+        finally:
+            compare.stop(s.p)
+    finally:
+        compare.SERVER_CPUS = None
+    assert sorted(os.sched_getaffinity(0)) == ours
