@@ -30,6 +30,7 @@ NOFILE = 20000          # for the idle-connection test, both sides
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SYSCALLS = False        # --syscalls: count the server's system calls with perf stat
 SERVER_CPUS = None      # the CPUs every server (with its threads and children) may run on
+GEN_CPUS = None         # and the generators of the load rows (the generator check's are free)
 
 running = []            # every process started here, stopped by its process group
 
@@ -73,13 +74,16 @@ def raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def server_cpus(pin):
-    """The upper half of the CPUs this script may use, for the servers; the generators keep
-    all of them. On a 2-CPU machine the server has CPU 1. Unpinned, the scheduler now and
-    then puts a server on the generator's CPU for a whole run (a loopback wake-up asks for
-    the waker's CPU) and the rate halves: a lottery that hit whichever server it hit."""
+def split_cpus(pin):
+    """(the servers' CPUs, the generators' CPUs): the upper and the lower half of the CPUs
+    this script may use, or (None, None). On a 2-CPU machine the server has CPU 1 and the
+    generator CPU 0. Unpinned, the scheduler now and then puts the two on one CPU for a
+    whole run (a loopback wake-up asks for the waker's CPU) and the rate halves: a lottery
+    that hit whichever server it hit."""
     cpus = sorted(os.sched_getaffinity(0))
-    return set(cpus[len(cpus) // 2:]) if pin and len(cpus) >= 2 else None
+    if not pin or len(cpus) < 2:
+        return None, None
+    return set(cpus[len(cpus) // 2:]), set(cpus[:len(cpus) // 2])
 
 
 def server_preexec():
@@ -87,6 +91,12 @@ def server_preexec():
     raise_nofile()
     if SERVER_CPUS:
         os.sched_setaffinity(0, SERVER_CPUS)
+
+
+def gen_preexec():
+    """In a generator of the load rows before it runs: the generators' CPUs."""
+    if GEN_CPUS:
+        os.sched_setaffinity(0, GEN_CPUS)
 
 
 def stop(p):
@@ -318,12 +328,13 @@ class Syscalls:
         stop(self.p)
 
 
-def pump(argv, timeout, on_line):
+def pump(argv, timeout, on_line, pin=True):
     """Runs argv and hands each line of its standard output to on_line as it comes; the
-    run is stopped at the deadline. Returns (exit status or None, standard error)."""
+    run is stopped at the deadline. Returns (exit status or None, standard error). pin:
+    on the generators' CPUs."""
     err = tempfile.TemporaryFile()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=gen_preexec if pin else None)
     running.append(p)
     end, buf, fd = time.monotonic() + timeout, b"", p.stdout.fileno()
     status = None
@@ -352,10 +363,11 @@ def pump(argv, timeout, on_line):
     return status, text
 
 
-def bench(mode, port, load, secs, warmup, threads, server=None, extra=()):
+def bench(mode, port, load, secs, warmup, threads, server=None, extra=(), pin=True):
     """One `sockflow bench` run: its JSON result, with the server's CPU over the measured
     intervals when server is given (the window runs from the end of the last warm-up
-    interval to the end of the last measured one, and the requests are theirs)."""
+    interval to the end of the last measured one, and the requests are theirs). pin: on
+    the generators' CPUs (the generator check leaves it free: its threads are the test)."""
     win, res, seen = Window(server), {}, {"requests": 0, "n": 0, "all": 0}
     calls = Syscalls(server)
 
@@ -379,7 +391,7 @@ def bench(mode, port, load, secs, warmup, threads, server=None, extra=()):
 
     cpu0, t0 = child_cpu(), time.monotonic()
     _, err = pump(sockflow_bench(mode, port, load, secs, warmup, threads, extra),
-                  secs + warmup + 60, on_line)
+                  secs + warmup + 60, on_line, pin)
     if "rps" not in res:
         log("sockflow bench gave no result: %s" % err)
         return None
@@ -390,7 +402,7 @@ def bench(mode, port, load, secs, warmup, threads, server=None, extra=()):
     return win.fill(res, seen["requests"] if seen["n"] else res.get("requests", 0))
 
 
-def epoll_gen(mode, port, load, secs, warmup, server=None):
+def epoll_gen(mode, port, load, secs, warmup, server=None, pin=True):
     """One run of bench/peers/epoll_gen, the neutral generator: {"rps", "requests",
     "cpu_busy"}, with the server's CPU over its measured window when server is given."""
     conns, size, pipeline = load
@@ -409,7 +421,7 @@ def epoll_gen(mode, port, load, secs, warmup, server=None):
             res.update(requests=int(m.group(1)), rps=int(m.group(3)))
 
     cpu0, t0 = child_cpu(), time.monotonic()
-    _, err = pump(argv, secs + warmup + 60, on_line)
+    _, err = pump(argv, secs + warmup + 60, on_line, pin)
     if not res:
         log("epoll_gen gave no result: %s" % err)
         return None
@@ -581,7 +593,7 @@ def iperf3(secs, extra=()):
         time.sleep(0.2)
         r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs),
                             "-l", "128K", "-J"] + list(extra), capture_output=True, text=True,
-                           timeout=secs + 30)
+                           timeout=secs + 30, preexec_fn=gen_preexec)
         d = json.loads(r.stdout)
         return d["end"]["sum_received" if extra else "sum_sent"]["bits_per_second"]
     except (ValueError, KeyError, subprocess.TimeoutExpired):
@@ -745,10 +757,11 @@ def gencheck(a):
                 k = rnd % len(GENERATORS)
                 for g, threads in GENERATORS[k:] + GENERATORS[:k]:
                     if threads is None:
-                        r = epoll_gen(mode, srv.port, load, a.secs, a.warmup, server=srv)
+                        r = epoll_gen(mode, srv.port, load, a.secs, a.warmup, server=srv,
+                                      pin=False)
                     else:
                         r = bench(mode, srv.port, load, a.secs, a.warmup, threads or None,
-                                  server=srv)
+                                  server=srv, pin=False)
                     runs[g][rnd] = r
             label = "%s -c %d%s" % (mode, load[0], " -P %d" % load[2] if load[2] > 1 else "")
             rows.append((label, runs))
@@ -983,8 +996,8 @@ def parse_args():
                     help="about a minute: one round of the main rows, sockflow against the "
                          "references only; printed, not written")
     ap.add_argument("--no-pin", action="store_true",
-                    help="leave the servers on every CPU (by default they run on the upper "
-                         "half of the CPUs, the generators anywhere)")
+                    help="leave servers and generators on every CPU (by default the servers "
+                         "run on the upper half of the CPUs, the generators on the lower)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     a = ap.parse_args()
     a.write = a.only is None and not a.quick or a.out != ap.get_default("out")
@@ -1021,10 +1034,10 @@ def run_memory(a):
 def pinning():
     if not SERVER_CPUS:
         return "Generator and server share the machine's cores (--no-pin)."
-    return ("Every server, with its threads and children, runs on CPU%s %s (the upper half); "
-            "the generators may run on any: one core is the server's, whatever its design." % (
-                "" if len(SERVER_CPUS) == 1 else "s",
-                ",".join(str(c) for c in sorted(SERVER_CPUS))))
+    cpus = lambda s: "CPU%s %s" % ("" if len(s) == 1 else "s", ",".join(map(str, sorted(s))))
+    return ("Every server, with its threads and children, runs on %s, the generator on %s "
+            "(the generator check leaves its generators free): one core is the server's, "
+            "whatever its design." % (cpus(SERVER_CPUS), cpus(GEN_CPUS)))
 
 
 def report(a, rows, lim, mem, gen, took, load0, load1):
@@ -1086,10 +1099,10 @@ def report(a, rows, lim, mem, gen, took, load0, load1):
 
 
 def main():
-    global SYSCALLS, SERVER_CPUS
+    global SYSCALLS, SERVER_CPUS, GEN_CPUS
     a = parse_args()
     SYSCALLS = a.syscalls
-    SERVER_CPUS = server_cpus(not a.no_pin)
+    SERVER_CPUS, GEN_CPUS = split_cpus(not a.no_pin)
     raise_nofile()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     only = set(a.only or ["tcp", "udp", "stream", "memory", "gencheck"])

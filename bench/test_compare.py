@@ -141,8 +141,9 @@ def test_servers_and_their_children_run_on_the_upper_half_of_the_cpus():
     """A started server, and a process it forks after, may run only on the CPUs kept for
     the servers; this script (the generators' side) keeps all of its own."""
     ours = sorted(os.sched_getaffinity(0))
-    want = compare.server_cpus(True)
-    assert want == set(ours[len(ours) // 2:]) and compare.server_cpus(False) is None
+    want, gen = compare.split_cpus(True)
+    assert want == set(ours[len(ours) // 2:]) and gen == set(ours[:len(ours) // 2])
+    assert compare.split_cpus(False) == (None, None)
     code = ("import os, sys, time\n"
             "if os.fork() == 0:\n"
             "    time.sleep(10)\n"
@@ -165,3 +166,22 @@ def test_servers_and_their_children_run_on_the_upper_half_of_the_cpus():
     finally:
         compare.SERVER_CPUS = None
     assert sorted(os.sched_getaffinity(0)) == ours
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to pin")
+def test_load_generators_run_on_the_lower_half_and_the_checked_one_anywhere():
+    """pump() starts a load row's generator on the generators' CPUs, and the generator
+    check's (pin=False) on every CPU this script has."""
+    ours = set(os.sched_getaffinity(0))
+    compare.SERVER_CPUS, compare.GEN_CPUS = compare.split_cpus(True)
+    seen = []
+    argv = ["grep", "Cpus_allowed_list", "/proc/self/status"]
+    try:
+        compare.pump(argv, 10, seen.append)
+        compare.pump(argv, 10, seen.append, pin=False)
+    finally:
+        compare.SERVER_CPUS = compare.GEN_CPUS = None
+    got = [{int(c) for c in line.split(":")[1].strip().replace("-", ",").split(",")}
+           for line in seen]
+    assert got[0] <= compare.split_cpus(True)[1] and got[0] != ours
+    assert got[1] == {min(ours), max(ours)} or got[1] == ours

@@ -81,36 +81,11 @@ sf__bench_count_error(sf__bench_worker *w, int code)
 }
 
 void
-sf__bench_record(sf__bench_worker *w, uint64_t lat_ns)
-{
-    w->cur.requests++;
-    sf_hist_record(&w->cur.lat, lat_ns);
-    if (measuring(w))
-        w->measured++;
-}
-
-void
 sf__bench_count_done(sf__bench_worker *w, uint64_t n)
 {
     w->cur.requests += n;
     if (measuring(w))
         w->measured += n;
-}
-
-static void roll(sf__bench_worker *w);
-
-void
-sf__bench_clock_in(sf__bench_worker *w)
-{
-    w->now = sf_now_ns();
-    if (w->now >= w->roll_ns)
-        roll(w);
-}
-
-int
-sf__bench_can_issue(const sf__bench_worker *w)
-{
-    return !w->stopping && (w->quota == 0 || w->measured + w->outstanding < w->quota);
 }
 
 void
@@ -136,17 +111,6 @@ sf__bench_pick_source(sf__bench_worker *w)
     if (b->o.nsrc == 0)
         return NULL;
     return &b->src[(w->src_next++) % b->o.nsrc];
-}
-
-const sf_trace *
-sf__bench_trace(const sf__bench_worker *w, unsigned long id, sf_trace *t)
-{
-    if (w->b->o.tracer == NULL)
-        return NULL;
-    t->tracer = w->b->o.tracer;
-    t->side = "client";
-    t->id = id;
-    return t;
 }
 
 /* ---- timers and intervals ---- */
@@ -216,8 +180,8 @@ sf__bench_close_interval(sf__bench_worker *w, uint64_t end_ns, int done)
     w->cur_start_ns = end_ns;
 }
 
-static void
-roll(sf__bench_worker *w)
+void
+sf__bench_roll(sf__bench_worker *w)
 {
     while (w->now >= w->roll_ns) {
         sf__bench_close_interval(w, w->roll_ns, 0);
@@ -275,7 +239,7 @@ worker_main(void *arg)
     w->finish_ns = sf_now_ns();
     b->mode->finish(w);
     w->now = w->finish_ns;
-    roll(w);
+    sf__bench_roll(w);
     sf__bench_close_interval(w, w->finish_ns, 1);
     return NULL;
 }

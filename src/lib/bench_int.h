@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "sockflow/bench.h"
 #include "sockflow/loop.h"
@@ -84,12 +85,32 @@ const sf__bench_mode *sf__bench_mode_of(int mode);
 
 /* ---- counting, for the modes (bench.c) ---- */
 
+/* Close the intervals whose boundary w->now has passed (bench.c). */
+void sf__bench_roll(sf__bench_worker *w);
+
 /* The time of this wake-up, into w->now; an interval boundary passed since closes the
- * interval first, so that every count lands in the interval it happened in. */
-void sf__bench_clock_in(sf__bench_worker *w);
+ * interval first, so that every count lands in the interval it happened in. Inline, like
+ * the two below: they run for every request, a million times a second and more. */
+static inline void
+sf__bench_clock_in(sf__bench_worker *w)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    w->now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (w->now >= w->roll_ns)
+        sf__bench_roll(w);
+}
 
 /* One request answered after lat_ns: counted, its latency recorded. */
-void sf__bench_record(sf__bench_worker *w, uint64_t lat_ns);
+static inline void
+sf__bench_record(sf__bench_worker *w, uint64_t lat_ns)
+{
+    w->cur.requests++;
+    sf_hist_record(&w->cur.lat, lat_ns);
+    if (w->now >= w->b->warm_end_ns)
+        w->measured++;
+}
 
 /* n requests done without a latency (stream: whole buffers moved). */
 void sf__bench_count_done(sf__bench_worker *w, uint64_t n);
@@ -98,7 +119,11 @@ void sf__bench_count_done(sf__bench_worker *w, uint64_t n);
 void sf__bench_count_error(sf__bench_worker *w, int code);
 
 /* May another request be issued (not stopping, the count not reached)? */
-int sf__bench_can_issue(const sf__bench_worker *w);
+static inline int
+sf__bench_can_issue(const sf__bench_worker *w)
+{
+    return !w->stopping && (w->quota == 0 || w->measured + w->outstanding < w->quota);
+}
 
 /* Stop the worker once its count is reached and nothing is in flight. */
 void sf__bench_check_quota(sf__bench_worker *w);
@@ -111,7 +136,16 @@ const sf_addr *sf__bench_pick_source(sf__bench_worker *w);
 
 /* The trace for connection number id of w (0: the worker's own socket), or NULL when
  * tracing is off: one branch then. */
-const sf_trace *sf__bench_trace(const sf__bench_worker *w, unsigned long id, sf_trace *t);
+static inline const sf_trace *
+sf__bench_trace(const sf__bench_worker *w, unsigned long id, sf_trace *t)
+{
+    if (w->b->o.tracer == NULL)
+        return NULL;
+    t->tracer = w->b->o.tracer;
+    t->side = "client";
+    t->id = id;
+    return t;
+}
 
 /* ---- the host (bench_host.c) ---- */
 
@@ -218,9 +252,18 @@ void sf__bench_check_bytes(sf__bench_worker *w, sf__bench_conn *c, const char *p
 void sf__bench_conn_events(sf__bench_worker *w, sf__bench_conn *c);
 /* c is connected (its first byte went or came): counted once. */
 void sf__bench_conn_up(sf__bench_worker *w, sf__bench_conn *c);
-/* The trace of c's calls (numbered across threads), or NULL when off. */
-const sf_trace *sf__bench_conn_trace(const sf__bench_worker *w, const sf__bench_conn *c,
-                                     sf_trace *t);
+/* The trace of c's calls (numbered across threads: loop index, then slot), or NULL
+ * when off. */
+static inline const sf_trace *
+sf__bench_conn_trace(const sf__bench_worker *w, const sf__bench_conn *c, sf_trace *t)
+{
+    const sf__bench_tcp *tc = w->m;
+
+    if (w->b->o.tracer == NULL)
+        return NULL;
+    return sf__bench_trace(w, (unsigned long)w->index * (unsigned long)tc->nconns +
+                              (unsigned long)(c - tc->conns) + 1, t);
+}
 
 /* ---- UDP (bench_udp.c; here for the tests) ---- */
 

@@ -17,16 +17,6 @@ tcp_of(const sf__bench_worker *w)
     return w->m;
 }
 
-const sf_trace *
-sf__bench_conn_trace(const sf__bench_worker *w, const sf__bench_conn *c, sf_trace *t)
-{
-    const sf__bench_tcp *tc = tcp_of(w);
-
-    /* numbered across the threads: loop index, then slot */
-    return sf__bench_trace(w, (unsigned long)w->index * (unsigned long)tc->nconns +
-                              (unsigned long)(c - tc->conns) + 1, t);
-}
-
 void
 sf__bench_conn_up(sf__bench_worker *w, sf__bench_conn *c)
 {
@@ -75,6 +65,22 @@ sf__bench_conn_events(sf__bench_worker *w, sf__bench_conn *c)
     sf_loop_set_events(w->loop, c->fd, ev);
 }
 
+/* sf_write when tracing; else send() itself, as recv_some below. */
+static ssize_t
+send_some(const sf_trace *t, int fd, const void *buf, size_t len)
+{
+    ssize_t n;
+
+    if (t)
+        return sf_write(t, fd, buf, len);
+    do {
+        n = send(fd, buf, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
+    return n;
+}
+
 int
 sf__bench_conn_flush(sf__bench_worker *w, sf__bench_conn *c)
 {
@@ -87,8 +93,8 @@ sf__bench_conn_flush(sf__bench_worker *w, sf__bench_conn *c)
         uint64_t left = want - c->sent_off;
         size_t len = left < SF__BENCH_WINDOW ? (size_t)left : SF__BENCH_WINDOW;
         sf_trace t;
-        ssize_t n = sf_write(sf__bench_conn_trace(w, c, &t), c->fd,
-                             sf__bench_pat_at(b, c->sent_off + c->seed), len);
+        ssize_t n = send_some(sf__bench_conn_trace(w, c, &t), c->fd,
+                              sf__bench_pat_at(b, c->sent_off + c->seed), len);
 
         if (n == SF_EAGAIN) {
             c->want_write = 1;
