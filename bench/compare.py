@@ -99,6 +99,44 @@ def gen_preexec():
         os.sched_setaffinity(0, GEN_CPUS)
 
 
+def cpu_ticks(cpus):
+    """(busy, total) jiffies of these CPUs (None: all) from /proc/stat."""
+    busy = total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            if not (line.startswith("cpu") and line[3].isdigit()):
+                continue
+            v = line.split()
+            if cpus is not None and int(v[0][3:]) not in cpus:
+                continue
+            t = [int(x) for x in v[1:9]]
+            busy += sum(t) - t[3] - t[4]
+            total += sum(t)
+    return busy, total
+
+
+SETTLED = {"waits": 0, "secs": 0.0}
+
+
+def settle(limit=3.0, quiet=0.2):
+    """Wait until the servers' CPUs are quiet (under 20 % busy over 0.1 s), at most limit
+    seconds. A fork-per-connection server's children go on exiting after its run — 0.5 s
+    of a full CPU after 500 connections — and whoever ran next paid for it: with the
+    order turning, the same server each round."""
+    t0 = time.monotonic()
+    a = cpu_ticks(SERVER_CPUS)
+    while time.monotonic() - t0 < limit:
+        time.sleep(0.1)
+        b = cpu_ticks(SERVER_CPUS)
+        if b[1] > a[1] and (b[0] - a[0]) / (b[1] - a[1]) < quiet:
+            break
+        a = b
+    took = time.monotonic() - t0
+    if took > 0.15:
+        SETTLED["waits"] += 1
+        SETTLED["secs"] += took
+
+
 def stop(p):
     """SIGTERM to the server's own process group (the server and the children it forked),
     SIGKILL to what is left after 5 s."""
@@ -516,6 +554,7 @@ def run_matrix(tests, servers, a, rows):
                     if s.p.poll() is not None:
                         died.setdefault(s.name, s.p.returncode)
                         continue
+                    settle()
                     r = bench(mode, s.port, load, a.secs, a.warmup, a.threads, server=s)
                     results.setdefault((label, s.key), {})[rnd] = r
                     if r:
@@ -1049,11 +1088,15 @@ def report(a, rows, lim, mem, gen, took, load0, load1):
            "- sockflow: %s" % sockflow_build(),
            "- load average (1 min) when the runs began: %.2f, when the load runs ended: %.2f (other "
            "work on the machine makes every figure noisier)" % (load0, load1),
+           "- waits for the servers' CPUs to go quiet before a run: %d longer than 0.15 s, "
+           "%.1f s in all" % (SETTLED["waits"], SETTLED["secs"]),
            "- peers: %s" % ", ".join(versions()),
            "- every server on 127.0.0.1, one at a time under load, driven by the same "
            "`sockflow bench` settings: %g s measured after %g s of warm-up, %d thread%s, "
            "%d round%s; in each round every server runs once, the order turning from round to "
-           "round, so drift hits all alike. %s" % (
+           "round, so drift hits all alike; before each run the script waits until the "
+           "servers' CPUs are quiet (at most 3 s: a fork server's children go on exiting "
+           "after its run). %s" % (
                a.secs, a.warmup, a.threads, "" if a.threads == 1 else "s", a.rounds,
                "" if a.rounds == 1 else "s", pinning()),
            "- requests/s and CPU per request: the median over the rounds. \"÷ sockflow\": the "

@@ -185,3 +185,25 @@ def test_load_generators_run_on_the_lower_half_and_the_checked_one_anywhere():
            for line in seen]
     assert got[0] <= compare.split_cpus(True)[1] and got[0] != ours
     assert got[1] == {min(ours), max(ours)} or got[1] == ours
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to pin")
+def test_settle_waits_while_the_server_cpus_are_busy():
+    """settle() returns only once the servers' CPUs have gone quiet: a process spinning
+    there for 0.6 s holds it that long; it never waits past its limit."""
+    compare.SERVER_CPUS, compare.GEN_CPUS = compare.split_cpus(True)
+    try:
+        spin = subprocess.Popen([sys.executable, "-c", SPIN % (0.6, time.monotonic() + 5)],
+                                preexec_fn=compare.server_preexec)
+        time.sleep(0.15)
+        t0 = time.monotonic()
+        compare.settle(limit=3.0)
+        waited = time.monotonic() - t0
+        spin.wait(timeout=10)
+        t0 = time.monotonic()
+        compare.settle(limit=0.5)
+        bounded = time.monotonic() - t0
+    finally:
+        compare.SERVER_CPUS = compare.GEN_CPUS = None
+    assert waited >= 0.3
+    assert bounded < 1.0
