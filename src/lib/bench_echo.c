@@ -10,7 +10,9 @@ issue(sf__bench_worker *w, sf__bench_conn *c)
     uint64_t p = (uint64_t)w->b->o.pipeline;
 
     while (c->issued - c->done < p && sf__bench_can_issue(w)) {
-        c->ts[c->issued % p] = w->now;
+        c->ts[c->ts_in] = w->now;
+        if (++c->ts_in == p)
+            c->ts_in = 0;
         c->issued++;
         w->outstanding++;
     }
@@ -30,7 +32,9 @@ got(sf__bench_worker *w, sf__bench_conn *c, const char *p, size_t n)
     sf__bench_check_bytes(w, c, p, n);
     c->recv_off += n;
     while (c->recv_off >= (c->done + 1) * b->o.size) {
-        sf__bench_record(w, w->now - c->ts[c->done % pl]);
+        sf__bench_record(w, w->now - c->ts[c->ts_out]);
+        if (++c->ts_out == pl)
+            c->ts_out = 0;
         c->done++;
         w->outstanding--;
     }
@@ -42,7 +46,7 @@ got(sf__bench_worker *w, sf__bench_conn *c, const char *p, size_t n)
 static uint64_t
 since(const sf__bench_worker *w, const sf__bench_conn *c)
 {
-    return c->issued > c->done ? c->ts[c->done % (uint64_t)w->b->o.pipeline] : w->now;
+    return c->issued > c->done ? c->ts[c->ts_out] : w->now;
 }
 
 static const sf__bench_tcp_ops ops = {

@@ -190,6 +190,8 @@ struct sf__bench_conn {
     uint64_t bad_req;       /* 1 + the last request counted as a mismatch; 0 none */
     uint64_t start_ns;      /* connect: start of the cycle; stream: last progress */
     uint64_t *ts;           /* echo: issue time of each request in flight (pipeline) */
+    uint64_t ts_in, ts_out; /* where the next is written and the oldest read: issued and
+                               done modulo the pipeline, kept without a division */
 };
 
 /* A TCP mode's part of the connection's life, called by bench_tcp.c. */

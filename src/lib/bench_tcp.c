@@ -40,6 +40,7 @@ sf__bench_conn_close(sf__bench_worker *w, sf__bench_conn *c)
     c->want_write = 0;
     w->outstanding -= c->issued - c->done;
     c->issued = c->done = 0;
+    c->ts_in = c->ts_out = 0;
     c->sent_off = c->recv_off = 0;
     c->bad_req = 0;
 }

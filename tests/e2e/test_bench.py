@@ -93,6 +93,23 @@ def corrupting_echo(c, done):
         c.sendall(bytes(data))
 
 
+def slow_echo(c, done):
+    """Echo of 64-byte requests, one at a time, each 20 ms after it was taken."""
+    buf = b""
+    while not done.is_set():
+        try:
+            data = c.recv(1 << 16)
+        except socket.timeout:
+            continue
+        if not data:
+            return
+        buf += data
+        while len(buf) >= 64:
+            time.sleep(0.02)
+            c.sendall(buf[:64])
+            buf = buf[64:]
+
+
 # ---- running the bench --------------------------------------------------------------------
 
 def bench(*args, timeout=30):
@@ -143,6 +160,24 @@ def test_echo_pipelined_count_and_big_messages(tcp_echo):
     assert rc == 0 and d["reached"] and d["requests"] == 2000
     assert d["threads"] == 2 and d["pipeline"] == 8
     assert d["bytes_in"] == 2000 * 16384
+
+
+def test_echo_pipelined_latency_is_each_requests_own():
+    """4 requests in flight on one connection to a server that answers one every 20 ms:
+    once the pipeline is full each request waits behind three others, so its latency is
+    about 80 ms — not 20 (timed from the newest request) and not growing (from a stale
+    one). The timestamps of the requests in flight are a ring indexed without division."""
+    srv = PyServer(slow_echo)
+    try:
+        rc, d, _ = bench_json("echo", "127.0.0.1", srv.port, "-c", "1", "-P", "4",
+                              "-d", "1.2", "--warmup", "0.3")
+    finally:
+        srv.close()
+    assert_sane(d)
+    assert rc == 0 and d["pipeline"] == 4
+    lat = d["latency_us"]
+    assert 70000 <= lat["p50"] <= 100000, lat
+    assert lat["max"] < 200000, lat
 
 
 def test_echo_warmup_is_left_out(tcp_echo):
