@@ -68,12 +68,6 @@ sf_bench_error_total(const sf_bench_errors *e)
     return e->refused + e->reset + e->timeout + e->closed + e->no_port + e->other;
 }
 
-static int
-measuring(const sf__bench_worker *w)
-{
-    return w->now >= w->b->warm_end_ns;
-}
-
 void
 sf__bench_count_error(sf__bench_worker *w, int code)
 {
@@ -84,7 +78,7 @@ void
 sf__bench_count_done(sf__bench_worker *w, uint64_t n)
 {
     w->cur.requests += n;
-    if (measuring(w))
+    if (sf__bench_measuring(w))
         w->measured += n;
 }
 

@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "sockflow/bench.h"
 #include "sockflow/loop.h"
@@ -94,12 +93,16 @@ void sf__bench_roll(sf__bench_worker *w);
 static inline void
 sf__bench_clock_in(sf__bench_worker *w)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    w->now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    w->now = sf_now_ns();
     if (w->now >= w->roll_ns)
         sf__bench_roll(w);
+}
+
+/* Is w->now past the warm-up? */
+static inline int
+sf__bench_measuring(const sf__bench_worker *w)
+{
+    return w->now >= w->b->warm_end_ns;
 }
 
 /* One request answered after lat_ns: counted, its latency recorded. */
@@ -108,7 +111,7 @@ sf__bench_record(sf__bench_worker *w, uint64_t lat_ns)
 {
     w->cur.requests++;
     sf_hist_record(&w->cur.lat, lat_ns);
-    if (w->now >= w->b->warm_end_ns)
+    if (sf__bench_measuring(w))
         w->measured++;
 }
 
@@ -261,8 +264,6 @@ sf__bench_conn_trace(const sf__bench_worker *w, const sf__bench_conn *c, sf_trac
 {
     const sf__bench_tcp *tc = w->m;
 
-    if (w->b->o.tracer == NULL)
-        return NULL;
     return sf__bench_trace(w, (unsigned long)w->index * (unsigned long)tc->nconns +
                               (unsigned long)(c - tc->conns) + 1, t);
 }

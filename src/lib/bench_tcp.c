@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "bench_int.h"
+#include "sock_int.h"
 
 #define RBUF_MAX (4u << 20)
 
@@ -77,9 +78,7 @@ send_some(const sf_trace *t, int fd, const void *buf, size_t len)
     do {
         n = send(fd, buf, len, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return sf__io_result(n);
 }
 
 int
@@ -194,9 +193,7 @@ recv_some(const sf_trace *t, int fd, void *buf, size_t len)
     do {
         n = recv(fd, buf, len, 0);
     } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? SF_EAGAIN : -errno;
-    return n;
+    return sf__io_result(n);
 }
 
 /* Read while there is something, bounded per wake-up. 0, 1 (close c), 2 (c was
