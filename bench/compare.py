@@ -41,13 +41,13 @@ def log(*a):
 
 # ---- the sockflow command lines: each is built here and nowhere else --------------------
 
-def sockflow_serve(proto, service="echo"):
+def sockflow_serve(proto, service="echo", extra=()):
     """`sockflow serve` with one service on a port of 127.0.0.1 the kernel picks, logging
     only errors; UDP without its per-source reply limit (by default 1000/s)."""
     argv = [SOCKFLOW, "serve", "--quiet", "--tcp" if proto == "tcp" else "--udp", "-4"]
     if proto == "udp":
         argv += ["--udp-rate", "0"]
-    return argv + [service + ":0"]
+    return argv + list(extra) + [service + ":0"]
 
 
 def sockflow_bench(mode, port, load, secs, warmup, threads, extra=()):
@@ -268,6 +268,9 @@ def tcp_servers(keys=None):
 def udp_servers(keys=None):
     all_ = [
         Server("sockflow", "udp", sockflow_serve("udp")),
+        # the same, each reply a message of its own: what grouping them gains
+        Server("sockflow --no-udp-gso", "udp", sockflow_serve("udp", extra=["--no-udp-gso"]),
+               key="sockflow-nogso"),
         Server("recvmmsg reference", "udp", [os.path.join(PBIN, "mmsg_echo"), "0"],
                key="recvmmsg"),
         Server("recvfrom loop", "udp", [os.path.join(PBIN, "udp_echo"), "0"], key="recvfrom"),
@@ -1027,7 +1030,8 @@ def parse_args():
     ap.add_argument("--only", choices=["tcp", "udp", "stream", "memory", "gencheck"],
                     action="append", help="run only these sections")
     ap.add_argument("--servers", help="only these servers, a comma list of: sockflow, epoll, "
-                    "libuv, libevent, node, socat, unp-thread, unp-fork, recvmmsg, recvfrom")
+                    "libuv, libevent, node, socat, unp-thread, unp-fork, recvmmsg, recvfrom, "
+                    "sockflow-nogso")
     ap.add_argument("--syscalls", action="store_true",
                     help="count the server's system calls per request with perf stat (which "
                          "slows the server a little: its CPU figures are then not comparable)")

@@ -92,6 +92,10 @@ typedef struct sf_server_opts {
     int no_ring;                /* never io_uring: every connection on epoll. Without it,
                                    ring_ok services use io_uring where the kernel allows
                                    (not when tracing: a trace shows the classic calls) */
+    int no_udp_gso;             /* every UDP reply a message of its own. Without it, replies
+                                   to one peer in one batch leave as one UDP_SEGMENT send
+                                   (Linux 4.18) where the kernel takes it (not when
+                                   tracing) */
     sf_log_fn log;              /* one line per event worth a person's attention */
     void *log_ud;
 } sf_server_opts;
@@ -110,6 +114,7 @@ typedef struct sf_server_stats {
     uint64_t dgrams_in, dgrams_out, dgrams_truncated, dgrams_dropped;
     uint64_t queue_cap_hits, timeouts;
     uint64_t ring_accepted;     /* of accepted: through io_uring */
+    uint64_t dgrams_gso;        /* of dgrams_out: sent grouped, in a UDP_SEGMENT send */
     /* UDP datagrams not answered, by reason (see sf_server_opts) */
     uint64_t dgrams_loop;       /* from a classic service's port, one we serve, or 0 */
     uint64_t dgrams_low_port;   /* from a port below 1024 */

@@ -39,6 +39,8 @@ static const char serve_usage[] =
     "      --dgram-max SIZE   largest datagram taken whole; bigger are dropped (65536)\n"
     "      --no-io-uring      every TCP client on epoll (by default echo, discard,\n"
     "                         daytime and time use io_uring where the kernel allows)\n"
+    "      --no-udp-gso       every UDP reply sent on its own (by default replies to one\n"
+    "                         peer in one batch leave as one UDP_SEGMENT send)\n"
     "UDP is never answered to a classic service's port (7 9 13 19 37), to broadcast,\n"
     "multicast or unspecified addresses, nor larger than 512 bytes to a smaller request:\n"
     "      --allow-low-ports  answer source ports below 1024 (by default: not)\n"
@@ -59,7 +61,7 @@ static const char serve_usage[] =
 
 enum { OPT_BACKLOG = 256, OPT_MAX_CONNS, OPT_QUEUE_CAP, OPT_IDLE, OPT_SEND, OPT_DRAIN,
        OPT_DGRAM_MAX, OPT_LOW_PORTS, OPT_UDP_RATE, OPT_UDP_BURST, OPT_UDP_SOURCES,
-       OPT_INETD, OPT_NO_RING };
+       OPT_INETD, OPT_NO_RING, OPT_NO_GSO };
 
 static const struct option serve_opts[] = {
     { "listen", required_argument, NULL, 'l' },
@@ -80,6 +82,7 @@ static const struct option serve_opts[] = {
     { "quiet", no_argument, NULL, 'q' },
     { "inetd", no_argument, NULL, OPT_INETD },
     { "no-io-uring", no_argument, NULL, OPT_NO_RING },
+    { "no-udp-gso", no_argument, NULL, OPT_NO_GSO },
     { "help", no_argument, NULL, 'h' },
     CMD_ACCESS_LONGOPTS,
     CMD_TRACE_LONGOPTS,
@@ -216,6 +219,7 @@ take_option(serve_conf *c, int ch, char **argv, sf_err *err)
     case OPT_LOW_PORTS: c->so.udp_allow_low_ports = 1; return 0;
     case OPT_INETD: c->inetd = 1; return 0;
     case OPT_NO_RING: c->so.no_ring = 1; return 0;
+    case OPT_NO_GSO: c->so.no_udp_gso = 1; return 0;
     }
     if ((v = take_number(c, ch, optarg, err)) != 0 ||
         (v = cmd_access_take(&c->ca, ch, optarg, err)) != 0)

@@ -355,6 +355,7 @@ add_stats(sf_server_stats *to, const sf_server_stats *a)
     to->queue_cap_hits += a->queue_cap_hits;
     to->timeouts += a->timeouts;
     to->ring_accepted += a->ring_accepted;
+    to->dgrams_gso += a->dgrams_gso;
     to->dgrams_loop += a->dgrams_loop;
     to->dgrams_low_port += a->dgrams_low_port;
     to->dgrams_bad_addr += a->dgrams_bad_addr;

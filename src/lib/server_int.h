@@ -36,6 +36,7 @@ typedef struct lsock {
                              * after a failed listen removed sockets no loop has read) */
     sf_addr dst;            /* UDP bound to one address: where every datagram comes to
                              * (len 0: read from each datagram's IP_PKTINFO) */
+    size_t gso_max;         /* UDP: largest reply sent in a UDP_SEGMENT group (0: none) */
 } lsock;
 
 enum {

@@ -1,9 +1,10 @@
 /* server_udp: the UDP engine. A batch of datagrams is received in one recvmmsg, each is
  * answered on its own (guard → service → size bound), and the replies leave in one
- * sendmmsg. */
+ * sendmmsg, those to one peer in a row as one UDP_SEGMENT send where they can. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,17 @@
 #define CMSG_ROOM 128       /* room for the destination address (IP_PKTINFO) */
 #define UDP_LOG_MS 1000     /* at most one line a second about unanswered datagrams */
 #define UDP_REWATCH_MS 100  /* a socket the loop could not watch again: how soon to retry */
+#define GSO_SEGS 64         /* replies in one UDP_SEGMENT send (the kernel takes 64 or more) */
+#define GSO_BYTES 65000     /* and their bytes: one IP datagram's worth, with room to spare */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103     /* Linux 4.18 */
+#endif
+
+/* Replies out[first..first + n) sent as one message. */
+typedef struct udp_group {
+    int first, n;
+    size_t bytes;
+} udp_group;
 
 /* A worker's datagrams in flight: received ones (in) and the replies to them (out). */
 struct udp_batch {
@@ -28,6 +40,12 @@ struct udp_batch {
     struct mmsghdr out[UDP_BATCH];
     struct iovec outiov[UDP_BATCH];
     char outcmsg[UDP_BATCH][CMSG_SPACE(sizeof(struct in6_pktinfo))];   /* reply source */
+    udp_group group[UDP_BATCH];
+    struct mmsghdr gout[UDP_BATCH];     /* the groups as sent (send_grouped) */
+    char gcmsg[UDP_BATCH][CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+                          CMSG_SPACE(sizeof(uint16_t))];   /* reply source, UDP_SEGMENT */
+    int ngroup;
+    int coalesced;          /* a group holds more than one reply */
     size_t dmax;
     char *inbuf;            /* UDP_BATCH buffers of dmax + 1 bytes */
     char *outbuf;           /* dmax bytes the services write their replies into */
@@ -166,6 +184,8 @@ receive_batch(worker *w, const lsock *ls)
     }
     b->outused = 0;
     b->nout = 0;
+    b->ngroup = 0;
+    b->coalesced = 0;
     n = sf_recvmmsg(sf__server_trace(w->s, &t, 0), ls->fd, b->in, UDP_BATCH);
     b->nin = n > 0 ? n : 0;
     return n;
@@ -203,6 +223,23 @@ learn_destination(lsock *ls)
     }
     if (!on)
         ls->dst = a;
+}
+
+/* What server_udp.c learns of a socket on its first turn: where its datagrams come to,
+ * and whether its replies may be grouped (an IP socket, on a server that neither traces
+ * (a trace shows a datagram per message) nor was told not to). */
+static void
+learn_socket(worker *w, lsock *ls)
+{
+    int domain = 0;
+    socklen_t len = sizeof(domain);
+
+    learn_destination(ls);
+    ls->gso_max = 0;
+    if (!w->s->o.no_udp_gso && !w->s->o.tracer &&
+        getsockopt(ls->fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+        (domain == AF_INET || domain == AF_INET6))
+        ls->gso_max = GSO_BYTES;
 }
 
 /* ---- answer one ---- */
@@ -273,6 +310,7 @@ reply_source(struct msghdr *m, char *room, const dgram_dst *dst)
     struct cmsghdr *cm;
 
     m->msg_control = room;
+    memset(room, 0, CMSG_SPACE(sizeof(struct in6_pktinfo)));   /* compared whole: joins_group */
     if (dst->sa.ss_family == AF_INET) {
         struct in_pktinfo pi = { .ipi_spec_dst = ((struct sockaddr_in *)&dst->sa)->sin_addr };
 
@@ -295,25 +333,52 @@ reply_source(struct msghdr *m, char *room, const dgram_dst *dst)
     }
 }
 
+/* Can reply k join the last group: to the same peer from the same source, every reply
+ * before it of the first's size (the kernel cuts a UDP_SEGMENT send into pieces of that
+ * size; only the last may be shorter, none empty), within the group's bounds. */
+static int
+joins_group(const udp_batch *b, const lsock *ls, int k)
+{
+    const udp_group *g = &b->group[b->ngroup - 1];
+    const struct msghdr *first = &b->out[g->first].msg_hdr, *m = &b->out[k].msg_hdr;
+    size_t seg = b->outiov[g->first].iov_len, len = b->outiov[k].iov_len;
+
+    return seg <= ls->gso_max && len > 0 && len <= seg && b->outiov[k - 1].iov_len == seg &&
+           g->n < GSO_SEGS && g->bytes + len <= GSO_BYTES &&
+           m->msg_namelen == first->msg_namelen &&
+           memcmp(m->msg_name, first->msg_name, m->msg_namelen) == 0 &&
+           m->msg_controllen == first->msg_controllen &&
+           (m->msg_controllen == 0 ||
+            memcmp(m->msg_control, first->msg_control, m->msg_controllen) == 0);
+}
+
 /* Queue d's reply to the sender of h, from src when given (a socket on the wildcard).
  * The iovec was tied to its header once, at the start. */
 static void
-queue_reply(udp_batch *b, const sf_dgram *d, const struct msghdr *h, const dgram_dst *src)
+queue_reply(udp_batch *b, const lsock *ls, const sf_dgram *d, const struct msghdr *h,
+            const dgram_dst *src)
 {
-    struct msghdr *m = &b->out[b->nout].msg_hdr;
+    int k = b->nout++;
+    struct msghdr *m = &b->out[k].msg_hdr;
 
     /* Replies written into the shared out buffer must not overlap the next one. */
     if (d->reply == b->outbuf + b->outused)
         b->outused += d->reply_len;
-    b->outiov[b->nout].iov_base = (void *)d->reply;
-    b->outiov[b->nout].iov_len = d->reply_len;
+    b->outiov[k].iov_base = (void *)d->reply;
+    b->outiov[k].iov_len = d->reply_len;
     m->msg_name = h->msg_name;
     m->msg_namelen = h->msg_namelen;
     m->msg_control = NULL;
     m->msg_controllen = 0;
     if (src)
-        reply_source(m, b->outcmsg[b->nout], src);
-    b->nout++;
+        reply_source(m, b->outcmsg[k], src);
+    if (b->ngroup > 0 && joins_group(b, ls, k)) {
+        b->group[b->ngroup - 1].n++;
+        b->group[b->ngroup - 1].bytes += d->reply_len;
+        b->coalesced = 1;
+    } else {
+        b->group[b->ngroup++] = (udp_group){ .first = k, .n = 1, .bytes = d->reply_len };
+    }
 }
 
 static void
@@ -368,20 +433,21 @@ answer_one(worker *w, lsock *ls, int i, uint64_t now)
         return;
     }
     sf__udpguard_spend(w->s->guard, ticket);
-    queue_reply(b, &d, h, ls->wildcard && dst.len ? &dst : NULL);
+    queue_reply(b, ls, &d, h, ls->wildcard && dst.len ? &dst : NULL);
 }
 
 /* ---- send the replies ---- */
 
+/* Replies out[from..to) one message each. */
 static void
-send_batch(worker *w, int fd)
+send_each(worker *w, int fd, int from, int to)
 {
     udp_batch *b = w->udp;
     sf_trace t;
 
-    for (int sent = 0; sent < b->nout;) {
+    for (int sent = from; sent < to;) {
         int m = sf_sendmmsg(sf__server_trace(w->s, &t, 0), fd, b->out + sent,
-                            (unsigned)(b->nout - sent));
+                            (unsigned)(to - sent));
 
         if (m <= 0) {
             /* A full send buffer or an error for one peer: that datagram is lost. */
@@ -392,6 +458,103 @@ send_batch(worker *w, int fd)
         w->st.dgrams_out += (uint64_t)m;
         sent += m;
     }
+}
+
+/* Group i as one message: its first reply's header, with all the group's iovecs and,
+ * for more than one reply, UDP_SEGMENT after the reply's own control data. */
+static void
+group_message(udp_batch *b, int i)
+{
+    const udp_group *g = &b->group[i];
+    const struct msghdr *first = &b->out[g->first].msg_hdr;
+    struct msghdr *h = &b->gout[i].msg_hdr;
+    struct cmsghdr *cm;
+    uint16_t seg = (uint16_t)b->outiov[g->first].iov_len;
+
+    *h = *first;
+    h->msg_iovlen = (size_t)g->n;
+    if (g->n == 1)
+        return;
+    h->msg_control = b->gcmsg[i];
+    memcpy(b->gcmsg[i], first->msg_control, first->msg_controllen);
+    h->msg_controllen = first->msg_controllen + CMSG_SPACE(sizeof(seg));
+    cm = (struct cmsghdr *)(b->gcmsg[i] + first->msg_controllen);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(seg));
+    memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+}
+
+/* The kernel refused group g's send (rc). A full send buffer loses its replies, as it
+ * would have lost them one by one. Anything else may be UDP_SEGMENT's own refusal (a
+ * segment larger than the route's MTU allows: EINVAL; a device that cannot checksum:
+ * EIO; a kernel without it), so they go again one by one; if that works, replies of
+ * this size and larger (EINVAL, EMSGSIZE) or all of them (anything else) leave this
+ * socket one by one from then on, said once in the log. */
+static void
+group_refused(worker *w, lsock *ls, const udp_group *g, int rc)
+{
+    udp_batch *b = w->udp;
+    size_t seg = b->outiov[g->first].iov_len;
+    uint64_t before = w->st.dgrams_out;
+
+    if (g->n == 1 || rc == SF_EAGAIN || rc == -ENOBUFS) {
+        w->st.dgrams_dropped += (uint64_t)g->n;
+        return;
+    }
+    send_each(w, ls->fd, g->first, g->first + g->n);
+    if (w->st.dgrams_out == before)
+        return;     /* refused one by one too: not UDP_SEGMENT's doing */
+    ls->gso_max = rc == -EINVAL || rc == -EMSGSIZE ? seg - 1 : 0;
+    if (ls->gso_max)
+        sf__server_log(w->s, "udp: fd %d: UDP_SEGMENT refused for %zu-byte replies (%s): "
+                       "replies of %zu bytes and more leave one by one", ls->fd, seg,
+                       sf_strerror(rc), seg);
+    else
+        sf__server_log(w->s, "udp: fd %d: UDP_SEGMENT refused (%s): replies leave one by "
+                       "one", ls->fd, sf_strerror(rc));
+}
+
+/* The groups in one sendmmsg: a message each. */
+static void
+send_grouped(worker *w, lsock *ls)
+{
+    udp_batch *b = w->udp;
+    sf_trace t;
+
+    for (int i = 0; i < b->ngroup; i++)
+        group_message(b, i);
+    for (int sent = 0; sent < b->ngroup;) {
+        int m = sf_sendmmsg(sf__server_trace(w->s, &t, 0), ls->fd, b->gout + sent,
+                            (unsigned)(b->ngroup - sent));
+
+        if (m <= 0) {
+            group_refused(w, ls, &b->group[sent], m);
+            sent++;
+            continue;
+        }
+        for (int i = sent; i < sent + m; i++) {
+            w->st.dgrams_out += (uint64_t)b->group[i].n;
+            if (b->group[i].n > 1)
+                w->st.dgrams_gso += (uint64_t)b->group[i].n;
+        }
+        sent += m;
+    }
+}
+
+/* Replies to one peer in a row, of one size (the last may be shorter), leave as one
+ * UDP_SEGMENT send: the kernel makes one datagram of them and cuts it into theirs only
+ * at the device (or in software where the device cannot, on loopback at the receiving
+ * socket), so the way through the IP stack, the route lookup and the socket's send
+ * accounting are paid once for them all. On the wire they are the datagrams they would
+ * have been. */
+static void
+send_batch(worker *w, lsock *ls)
+{
+    if (w->udp->coalesced)
+        send_grouped(w, ls);
+    else
+        send_each(w, ls->fd, 0, w->udp->nout);
 }
 
 /* ---- the socket's turn ---- */
@@ -454,7 +617,7 @@ sf__udp_ready(sf_loop *l, int fd, int events, void *ud)
 
     (void)events;
     if (!ls->dst_known)
-        learn_destination(ls);
+        learn_socket(w, ls);
     for (int round = 0; round < UDP_ROUNDS; round++) {
         int n = receive_batch(w, ls);
 
@@ -466,7 +629,7 @@ sf__udp_ready(sf_loop *l, int fd, int events, void *ud)
         }
         for (int i = 0; i < n; i++)
             answer_one(w, ls, i, now);
-        send_batch(w, fd);
+        send_batch(w, ls);
         if (!away && n < UDP_BATCH)
             break;
     }

@@ -9,18 +9,14 @@ Starts the server and stops it by its pid.
 
 usage: netns_udp_bound.py SOCKFLOW LOOPS"""
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 
+from netns_common import sh, stop
+
 HOST, BCAST = "10.8.0.1", "10.8.255.255"
-
-
-def sh(*args):
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def ask(dst, port, timeout=1.0):
@@ -51,13 +47,7 @@ def main():
                  for _ in range(2)]
         out = {"unicast": ask(HOST, ports[0]), "broadcast": ask(BCAST, ports[0])}
     finally:
-        if sf.poll() is None:
-            os.kill(sf.pid, signal.SIGTERM)
-        try:
-            _, err = sf.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(sf.pid, signal.SIGKILL)
-            _, err = sf.communicate(timeout=5)
+        err = stop(sf)
     out["log"] = err
     print(json.dumps(out))
 

@@ -9,19 +9,15 @@ Starts the server and stops it by its pid.
 
 usage: netns_udp_hosts.py SOCKFLOW"""
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 
+from netns_common import sh, stop
+
 V4 = ["10.9.0.1", "10.9.0.2"]
 V6 = ["fd00:9::1", "fd00:9::2"]
-
-
-def sh(*args):
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def ask(fam, src, dst, port, connected, timeout=1.0):
@@ -64,13 +60,7 @@ def main():
         }
         print(json.dumps(out))
     finally:
-        if sf.poll() is None:
-            os.kill(sf.pid, signal.SIGTERM)
-        try:
-            sf.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(sf.pid, signal.SIGKILL)
-            sf.wait(timeout=5)
+        stop(sf)
 
 
 if __name__ == "__main__":

@@ -253,3 +253,26 @@ def test_socket_bound_to_a_broadcast_address_never_answers(loops):
     assert out["unicast"] == {"reply": "who is there?", "from": "10.8.0.1"}
     assert out["broadcast"] is None
     assert "1 to or from a broadcast" in out["log"]
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    return _in_namespace("netns_udp_gso.py")
+
+
+def test_grouped_replies_leave_from_the_address_asked(grouped):
+    """Replies of one receive to one peer leave as one UDP_SEGMENT send (the client, with
+    UDP_GRO on, reads the twenty as one of 20,000 bytes cut at 1,000), every byte in order,
+    and from the address the burst was sent to: the source's IP_PKTINFO and UDP_SEGMENT
+    go together."""
+    assert grouped["small"] == {"reads": [[20000, 1000, "127.0.0.2"]], "intact": True}
+
+
+def test_replies_over_the_mtu_go_one_by_one(grouped):
+    """A group the kernel refuses (a segment larger than lo's MTU of 1500 allows) is sent
+    again one datagram at a time: all twenty arrive whole; the server says it once, keeps
+    grouping smaller replies, and sends later large ones one by one at once."""
+    for burst in ("big", "big_again"):
+        assert grouped[burst] == {"reads": [[2000, 0, "127.0.0.1"]] * 20, "intact": True}
+    assert grouped["log"].count("UDP_SEGMENT refused for 2000-byte replies") == 1, \
+        grouped["log"]
