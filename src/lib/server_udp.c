@@ -476,7 +476,8 @@ group_message(udp_batch *b, int i)
     if (g->n == 1)
         return;
     h->msg_control = b->gcmsg[i];
-    memcpy(b->gcmsg[i], first->msg_control, first->msg_controllen);
+    if (first->msg_controllen)
+        memcpy(b->gcmsg[i], first->msg_control, first->msg_controllen);
     h->msg_controllen = first->msg_controllen + CMSG_SPACE(sizeof(seg));
     cm = (struct cmsghdr *)(b->gcmsg[i] + first->msg_controllen);
     cm->cmsg_level = SOL_UDP;
