@@ -44,8 +44,7 @@ struct udp_batch {
     struct mmsghdr gout[UDP_BATCH];     /* the groups as sent (send_grouped) */
     char gcmsg[UDP_BATCH][CMSG_SPACE(sizeof(struct in6_pktinfo)) +
                           CMSG_SPACE(sizeof(uint16_t))];   /* reply source, UDP_SEGMENT */
-    int ngroup;
-    int coalesced;          /* a group holds more than one reply */
+    int ngroup;             /* fewer than nout: some replies were grouped */
     size_t dmax;
     char *inbuf;            /* UDP_BATCH buffers of dmax + 1 bytes */
     char *outbuf;           /* dmax bytes the services write their replies into */
@@ -185,7 +184,6 @@ receive_batch(worker *w, const lsock *ls)
     b->outused = 0;
     b->nout = 0;
     b->ngroup = 0;
-    b->coalesced = 0;
     n = sf_recvmmsg(sf__server_trace(w->s, &t, 0), ls->fd, b->in, UDP_BATCH);
     b->nin = n > 0 ? n : 0;
     return n;
@@ -375,7 +373,6 @@ queue_reply(udp_batch *b, const lsock *ls, const sf_dgram *d, const struct msghd
     if (b->ngroup > 0 && joins_group(b, ls, k)) {
         b->group[b->ngroup - 1].n++;
         b->group[b->ngroup - 1].bytes += d->reply_len;
-        b->coalesced = 1;
     } else {
         b->group[b->ngroup++] = (udp_group){ .first = k, .n = 1, .bytes = d->reply_len };
     }
@@ -552,7 +549,7 @@ send_grouped(worker *w, lsock *ls)
 static void
 send_batch(worker *w, lsock *ls)
 {
-    if (w->udp->coalesced)
+    if (w->udp->ngroup < w->udp->nout)
         send_grouped(w, ls);
     else
         send_each(w, ls->fd, 0, w->udp->nout);

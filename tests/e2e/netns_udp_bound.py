@@ -42,13 +42,13 @@ def main():
     sf = subprocess.Popen([sockflow, "serve", "-u", "-j", loops, "-l", HOST, "-l", BCAST,
                            "echo:0"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = {}
     try:
         ports = [int(re.search(r":(\d+) \(echo\)", sf.stdout.readline()).group(1))
                  for _ in range(2)]
-        out = {"unicast": ask(HOST, ports[0]), "broadcast": ask(BCAST, ports[0])}
+        out.update(unicast=ask(HOST, ports[0]), broadcast=ask(BCAST, ports[0]))
     finally:
-        err = stop(sf)
-    out["log"] = err
+        out["log"] = stop(sf)
     print(json.dumps(out))
 
 

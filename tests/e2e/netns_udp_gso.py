@@ -74,8 +74,7 @@ def main():
         out["small"] = burst(sf.pid, port, "127.0.0.2", 1000)
         out["big_again"] = burst(sf.pid, port, "127.0.0.1", 2000)
     finally:
-        err = stop(sf)
-    out["log"] = err
+        out["log"] = stop(sf)
     print(json.dumps(out))
 
 
