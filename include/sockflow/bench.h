@@ -102,7 +102,8 @@ typedef struct sf_bench_opts {
                                when requests is given */
     uint64_t requests;      /* stop after this many measured requests; 0: no count */
     uint64_t warmup_ms;     /* run this long first, outside the figures */
-    int threads;            /* loops, one thread each; 0: one per CPU, or half of them
+    int threads;            /* loops, one thread each (a single loop runs in the thread
+                               that calls sf_bench_run); 0: one per CPU, or half of them
                                (at least one) when the target is an address of this host,
                                so that a local server keeps CPUs to answer with; never more
                                than conns */

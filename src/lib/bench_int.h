@@ -58,6 +58,12 @@ struct sf_bench {
     atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* The reporting: the next interval to hand to on_interval, where the last one ended,
+     * and room for the sum (NULL: no interval reports). */
+    int rep_k;
+    uint64_t rep_last_ms;
+    sf_bench_stats *rep_st;
+    int in_caller;          /* one worker, run by the thread that called sf_bench_run */
 };
 
 /* A mode: what it is called and its defaults (public through sf_bench_mode_get), and

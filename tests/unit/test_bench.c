@@ -1,6 +1,7 @@
 /* test_bench: the load generator — error classification, merging counters and
  * histograms, the interval clock and its accounting, mismatch counting on TCP and UDP,
  * the modes table, and a short run whose intervals add up to its result. */
+#include <dirent.h>
 #include <sys/resource.h>
 
 #include "unit.h"
@@ -383,64 +384,111 @@ echo_main(void *arg)
 typedef struct tally {
     uint64_t warm, measured;
     int intervals;
+    pthread_t caller;
+    int foreign;            /* intervals handed over in another thread than the caller */
+    int most_tasks;         /* the most threads the process had at an interval */
 } tally;
+
+static int
+count_tasks(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    while (d && (e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
 
 static void
 on_interval(void *ud, const sf_bench_interval *iv)
 {
     tally *t = ud;
+    int tasks = count_tasks();
 
     t->intervals++;
+    t->foreign += !pthread_equal(pthread_self(), t->caller);
+    if (tasks > t->most_tasks)
+        t->most_tasks = tasks;
     if (iv->warmup)
         t->warm += iv->st->requests;
     else
         t->measured += iv->st->requests;
 }
 
+/* A run of 800 ms in intervals of 150 on `threads` loops against a small echo server:
+ * every request lands in exactly one interval, handed over in the calling thread. */
 static void
-a_run_adds_its_intervals_up_to_its_result(void **state)
+run_in_intervals(int threads, tally *t)
 {
     echo_srv s = { .stop = 0 };
     sf_bench_opts o;
     sf_bench_result *r = malloc(sizeof(*r));
-    tally t = { 0, 0, 0 };
     sf_err err;
     sf_bench *b;
     int port;
 
-    (void)state;
     s.lfd = unit_tcp_listener(AF_INET, 16, &port);
     assert_int_equal(pthread_create(&s.t, NULL, echo_main, &s), 0);
     memset(&o, 0, sizeof(o));
     o.mode = SF_BENCH_ECHO;
     o.target = unit_loopback(AF_INET, port);
     o.conns = 4;
-    o.threads = 2;
+    o.threads = threads;
     o.pipeline = 2;
     o.warmup_ms = 200;
     o.duration_ms = 600;
     o.interval_ms = 150;
     o.on_interval = on_interval;
-    o.ud = &t;
+    o.ud = t;
+    t->caller = pthread_self();
     b = sf_bench_new(&o, &err);
     assert_non_null(b);
     assert_int_equal(sf_bench_run(b, r, &err), 0);
     atomic_store(&s.stop, 1);
     pthread_join(s.t, NULL);
     close(s.lfd);
-    assert_int_equal(r->threads, 2);
+    assert_int_equal(r->threads, threads);
     assert_true(r->st.requests > 0);
     assert_int_equal(r->st.mismatches, 0);
     assert_int_equal(sf_bench_error_total(&r->st.err), 0);
-    assert_true(t.warm > 0);
+    assert_true(t->warm > 0);
     /* every request lands in exactly one interval; the warm-up ones not in the result */
-    assert_int_equal(t.measured, r->st.requests);
+    assert_int_equal(t->measured, r->st.requests);
     assert_int_equal(r->st.lat.count, r->st.requests);
     /* 800 ms cut at 50 (the warm-up's end, 200 = 50 + 150), 200, 350, ... 650, 800 */
-    assert_in_range(t.intervals, 5, 7);
+    assert_in_range(t->intervals, 5, 7);
+    assert_int_equal(t->foreign, 0);
     assert_true(r->elapsed_s > 0.5 && r->elapsed_s < 0.61);
     sf_bench_free(b);
     free(r);
+}
+
+static void
+a_run_adds_its_intervals_up_to_its_result(void **state)
+{
+    tally t = { 0 };
+
+    (void)state;
+    run_in_intervals(2, &t);
+    /* the caller, the echo server's thread and the two loops' */
+    assert_int_equal(t.most_tasks, 4);
+}
+
+/* One loop runs in the calling thread: no thread of its own (a process of one thread
+ * takes no reference on a file per system call), its intervals reported as they close. */
+static void
+a_single_loop_runs_in_the_calling_thread(void **state)
+{
+    tally t = { 0 };
+
+    (void)state;
+    run_in_intervals(1, &t);
+    /* the caller and the echo server's thread, nothing else */
+    assert_int_equal(t.most_tasks, 2);
 }
 
 /* Out of descriptors half-way through opening: EMFILE is counted once per sweep, not
@@ -502,6 +550,7 @@ main(void)
         cmocka_unit_test(udp_replies_are_matched_checked_and_late_ones_told_apart),
         cmocka_unit_test(modes_come_with_names_units_and_defaults),
         cmocka_unit_test(a_run_adds_its_intervals_up_to_its_result),
+        cmocka_unit_test(a_single_loop_runs_in_the_calling_thread),
         cmocka_unit_test(out_of_descriptors_backs_off_until_the_next_sweep),
     };
 
