@@ -110,7 +110,7 @@ sf__bench_pick_source(sf__bench_worker *w)
     return &b->src[(w->src_next++) % b->o.nsrc];
 }
 
-static void report_due(sf_bench *b, uint64_t now);
+static uint64_t report_due(sf_bench *b, uint64_t now);
 
 /* ---- timers and intervals ---- */
 
@@ -439,22 +439,23 @@ all_posted(const sf_bench *b, int k)
 
 /* Hand to on_interval every interval all workers have posted, or that is 250 ms late
  * (a worker late to hand over waits for the next interval, not the report). Called with
- * b->mu held. Returns when to look again: the next interval's latest time, at most
- * 100 ms from now. */
-static void
+ * b->mu held. Returns when the next interval is that late (UINT64_MAX: none is left). */
+static uint64_t
 report_due(sf_bench *b, uint64_t now)
 {
     uint64_t total_ms = b->o.warmup_ms + b->o.duration_ms;
 
     while (b->rep_st && boundary_ms(b, b->rep_k) < total_ms) {
         uint64_t bound_ms = boundary_ms(b, b->rep_k);
+        uint64_t latest = b->start_ns + bound_ms * 1000000u + 250000000u;
 
-        if (!all_posted(b, b->rep_k) && now < b->start_ns + bound_ms * 1000000u + 250000000u)
-            return;
+        if (!all_posted(b, b->rep_k) && now < latest)
+            return latest;
         report_interval(b, b->rep_k, b->rep_last_ms, bound_ms, b->rep_st);
         b->rep_last_ms = bound_ms;
         b->rep_k++;
     }
+    return UINT64_MAX;
 }
 
 /* The calling thread waits, reports intervals as the workers hand them over, and stops
@@ -468,16 +469,11 @@ watch_run(sf_bench *b)
 
     pthread_mutex_lock(&b->mu);
     while (!all_done(b)) {
-        uint64_t now = sf_now_ns(), wake = now + 100000000u;
+        uint64_t now = sf_now_ns(), wake = now + 100000000u, late = report_due(b, now);
         struct timespec ts;
 
-        report_due(b, now);
-        if (b->rep_st && boundary_ms(b, b->rep_k) < total_ms) {
-            uint64_t latest = b->start_ns + boundary_ms(b, b->rep_k) * 1000000u + 250000000u;
-
-            if (latest < wake)
-                wake = latest;
-        }
+        if (late < wake)
+            wake = late;
         if (now > b->end_ns + 5000000000u)
             sf_bench_stop(b);
         abs_time(&ts, wake);
