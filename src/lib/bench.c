@@ -112,6 +112,13 @@ sf__bench_pick_source(sf__bench_worker *w)
 
 static uint64_t report_due(sf_bench *b, uint64_t now);
 
+/* A single worker is run by the thread that called sf_bench_run. */
+static int
+in_caller(const sf_bench *b)
+{
+    return b->nw == 1;
+}
+
 /* ---- timers and intervals ---- */
 
 static uint32_t
@@ -173,7 +180,7 @@ sf__bench_close_interval(sf__bench_worker *w, uint64_t end_ns, int done)
         w->posted_idx = w->next_tick;
     else
         w->done = 1;
-    if (b->in_caller && !done)
+    if (in_caller(b) && !done)
         report_due(b, end_ns);
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
@@ -529,11 +536,10 @@ sf_bench_run(sf_bench *b, sf_bench_result *r, sf_err *err)
     b->rep_k = 1;
     b->rep_last_ms = 0;
     b->rep_st = b->o.interval_ms && b->o.on_interval ? malloc(sizeof(*b->rep_st)) : NULL;
-    b->in_caller = b->nw == 1;
     b->start_ns = sf_now_ns();
     b->warm_end_ns = b->start_ns + b->o.warmup_ms * 1000000u;
     b->end_ns = b->warm_end_ns + b->o.duration_ms * 1000000u;
-    if (b->in_caller) {
+    if (in_caller(b)) {
         rc = 0;
         b->w[0].started = 1;
         worker_main(&b->w[0]);
@@ -548,7 +554,7 @@ sf_bench_run(sf_bench *b, sf_bench_result *r, sf_err *err)
 
         if (!w->started)
             continue;
-        if (!b->in_caller)
+        if (!in_caller(b))
             pthread_join(w->thread, NULL);
         sf_bench_stats_merge(&r->st, &w->total);
         if (w->finish_ns > finish)

@@ -63,7 +63,6 @@ struct sf_bench {
     int rep_k;
     uint64_t rep_last_ms;
     sf_bench_stats *rep_st;
-    int in_caller;          /* one worker, run by the thread that called sf_bench_run */
 };
 
 /* A mode: what it is called and its defaults (public through sf_bench_mode_get), and
